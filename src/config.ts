@@ -1,0 +1,121 @@
+// The environment is read here, once, at start-up. Nothing else reads process.env.
+import path from 'node:path';
+import { z } from 'zod';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const ms = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
+
+const postgresUrl = z
+  .string()
+  .trim()
+  .refine(
+    (v) => {
+      try {
+        const u = new URL(v);
+        return (u.protocol === 'postgres:' || u.protocol === 'postgresql:') && u.hostname !== '';
+      } catch {
+        return false;
+      }
+    },
+    // Never echo the value: it usually carries a password.
+    { message: 'must be a postgres:// or postgresql:// URL with a host (value not shown)' },
+  );
+
+/** Every variable the server reads; README's configuration table mirrors this. */
+export const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  DATABASE_URL: postgresUrl.optional(),
+  DATA_DIR: z.string().trim().min(1).default('./data'),
+  HOST: z.string().trim().min(1).default('127.0.0.1'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+  LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
+  /** Whole request, headers and body, must arrive within this. */
+  REQUEST_TIMEOUT_MS: ms(30_000, 1_000, 600_000),
+  /** Idle socket timeout. */
+  CONNECTION_TIMEOUT_MS: ms(60_000, 1_000, 600_000),
+  KEEP_ALIVE_TIMEOUT_MS: ms(72_000, 1_000, 600_000),
+  /** Graceful shutdown deadline: in-flight requests, flush hooks, database. */
+  SHUTDOWN_TIMEOUT_MS: ms(10_000, 1_000, 300_000),
+  /** The health check's database probe gives up after this. */
+  DB_HEALTH_TIMEOUT_MS: ms(2_000, 100, 60_000),
+  DB_CONNECT_TIMEOUT_MS: ms(5_000, 100, 120_000),
+  DB_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+  DB_MIGRATE_ON_START: z
+    .enum(['true', 'false'])
+    .default('true')
+    .transform((v) => v === 'true'),
+  TRUST_PROXY: z
+    .string()
+    .trim()
+    .default('false')
+    .transform((v) => (v === 'true' ? true : v === 'false' ? false : v)),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config {
+  env: Env['NODE_ENV'];
+  /** null: start the embedded PostgreSQL in `dataDir`. */
+  databaseUrl: string | null;
+  dataDir: string;
+  host: string;
+  port: number;
+  log: { level: Env['LOG_LEVEL']; format: Env['LOG_FORMAT'] };
+  timeouts: {
+    requestMs: number;
+    connectionMs: number;
+    keepAliveMs: number;
+    shutdownMs: number;
+    dbHealthMs: number;
+    dbConnectMs: number;
+  };
+  db: { poolMax: number; migrateOnStart: boolean };
+  trustProxy: boolean | string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly issues: string[]) {
+    super(`invalid configuration:\n${issues.map((i) => `  - ${i}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses the environment; throws ConfigError naming each bad variable, never its value. */
+export function loadConfig(source: Record<string, string | undefined>): Config {
+  // Empty strings mean "unset", as in most shells' `VAR= cmd`.
+  const cleaned = Object.fromEntries(
+    Object.keys(envSchema.shape).map((k) => [k, source[k] === '' ? undefined : source[k]]),
+  );
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => {
+        const name = String(i.path[0] ?? '(environment)');
+        // zod's own messages can quote the received value; only enum/number hints are safe.
+        const safe = i.code === 'invalid_value' || i.code === 'too_small' || i.code === 'too_big' || i.code === 'custom';
+        return `${name}: ${safe ? i.message : 'invalid value (not shown)'}`;
+      }),
+    );
+  }
+  const e = parsed.data;
+  return {
+    env: e.NODE_ENV,
+    databaseUrl: e.DATABASE_URL ?? null,
+    dataDir: path.resolve(e.DATA_DIR),
+    host: e.HOST,
+    port: e.PORT,
+    log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
+    timeouts: {
+      requestMs: e.REQUEST_TIMEOUT_MS,
+      connectionMs: e.CONNECTION_TIMEOUT_MS,
+      keepAliveMs: e.KEEP_ALIVE_TIMEOUT_MS,
+      shutdownMs: e.SHUTDOWN_TIMEOUT_MS,
+      dbHealthMs: e.DB_HEALTH_TIMEOUT_MS,
+      dbConnectMs: e.DB_CONNECT_TIMEOUT_MS,
+    },
+    db: { poolMax: e.DB_POOL_MAX, migrateOnStart: e.DB_MIGRATE_ON_START },
+    trustProxy: e.TRUST_PROXY,
+  };
+}

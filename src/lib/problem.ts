@@ -1,0 +1,79 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { FieldError } from './errors.js';
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  406: 'Not Acceptable',
+  408: 'Request Timeout',
+  409: 'Conflict',
+  412: 'Precondition Failed',
+  413: 'Content Too Large',
+  414: 'URI Too Long',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Content',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+/** RFC 9457 problem details, plus JIM's `message`/`validationErrors` so its PowerShell client reads them. */
+export const problemSchema = z
+  .object({
+    type: z.string().describe('URI identifying the problem type'),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    code: z.string().describe('Stable machine-readable error code'),
+    message: z.string().describe('Same text as detail (read by JIM clients)'),
+    instance: z.string().optional(),
+    requestId: z.string().optional(),
+    timestamp: z.string().describe('RFC 3339 UTC time of the error'),
+    errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+    validationErrors: z.record(z.string(), z.array(z.string())).optional(),
+  })
+  .meta({ id: 'Problem', description: 'RFC 9457 problem details' });
+
+export type Problem = z.infer<typeof problemSchema>;
+
+export function buildProblem(
+  status: number,
+  code: string,
+  detail: string,
+  req?: FastifyRequest,
+  errors?: FieldError[],
+): Problem {
+  const problem: Problem = {
+    type: `urn:keyward:problem:${code.toLowerCase().replace(/_/g, '-')}`,
+    title: TITLES[status] ?? (status >= 500 ? 'Server Error' : 'Client Error'),
+    status,
+    detail,
+    code,
+    message: detail,
+    instance: req ? req.url.split('?')[0] : undefined,
+    requestId: req ? String(req.id) : undefined,
+    timestamp: new Date().toISOString(),
+  };
+  if (errors?.length) {
+    problem.errors = errors;
+    problem.validationErrors = {};
+    for (const e of errors) (problem.validationErrors[e.field] ??= []).push(e.message);
+  }
+  return problem;
+}
+
+export function sendProblem(reply: FastifyReply, problem: Problem, headers: Record<string, string> = {}) {
+  return reply
+    .code(problem.status)
+    .headers(headers)
+    .type(PROBLEM_CONTENT_TYPE)
+    .serializer(JSON.stringify)
+    .send(problem);
+}

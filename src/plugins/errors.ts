@@ -1,0 +1,104 @@
+// The one error handler: every error reply, whatever raised it, is application/problem+json.
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import FindMyWay, { type HTTPMethod } from 'find-my-way';
+import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
+import { AppError, type FieldError } from '../lib/errors.js';
+import { buildProblem, sendProblem } from '../lib/problem.js';
+
+/** Fastify's own client errors (by code) mapped to our stable codes. */
+const FRAMEWORK_ERRORS: Record<string, { status: number; code: string; detail: string }> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'PAYLOAD_TOO_LARGE', detail: 'The request body is larger than the limit.' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
+    status: 415,
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+    detail: 'The request body must be application/json.',
+  },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
+    status: 400,
+    code: 'BAD_REQUEST',
+    detail: 'The Content-Length header does not match the body.',
+  },
+  FST_ERR_CTP_EMPTY_JSON_BODY: {
+    status: 400,
+    code: 'MALFORMED_JSON',
+    detail: 'The body is empty but Content-Type is application/json.',
+  },
+  FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'MALFORMED_JSON', detail: 'The request body is not valid JSON.' },
+  FST_ERR_BAD_URL: { status: 400, code: 'BAD_REQUEST', detail: 'The request URL is malformed.' },
+  FST_ERR_ASYNC_CONSTRAINT: { status: 400, code: 'BAD_REQUEST', detail: 'The request could not be routed.' },
+  FST_ERR_CTP_INVALID_TYPE: { status: 400, code: 'BAD_REQUEST', detail: 'The Content-Type header is invalid.' },
+};
+
+const METHODS: HTTPMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+
+function validationFields(err: FastifyError): FieldError[] {
+  const context = (err as { validationContext?: string }).validationContext ?? 'body';
+  return (err.validation ?? []).map((v) => {
+    const path = (v.instancePath ?? '').split('/').filter(Boolean).join('.');
+    return { field: path || context, message: v.message ?? 'is invalid' };
+  });
+}
+
+/** Maps any thrown value to a problem; exported so framework-level handlers share it. */
+export function handleError(error: unknown, req: FastifyRequest, reply: FastifyReply) {
+  const err = error as FastifyError;
+  if (error instanceof AppError) {
+    if (error.status >= 500) req.log.error({ err: error }, error.message);
+    return sendProblem(reply, buildProblem(error.status, error.code, error.message, req, error.extra.errors), error.extra.headers);
+  }
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    const fields = validationFields(err);
+    const where = (err as { validationContext?: string }).validationContext ?? 'request';
+    const detail = `The ${where === 'querystring' ? 'query string' : where} is invalid: ${fields
+      .map((f) => `${f.field}: ${f.message}`)
+      .join('; ')}`;
+    return sendProblem(reply, buildProblem(400, 'VALIDATION_FAILED', detail, req, fields));
+  }
+  const known = err?.code ? FRAMEWORK_ERRORS[err.code] : undefined;
+  if (known) return sendProblem(reply, buildProblem(known.status, known.code, known.detail, req));
+  if (err instanceof SyntaxError && (err as { statusCode?: number }).statusCode === 400) {
+    return sendProblem(reply, buildProblem(400, 'MALFORMED_JSON', 'The request body is not valid JSON.', req));
+  }
+  if (isResponseSerializationError(err)) {
+    req.log.error({ err }, 'response did not match its schema');
+  } else if (typeof err?.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+    // Any other client error fastify raises: keep its status, never its internals.
+    return sendProblem(reply, buildProblem(err.statusCode, 'BAD_REQUEST', 'The request could not be processed.', req));
+  } else {
+    req.log.error({ err }, 'unhandled error');
+  }
+  return sendProblem(reply, buildProblem(500, 'INTERNAL_ERROR', 'An unexpected error occurred.', req));
+}
+
+async function errorsPlugin(app: FastifyInstance) {
+  // A shadow router of every registered route, consulted only on a 404 to tell "no such
+  // resource" from "resource exists, wrong method" (405 with Allow).
+  const shadow = FindMyWay({ ignoreTrailingSlash: false });
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const m of methods) {
+      try {
+        shadow.on(m as HTTPMethod, route.url, () => {});
+      } catch {
+        // duplicate (HEAD from exposeHeadRoutes); already known
+      }
+    }
+  });
+
+  app.setErrorHandler(handleError);
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0];
+    const allowed = METHODS.filter((m) => shadow.find(m, path));
+    if (allowed.length) {
+      return sendProblem(
+        reply,
+        buildProblem(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed here; use ${allowed.join(', ')}.`, req),
+        { allow: allowed.join(', ') },
+      );
+    }
+    return sendProblem(reply, buildProblem(404, 'NOT_FOUND', `No route for ${req.method} ${path}.`, req));
+  });
+}
+
+export default fp(errorsPlugin, { name: 'errors', fastify: '5.x' });

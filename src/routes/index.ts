@@ -1,0 +1,8 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { Config } from '../config.js';
+import { healthRoutes } from './health.js';
+
+/** Every API route; mounted at /api/v1 and again, hidden from OpenAPI, at /api. */
+export const apiRoutes: FastifyPluginAsyncZod<{ config: Config }> = async (app, { config }) => {
+  await app.register(healthRoutes, { dbHealthMs: config.timeouts.dbHealthMs });
+};
