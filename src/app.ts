@@ -47,11 +47,23 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     frameworkErrors: (err, req, reply) => handleError(err, req, reply),
   }).withTypeProvider<ZodTypeProvider>();
 
+  // JSON only: fastify's built-in text/plain parser would hand handlers a string body.
+  app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
+  });
+
+  // While shutting down, a keep-alive connection would outlive its last response and hold
+  // close() until the keep-alive timeout: tell in-flight clients to hang up after this reply.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_req, reply) => {
+    if (closing) reply.header('connection', 'close');
   });
 
   await app.register(errorsPlugin);

@@ -92,7 +92,11 @@ async function stopOrphan(clusterDir: string, log: EmbeddedLog): Promise<void> {
  * 127.0.0.1 only (TCP, no Unix socket) on a free port, with a generated password kept in
  * `<dataDir>/postgres-password`. As root, PostgreSQL runs as the `postgres` OS user.
  */
-export async function startEmbeddedPostgres(dataDir: string, log: EmbeddedLog): Promise<EmbeddedDatabase> {
+export async function startEmbeddedPostgres(
+  dataDir: string,
+  log: EmbeddedLog,
+  opts: { port?: number } = {},
+): Promise<EmbeddedDatabase> {
   await mkdir(dataDir, { recursive: true, mode: 0o711 });
   const clusterDir = path.join(dataDir, 'postgres');
   const asRoot = userInfo().uid === 0;
@@ -107,7 +111,7 @@ export async function startEmbeddedPostgres(dataDir: string, log: EmbeddedLog): 
   if (initialised) await stopOrphan(clusterDir, log);
 
   const logLines: string[] = [];
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const EmbeddedPostgres = await importEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: clusterDir,

@@ -25,6 +25,7 @@ const FRAMEWORK_ERRORS: Record<string, { status: number; code: string; detail: s
     detail: 'The body is empty but Content-Type is application/json.',
   },
   FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'MALFORMED_JSON', detail: 'The request body is not valid JSON.' },
+  FST_ERR_MAX_PARAM_LENGTH: { status: 414, code: 'URI_TOO_LONG', detail: 'A path segment of the URL is too long.' },
   FST_ERR_BAD_URL: { status: 400, code: 'BAD_REQUEST', detail: 'The request URL is malformed.' },
   FST_ERR_ASYNC_CONSTRAINT: { status: 400, code: 'BAD_REQUEST', detail: 'The request could not be routed.' },
   FST_ERR_CTP_INVALID_TYPE: { status: 400, code: 'BAD_REQUEST', detail: 'The Content-Type header is invalid.' },
@@ -43,6 +44,8 @@ function validationFields(err: FastifyError): FieldError[] {
 /** Maps any thrown value to a problem; exported so framework-level handlers share it. */
 export function handleError(error: unknown, req: FastifyRequest, reply: FastifyReply) {
   const err = error as FastifyError;
+  // Framework errors (bad URL, over-long segment) arrive before any hook has run.
+  reply.header('x-request-id', req.id);
   if (error instanceof AppError) {
     if (error.status >= 500) req.log.error({ err: error }, error.message);
     return sendProblem(reply, buildProblem(error.status, error.code, error.message, req, error.extra.errors), error.extra.headers);

@@ -1,0 +1,100 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+
+function configError(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('configuration', () => {
+  it('has sane defaults, including finite timeouts', () => {
+    const c = loadConfig({});
+    expect(c.host).toBe('127.0.0.1');
+    expect(c.port).toBe(3000);
+    expect(c.databaseUrl).toBeNull();
+    expect(c.dataDir).toBe(path.resolve('./data'));
+    expect(c.log.level).toBe('info');
+    expect(c.timeouts.requestMs).toBe(30_000);
+    expect(c.timeouts.connectionMs).toBe(60_000);
+    expect(c.timeouts.shutdownMs).toBe(10_000);
+    expect(c.timeouts.dbHealthMs).toBe(2_000);
+    expect(c.db.migrateOnStart).toBe(true);
+  });
+
+  it('parses every variable', () => {
+    const c = loadConfig({
+      DATABASE_URL: 'postgresql://u:p@db.example:5433/keys',
+      HOST: '0.0.0.0',
+      PORT: '8080',
+      LOG_LEVEL: 'debug',
+      DATA_DIR: '/var/lib/keyward',
+      REQUEST_TIMEOUT_MS: '5000',
+      DB_MIGRATE_ON_START: 'false',
+    });
+    expect(c).toMatchObject({
+      databaseUrl: 'postgresql://u:p@db.example:5433/keys',
+      host: '0.0.0.0',
+      port: 8080,
+      dataDir: '/var/lib/keyward',
+      log: { level: 'debug' },
+      timeouts: { requestMs: 5000 },
+      db: { migrateOnStart: false },
+    });
+  });
+
+  it('treats an empty variable as unset', () => {
+    expect(loadConfig({ DATABASE_URL: '', PORT: '' })).toMatchObject({ databaseUrl: null, port: 3000 });
+  });
+
+  it.each([
+    ['PORT', 'eighty'],
+    ['PORT', '70000'],
+    ['LOG_LEVEL', 'loud'],
+    ['REQUEST_TIMEOUT_MS', '0'],
+    ['DB_MIGRATE_ON_START', 'yes'],
+    ['NODE_ENV', 'staging'],
+  ])('rejects %s=%s, naming the variable', (name, value) => {
+    const err = configError({ [name]: value });
+    expect(err.message).toContain(`${name}:`);
+    expect(err.issues).toHaveLength(1);
+  });
+
+  it('reports every bad variable at once', () => {
+    const err = configError({ PORT: '-1', LOG_LEVEL: 'x' });
+    expect(err.issues.map((i) => i.split(':')[0]).sort()).toEqual(['LOG_LEVEL', 'PORT']);
+  });
+
+  it.each([
+    'mysql://admin:hunter2secret@db:3306/x',
+    'not a url with hunter2secret',
+    'postgresql://admin:hunter2secret@/nohost',
+  ])('names DATABASE_URL but never echoes it (%#)', (value) => {
+    const err = configError({ DATABASE_URL: value });
+    expect(err.message).toContain('DATABASE_URL');
+    expect(err.message).not.toContain('hunter2secret');
+    expect(err.message).not.toContain('admin');
+  });
+
+  it('stops the real server at start-up with a readable message and no secret', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, DATABASE_URL: 'mysql://root:topsecretpw@db/x', PORT: 'http' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('invalid configuration');
+    expect(r.stderr).toContain('DATABASE_URL');
+    expect(r.stderr).toContain('PORT');
+    expect(r.stderr + r.stdout).not.toContain('topsecretpw');
+  });
+});

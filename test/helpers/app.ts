@@ -1,0 +1,47 @@
+// Builds the real app, on this test file's own database, exactly as server.ts does.
+import { Writable } from 'node:stream';
+import { afterAll, inject } from 'vitest';
+import { buildApp, type App } from '../../src/app.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import { createDatabase } from './databases.js';
+
+let fileDb: Promise<{ name: string; url: string; drop(): Promise<void> }> | undefined;
+const apps: App[] = [];
+
+/** One database per test file, cloned from the migrated template. */
+export function testDatabase() {
+  if (!fileDb) {
+    fileDb = createDatabase(inject('pgAdminUrl'), { template: inject('pgTemplate') });
+    afterAll(async () => {
+      await Promise.allSettled(apps.map((a) => a.close()));
+      await (await fileDb!).drop();
+    });
+  }
+  return fileDb;
+}
+
+export function testConfig(env: Record<string, string> = {}, databaseUrl?: string): Config {
+  return loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', DATABASE_URL: databaseUrl, ...env });
+}
+
+export async function buildTestApp(
+  opts: { env?: Record<string, string>; logStream?: Writable; databaseUrl?: string; ready?: boolean } = {},
+): Promise<App> {
+  const url = opts.databaseUrl ?? (await testDatabase()).url;
+  const app = await buildApp(testConfig(opts.env, url), { logStream: opts.logStream });
+  apps.push(app);
+  if (opts.ready !== false) await app.ready();
+  return app;
+}
+
+/** A writable that keeps every log line, parsed. */
+export function captureLogs() {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(...String(chunk).split('\n').filter(Boolean));
+      cb();
+    },
+  });
+  return { stream, lines, text: () => lines.join('\n'), records: () => lines.map((l) => JSON.parse(l)) };
+}
