@@ -34,7 +34,7 @@ export const envSchema = z.object({
   /** Whole request, headers and body, must arrive within this. */
   REQUEST_TIMEOUT_MS: ms(30_000, 1_000, 600_000),
   /** Idle socket timeout. */
-  CONNECTION_TIMEOUT_MS: ms(60_000, 1_000, 600_000),
+  CONNECTION_TIMEOUT_MS: ms(90_000, 1_000, 600_000),
   KEEP_ALIVE_TIMEOUT_MS: ms(72_000, 1_000, 600_000),
   /** Graceful shutdown deadline: in-flight requests, flush hooks, database. */
   SHUTDOWN_TIMEOUT_MS: ms(10_000, 1_000, 300_000),

@@ -24,7 +24,7 @@ describe('configuration', () => {
     expect(c.dataDir).toBe(path.resolve('./data'));
     expect(c.log.level).toBe('info');
     expect(c.timeouts.requestMs).toBe(30_000);
-    expect(c.timeouts.connectionMs).toBe(60_000);
+    expect(c.timeouts.connectionMs).toBe(90_000);
     expect(c.timeouts.shutdownMs).toBe(10_000);
     expect(c.timeouts.dbHealthMs).toBe(2_000);
     expect(c.db.migrateOnStart).toBe(true);
