@@ -14,6 +14,7 @@ import errorsPlugin, { handleError } from './plugins/errors.js';
 import lifecyclePlugin from './plugins/lifecycle.js';
 import openapiPlugin from './plugins/openapi.js';
 import prismaPlugin from './plugins/prisma.js';
+import servicesPlugin from './plugins/services.js';
 import { apiRoutes } from './routes/index.js';
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
@@ -71,6 +72,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(databasePlugin, { config });
   await app.register(prismaPlugin, { config });
   await app.register(lifecyclePlugin, { deadlineMs: config.timeouts.shutdownMs });
+  await app.register(servicesPlugin, { config });
+  app.decorateRequest('principal', null);
 
   await app.register(apiRoutes, { prefix: '/api/v1', config });
   await app.register(

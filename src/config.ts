@@ -46,6 +46,14 @@ export const envSchema = z.object({
     .enum(['true', 'false'])
     .default('true')
     .transform((v) => v === 'true'),
+  /** As JIM: bootstraps an Administrator key with this secret, valid for 24 h. Never logged. */
+  JIM_INFRASTRUCTURE_API_KEY: z.string().optional(),
+  /** argon2id cost; values below OWASP's minimum (19456 KiB, t=2, p=1) only with NODE_ENV=test. */
+  ARGON2_MEMORY_KIB: z.coerce.number().int().min(8).max(4_194_304).default(19_456),
+  ARGON2_TIME_COST: z.coerce.number().int().min(1).max(100).default(2),
+  ARGON2_PARALLELISM: z.coerce.number().int().min(1).max(64).default(1),
+  /** How often batched lastUsedAt writes are flushed. */
+  LAST_USED_FLUSH_MS: ms(5_000, 100, 600_000),
   TRUST_PROXY: z
     .string()
     .trim()
@@ -54,6 +62,8 @@ export const envSchema = z.object({
 });
 
 export type Env = z.infer<typeof envSchema>;
+
+export const ARGON2_MINIMUM = { memoryKib: 19_456, timeCost: 2, parallelism: 1 };
 
 export interface Config {
   env: Env['NODE_ENV'];
@@ -73,6 +83,10 @@ export interface Config {
   };
   db: { poolMax: number; migrateOnStart: boolean };
   trustProxy: boolean | string;
+  /** The raw JIM_INFRASTRUCTURE_API_KEY (a secret), validated by the bootstrap. */
+  infrastructureKey: string | null;
+  argon2: { memoryKib: number; timeCost: number; parallelism: number };
+  lastUsedFlushMs: number;
 }
 
 export class ConfigError extends Error {
@@ -100,6 +114,12 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     );
   }
   const e = parsed.data;
+  if (e.NODE_ENV !== 'test') {
+    const weak: string[] = [];
+    if (e.ARGON2_MEMORY_KIB < ARGON2_MINIMUM.memoryKib) weak.push(`ARGON2_MEMORY_KIB: must be at least ${ARGON2_MINIMUM.memoryKib}`);
+    if (e.ARGON2_TIME_COST < ARGON2_MINIMUM.timeCost) weak.push(`ARGON2_TIME_COST: must be at least ${ARGON2_MINIMUM.timeCost}`);
+    if (weak.length) throw new ConfigError(weak.map((w) => `${w} (lower values are allowed only with NODE_ENV=test)`));
+  }
   return {
     env: e.NODE_ENV,
     databaseUrl: e.DATABASE_URL ?? null,
@@ -117,5 +137,8 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     },
     db: { poolMax: e.DB_POOL_MAX, migrateOnStart: e.DB_MIGRATE_ON_START },
     trustProxy: e.TRUST_PROXY,
+    infrastructureKey: e.JIM_INFRASTRUCTURE_API_KEY ?? null,
+    argon2: { memoryKib: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
+    lastUsedFlushMs: e.LAST_USED_FLUSH_MS,
   };
 }

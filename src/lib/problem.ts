@@ -77,3 +77,21 @@ export function sendProblem(reply: FastifyReply, problem: Problem, headers: Reco
     .serializer(JSON.stringify)
     .send(problem);
 }
+
+const PROBLEM_DESCRIPTIONS: Record<number, string> = {
+  400: 'Invalid request (problem details list each field)',
+  401: 'No key, or an invalid, disabled or expired key (UNAUTHENTICATED, API_KEY_INVALID, API_KEY_DISABLED, API_KEY_EXPIRED)',
+  403: 'The key lacks a permission this needs (FORBIDDEN)',
+  404: 'No key with this id (API_KEY_NOT_FOUND)',
+  412: 'If-Match does not match the current ETag (PRECONDITION_FAILED)',
+};
+
+/** OpenAPI responses for the given error statuses, as application/problem+json. */
+export function problemResponses(...statuses: number[]) {
+  return Object.fromEntries(
+    statuses.map((s) => [
+      s,
+      { description: PROBLEM_DESCRIPTIONS[s] ?? TITLES[s] ?? 'Error', content: { [PROBLEM_CONTENT_TYPE]: { schema: problemSchema } } },
+    ]),
+  ) as Record<number, { description: string; content: Record<string, { schema: typeof problemSchema }> }>;
+}

@@ -22,7 +22,12 @@ async function openapiPlugin(app: FastifyInstance) {
           BearerAuth: { type: 'http', scheme: 'bearer', description: 'The same API key as a bearer token' },
         },
       },
-      tags: [{ name: 'health', description: 'Service health' }],
+      tags: [
+        { name: 'apikeys', description: 'The API key lifecycle (JIM-compatible)' },
+        { name: 'identity', description: 'The calling key' },
+        { name: 'roles', description: 'Built-in roles' },
+        { name: 'health', description: 'Service health' },
+      ],
     },
     transform: jsonSchemaTransform,
     transformObject: jsonSchemaTransformObject,

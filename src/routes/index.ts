@@ -1,8 +1,12 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Config } from '../config.js';
+import { apiKeyRoutes } from './api-keys.js';
 import { healthRoutes } from './health.js';
+import { identityRoutes } from './identity.js';
 
 /** Every API route; mounted at /api/v1 and again, hidden from OpenAPI, at /api. */
 export const apiRoutes: FastifyPluginAsyncZod<{ config: Config }> = async (app, { config }) => {
   await app.register(healthRoutes, { dbHealthMs: config.timeouts.dbHealthMs });
+  await app.register(identityRoutes);
+  await app.register(apiKeyRoutes);
 };

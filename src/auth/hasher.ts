@@ -1,0 +1,29 @@
+import argon2 from 'argon2';
+import type { Config } from '../config.js';
+
+export interface KeyHasher {
+  hash(secret: string): Promise<string>;
+  verify(hash: string, secret: string): Promise<boolean>;
+  /** True when the hash was made with other parameters than the configured ones. */
+  needsRehash(hash: string): boolean;
+}
+
+export function createKeyHasher(params: Config['argon2']): KeyHasher {
+  const options = {
+    type: argon2.argon2id,
+    memoryCost: params.memoryKib,
+    timeCost: params.timeCost,
+    parallelism: params.parallelism,
+  } as const;
+  return {
+    hash: (secret) => argon2.hash(secret, options),
+    async verify(hash, secret) {
+      try {
+        return await argon2.verify(hash, secret);
+      } catch {
+        return false; // a corrupt stored hash never authenticates
+      }
+    },
+    needsRehash: (hash) => argon2.needsRehash(hash, options),
+  };
+}

@@ -1,0 +1,115 @@
+import { z } from 'zod';
+import { PERMISSIONS } from '../auth/permissions.js';
+import { text } from './text.js';
+
+export const name = text({ min: 1, max: 200, trim: true, label: 'name' });
+export const description = text({ max: 1000, multiline: true, label: 'description' }).nullable();
+export const changeReason = text({ max: 1000, multiline: true, label: 'changeReason' }).nullable();
+export const roleIds = z
+  .array(z.number().int().positive().max(2_147_483_647))
+  .max(100)
+  .refine((ids) => new Set(ids).size === ids.length, { message: 'roleIds must not repeat an id' })
+  .describe('Ids of the roles the key holds; replaces all assignments');
+/** RFC 3339 with an offset; any number of fractional digits (JIM sends seven). */
+export const timestamp = z.iso.datetime({ offset: true });
+export const expiresAt = timestamp.nullable().describe('RFC 3339 date-time with offset, or null for no expiry');
+
+export const idParams = z.object({ id: z.uuid().describe('The key id') });
+
+export const createBody = z
+  .strictObject({
+    name,
+    description: description.optional(),
+    roleIds: roleIds.optional(),
+    isEnabled: z.boolean().optional(),
+    expiresAt: expiresAt.optional(),
+    changeReason: changeReason.optional(),
+  })
+  .meta({ id: 'CreateApiKeyRequest', description: 'New-JIMApiKey body. Unknown fields are rejected.' });
+
+export const replaceBody = z
+  .strictObject({
+    name,
+    description: description.optional(),
+    roleIds,
+    isEnabled: z.boolean(),
+    expiresAt: expiresAt.optional(),
+    changeReason: changeReason.optional(),
+  })
+  .meta({
+    id: 'ReplaceApiKeyRequest',
+    description: 'Full replacement, as Set-JIMApiKey sends it: an absent description or expiresAt means null.',
+  });
+
+export const patchBody = z
+  .strictObject({
+    name: name.optional(),
+    description: description.optional(),
+    roleIds: roleIds.optional(),
+    isEnabled: z.boolean().optional(),
+    expiresAt: expiresAt.optional(),
+    changeReason: changeReason.optional(),
+  })
+  .meta({ id: 'PatchApiKeyRequest', description: 'Absent fields stay unchanged; expiresAt: null removes the expiry.' });
+
+export const listQuery = z.strictObject({
+  name: z
+    .string()
+    .max(200)
+    .optional()
+    .describe('Name filter: `*` any run, `?` one character, case-insensitive, everything else literal'),
+  isEnabled: z.enum(['true', 'false']).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional().describe('Page size; without it every match is returned (up to 10,000)'),
+  cursor: z.string().max(1000).optional().describe('Opaque cursor from a previous page'),
+});
+
+export const deleteQuery = z.strictObject({ changeReason: changeReason.unwrap().optional() });
+
+export const roleRef = z.object({ id: z.number().int(), name: z.string() }).meta({ id: 'RoleRef' });
+
+export const apiKeySchema = z
+  .object({
+    id: z.uuid(),
+    name: z.string(),
+    description: z.string().nullable(),
+    keyPrefix: z.string().describe('The first 16 characters of the key, stored in clear to find it'),
+    roles: z.array(roleRef),
+    isEnabled: z.boolean(),
+    isInfrastructureKey: z.boolean(),
+    expiresAt: z.string().nullable(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+    lastUsedAt: z.string().nullable(),
+    lastUsedFromIp: z.string().nullable(),
+  })
+  .meta({ id: 'ApiKey' });
+
+export const createdApiKeySchema = apiKeySchema
+  .extend({ key: z.string().describe('The full secret. Shown in this response only: store it now.') })
+  .meta({ id: 'CreatedApiKey' });
+
+export const roleSchema = z
+  .object({
+    id: z.number().int(),
+    name: z.string(),
+    builtIn: z.boolean(),
+    permissions: z.array(z.enum(PERMISSIONS)),
+  })
+  .meta({ id: 'Role' });
+
+export const userInfoSchema = z
+  .object({
+    id: z.uuid(),
+    name: z.string(),
+    keyPrefix: z.string(),
+    roles: z.array(roleRef),
+    permissions: z.array(z.string()),
+    authMethod: z.literal('api_key'),
+  })
+  .meta({ id: 'UserInfo' });
+
+export type ApiKeyView = z.infer<typeof apiKeySchema>;
+export type CreateInput = z.infer<typeof createBody>;
+export type ReplaceInput = z.infer<typeof replaceBody>;
+export type PatchInput = z.infer<typeof patchBody>;
+export type RoleView = z.infer<typeof roleSchema>;

@@ -1,0 +1,296 @@
+// The API key lifecycle. Every change runs in one transaction with its history row; the row is
+// locked first, so concurrent changes of one key apply one after the other.
+import { randomUUID } from 'node:crypto';
+import type { FastifyBaseLogger } from 'fastify';
+import { generateKey, keyPrefixOf } from '../auth/key-format.js';
+import type { KeyHasher } from '../auth/hasher.js';
+import { covers, effectivePermissions } from '../auth/permissions.js';
+import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
+import { AppError, NotFoundError, ValidationError } from '../lib/errors.js';
+import type { ApiKeyView, CreateInput, PatchInput, ReplaceInput } from '../schemas/api-keys.js';
+import { decodeCursor, encodeCursor, wildcardToLike } from './paging.js';
+
+export const UNPAGED_CAP = 10_000;
+
+export interface Actor {
+  type: 'apiKey' | 'system';
+  id: string | null;
+  name: string | null;
+  /** Effective permissions ("*" included when held); the escalation guard compares against them. */
+  permissions: Set<string>;
+}
+
+export const SYSTEM_ACTOR: Actor = { type: 'system', id: null, name: 'system', permissions: new Set(['*']) };
+
+type Tx = Prisma.TransactionClient;
+
+const keyInclude = { roles: { include: { role: true }, orderBy: { roleId: 'asc' } } } as const;
+type KeyRow = Prisma.ApiKeyGetPayload<{ include: typeof keyInclude }>;
+
+export function toView(row: KeyRow): ApiKeyView {
+  return {
+    id: row.id,
+    name: row.name,
+    description: row.description,
+    keyPrefix: row.keyPrefix,
+    roles: row.roles.map((r) => ({ id: r.role.id, name: r.role.name })),
+    isEnabled: row.isEnabled,
+    isInfrastructureKey: row.isInfrastructureKey,
+    expiresAt: row.expiresAt?.toISOString() ?? null,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+    lastUsedAt: row.lastUsedAt?.toISOString() ?? null,
+    lastUsedFromIp: row.lastUsedFromIp,
+  };
+}
+
+export const etagOf = (row: { id: string; version: number }) => `"${row.version}"`;
+
+function snapshot(view: ApiKeyView) {
+  const { name, description, keyPrefix, roles, isEnabled, isInfrastructureKey, expiresAt } = view;
+  return { name, description, keyPrefix, roles, isEnabled, isInfrastructureKey, expiresAt };
+}
+
+export class PreconditionFailedError extends AppError {
+  constructor() {
+    super(412, 'PRECONDITION_FAILED', 'The key has changed since it was read (If-Match does not match its ETag).');
+  }
+}
+
+export class ForbiddenError extends AppError {
+  constructor(message: string) {
+    super(403, 'FORBIDDEN', message);
+  }
+}
+
+function matchesIfMatch(ifMatch: string | undefined, etag: string): boolean {
+  if (ifMatch === undefined) return true;
+  return ifMatch
+    .split(',')
+    .map((t) => t.trim().replace(/^W\//, ''))
+    .some((t) => t === '*' || t === etag);
+}
+
+export interface ListOptions {
+  name?: string;
+  isEnabled?: boolean;
+  limit?: number;
+  cursor?: string;
+}
+
+export function createApiKeyService(deps: {
+  prisma: PrismaClient;
+  hasher: KeyHasher;
+  log: FastifyBaseLogger;
+  now?: () => Date;
+}) {
+  const { prisma, hasher } = deps;
+  const now = deps.now ?? (() => new Date());
+
+  async function rolesById(tx: Tx | PrismaClient, ids: number[]) {
+    if (!ids.length) return new Map<number, { id: number; name: string; permissions: string[] }>();
+    const roles = await tx.role.findMany({ where: { id: { in: ids } } });
+    return new Map(roles.map((r) => [r.id, r]));
+  }
+
+  async function requireRoles(tx: Tx, ids: number[]) {
+    const found = await rolesById(tx, ids);
+    const missing = ids.filter((id) => !found.has(id));
+    if (missing.length) {
+      throw new ValidationError(
+        [{ field: 'roleIds', message: `unknown role id${missing.length > 1 ? 's' : ''}: ${missing.join(', ')}` }],
+        `One or more role IDs are invalid: ${missing.join(', ')}.`,
+      );
+    }
+    return effectivePermissions([...found.values()].map((r) => r.permissions));
+  }
+
+  /** The escalation guard: a caller may only touch keys whose permissions are within its own. */
+  function guard(actor: Actor, needed: Set<string>, what: string) {
+    if (!covers(actor.permissions, needed)) {
+      throw new ForbiddenError(`You cannot ${what}: it would hold permissions your key does not have.`);
+    }
+  }
+
+  async function writeHistory(tx: Tx, keyId: string, version: number, operation: string, actor: Actor, reason: string | null | undefined, view: ApiKeyView) {
+    await tx.apiKeyChange.create({
+      data: {
+        apiKeyId: keyId,
+        version,
+        operation,
+        actorType: actor.type,
+        actorId: actor.id,
+        actorName: actor.name,
+        changeReason: reason ?? null,
+        snapshot: snapshot(view),
+      },
+    });
+  }
+
+  /** Locks the row for the rest of the transaction, then reads it. */
+  async function lockKey(tx: Tx, id: string): Promise<KeyRow> {
+    const locked = await tx.$queryRaw<Array<{ id: string }>>`SELECT id FROM api_keys WHERE id = ${id}::uuid FOR UPDATE`;
+    if (!locked.length) throw new NotFoundError('API key not found.', 'API_KEY_NOT_FOUND');
+    return tx.apiKey.findUniqueOrThrow({ where: { id }, include: keyInclude });
+  }
+
+  async function applyUpdate(
+    actor: Actor,
+    id: string,
+    ifMatch: string | undefined,
+    next: (current: KeyRow) => {
+      name: string;
+      description: string | null;
+      roleIds: number[];
+      isEnabled: boolean;
+      expiresAt: Date | null;
+    },
+    reason: string | null | undefined,
+  ) {
+    return prisma.$transaction(async (tx) => {
+      const current = await lockKey(tx, id);
+      if (!matchesIfMatch(ifMatch, etagOf(current))) throw new PreconditionFailedError();
+      const currentPerms = effectivePermissions(current.roles.map((r) => r.role.permissions));
+      guard(actor, currentPerms, 'change this key');
+      const target = next(current);
+      const targetPerms = await requireRoles(tx, target.roleIds);
+      guard(actor, targetPerms, 'give this key those roles');
+
+      const version = current.version + 1;
+      const row = await tx.apiKey.update({
+        where: { id },
+        data: {
+          name: target.name,
+          description: target.description,
+          isEnabled: target.isEnabled,
+          expiresAt: target.expiresAt,
+          updatedAt: now(),
+          version,
+          roles: { deleteMany: {}, create: target.roleIds.map((roleId) => ({ roleId })) },
+        },
+        include: keyInclude,
+      });
+      const view = toView(row);
+      await writeHistory(tx, id, version, 'update', actor, reason, view);
+      return { key: view, etag: etagOf(row) };
+    });
+  }
+
+  return {
+    async list(opts: ListOptions): Promise<{ items: ApiKeyView[]; next: string | null }> {
+      const limit = opts.limit ?? UNPAGED_CAP;
+      const after = opts.cursor !== undefined ? decodeCursor(opts.cursor) : null;
+      const where: Prisma.Sql[] = [];
+      if (opts.name !== undefined) where.push(Prisma.sql`lower(name) LIKE lower(${wildcardToLike(opts.name)}) ESCAPE '\\'`);
+      if (opts.isEnabled !== undefined) where.push(Prisma.sql`is_enabled = ${opts.isEnabled}`);
+      if (after) where.push(Prisma.sql`(lower(name) COLLATE "C", id) > (${after.name} COLLATE "C", ${after.id}::uuid)`);
+      const rows = await prisma.$queryRaw<Array<{ id: string; sort_name: string }>>`
+        SELECT id, lower(name) AS sort_name FROM api_keys
+        ${where.length ? Prisma.sql`WHERE ${Prisma.join(where, ' AND ')}` : Prisma.empty}
+        ORDER BY lower(name) COLLATE "C", id
+        LIMIT ${limit + 1}`;
+      const page = rows.slice(0, limit);
+      const full = await prisma.apiKey.findMany({ where: { id: { in: page.map((r) => r.id) } }, include: keyInclude });
+      const byId = new Map(full.map((r) => [r.id, r]));
+      const items = page.map((r) => byId.get(r.id)).filter((r): r is KeyRow => !!r).map(toView);
+      const last = page.at(-1);
+      const next = rows.length > limit && opts.limit !== undefined && last ? encodeCursor({ name: last.sort_name, id: last.id }) : null;
+      return { items, next };
+    },
+
+    async get(id: string) {
+      const row = await prisma.apiKey.findUnique({ where: { id }, include: keyInclude });
+      if (!row) throw new NotFoundError('API key not found.', 'API_KEY_NOT_FOUND');
+      return { key: toView(row), etag: etagOf(row) };
+    },
+
+    async create(
+      actor: Actor,
+      input: CreateInput,
+      extra: { secret?: string; isInfrastructureKey?: boolean; tx?: Tx } = {},
+    ) {
+      const at = now();
+      if (input.expiresAt && new Date(input.expiresAt).getTime() <= at.getTime()) {
+        throw new ValidationError([{ field: 'expiresAt', message: 'expiresAt must be in the future' }]);
+      }
+      const secret = extra.secret ?? generateKey();
+      const hash = await hasher.hash(secret); // before the transaction: argon2 is slow
+      const roleIds = input.roleIds ?? [];
+      const inTx = async (tx: Tx) => {
+        guard(actor, await requireRoles(tx, roleIds), 'create a key with those roles');
+        const row = await tx.apiKey.create({
+          data: {
+            id: randomUUID(),
+            name: input.name,
+            description: input.description ?? null,
+            keyPrefix: keyPrefixOf(secret),
+            hash,
+            isEnabled: input.isEnabled ?? true,
+            isInfrastructureKey: extra.isInfrastructureKey ?? false,
+            expiresAt: input.expiresAt ? new Date(input.expiresAt) : null,
+            createdAt: at,
+            updatedAt: at,
+            version: 1,
+            roles: { create: roleIds.map((roleId) => ({ roleId })) },
+          },
+          include: keyInclude,
+        });
+        const view = toView(row);
+        await writeHistory(tx, row.id, 1, 'create', actor, input.changeReason, view);
+        return { key: view, secret, etag: etagOf(row) };
+      };
+      return extra.tx ? inTx(extra.tx) : prisma.$transaction(inTx);
+    },
+
+    replace(actor: Actor, id: string, input: ReplaceInput, ifMatch?: string) {
+      return applyUpdate(
+        actor,
+        id,
+        ifMatch,
+        () => ({
+          name: input.name,
+          description: input.description ?? null,
+          roleIds: input.roleIds,
+          isEnabled: input.isEnabled,
+          expiresAt: input.expiresAt ? new Date(input.expiresAt) : null,
+        }),
+        input.changeReason,
+      );
+    },
+
+    patch(actor: Actor, id: string, input: PatchInput, ifMatch?: string) {
+      return applyUpdate(
+        actor,
+        id,
+        ifMatch,
+        (current) => ({
+          name: input.name ?? current.name,
+          description: input.description !== undefined ? input.description : current.description,
+          roleIds: input.roleIds ?? current.roles.map((r) => r.roleId),
+          isEnabled: input.isEnabled ?? current.isEnabled,
+          expiresAt: input.expiresAt !== undefined ? (input.expiresAt ? new Date(input.expiresAt) : null) : current.expiresAt,
+        }),
+        input.changeReason,
+      );
+    },
+
+    /** Deletes the key; returns what it was (read under the same lock). */
+    remove(actor: Actor, id: string, reason: string | undefined): Promise<ApiKeyView> {
+      return prisma.$transaction(async (tx) => {
+        const current = await lockKey(tx, id);
+        guard(actor, effectivePermissions(current.roles.map((r) => r.role.permissions)), 'delete this key');
+        const view = toView(current);
+        await tx.apiKey.delete({ where: { id } });
+        await writeHistory(tx, id, current.version + 1, 'delete', actor, reason, view);
+        return view;
+      });
+    },
+
+    async roles() {
+      const roles = await prisma.role.findMany({ orderBy: { id: 'asc' } });
+      return roles.map((r) => ({ id: r.id, name: r.name, builtIn: r.builtIn, permissions: r.permissions }));
+    },
+  };
+}
+
+export type ApiKeyService = ReturnType<typeof createApiKeyService>;

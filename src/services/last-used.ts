@@ -1,0 +1,69 @@
+// lastUsedAt / lastUsedFromIp, off the request path: at most one write per key per 30 s,
+// batched, flushed on an interval and at shutdown. The conditional UPDATE keeps it correct when
+// many instances write, and never touches updatedAt or the row version.
+import type { FastifyBaseLogger } from 'fastify';
+import type { PrismaClient } from '../generated/prisma/client.js';
+
+export const LAST_USED_THROTTLE_MS = 30_000;
+
+export function createLastUsedRecorder(deps: {
+  prisma: PrismaClient;
+  log: FastifyBaseLogger;
+  flushEveryMs: number;
+  now?: () => Date;
+}) {
+  const { prisma, log } = deps;
+  const now = deps.now ?? (() => new Date());
+  const recorded = new Map<string, number>(); // key id → when we last queued a write for it
+  let pending = new Map<string, { at: Date; ip: string }>();
+  let timer: NodeJS.Timeout | undefined;
+  let flushing: Promise<void> = Promise.resolve();
+
+  async function writeBatch(batch: Map<string, { at: Date; ip: string }>) {
+    if (!batch.size) return;
+    const ids = [...batch.keys()];
+    const ats = ids.map((id) => batch.get(id)!.at.toISOString());
+    const ips = ids.map((id) => batch.get(id)!.ip);
+    const throttle = `${LAST_USED_THROTTLE_MS} milliseconds`;
+    await prisma.$executeRaw`
+      UPDATE api_keys AS k SET last_used_at = v.at, last_used_from_ip = v.ip
+      FROM unnest(${ids}::uuid[], ${ats}::timestamptz[], ${ips}::text[]) AS v(id, at, ip)
+      WHERE k.id = v.id AND (k.last_used_at IS NULL OR k.last_used_at < v.at - ${throttle}::interval)`;
+  }
+
+  function flush(): Promise<void> {
+    const batch = pending;
+    pending = new Map();
+    const cutoff = now().getTime() - LAST_USED_THROTTLE_MS;
+    for (const [id, at] of recorded) if (at < cutoff) recorded.delete(id);
+    flushing = flushing.then(() =>
+      writeBatch(batch).catch((err) => {
+        log.warn({ err, keys: batch.size }, 'could not record lastUsedAt; will retry');
+        for (const [id, v] of batch) if (!pending.has(id)) pending.set(id, v);
+      }),
+    );
+    return flushing;
+  }
+
+  return {
+    touch(id: string, ip: string) {
+      const t = now();
+      const last = recorded.get(id);
+      if (last !== undefined && t.getTime() - last < LAST_USED_THROTTLE_MS) return;
+      recorded.set(id, t.getTime());
+      pending.set(id, { at: t, ip });
+    },
+    flush,
+    start() {
+      timer ??= setInterval(() => void flush(), deps.flushEveryMs);
+      timer.unref();
+    },
+    async stop() {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      await flush();
+    },
+  };
+}
+
+export type LastUsedRecorder = ReturnType<typeof createLastUsedRecorder>;
