@@ -7,7 +7,9 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
+import secureJsonParse from 'secure-json-parse';
 import type { Config } from './config.js';
+import { AppError } from './lib/errors.js';
 import { loggerOptions } from './lib/logger.js';
 import databasePlugin from './plugins/database.js';
 import errorsPlugin, { handleError } from './plugins/errors.js';
@@ -50,6 +52,23 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
 
   // JSON only: fastify's built-in text/plain parser would hand handlers a string body.
   app.removeContentTypeParser('text/plain');
+  // An empty body with a JSON content type is "no body" (clients such as PowerShell send the
+  // header on DELETE too); routes that need a body then fail validation with a clear message.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    const text = body as string;
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, secureJsonParse(text, { protoAction: 'error', constructorAction: 'error' }));
+    } catch (err) {
+      done(
+        /prototype/.test((err as Error).message)
+          ? new AppError(400, 'BAD_REQUEST', 'The body must not contain __proto__ or constructor.prototype keys.')
+          : new AppError(400, 'MALFORMED_JSON', 'The request body is not valid JSON.'),
+        undefined,
+      );
+    }
+  });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 

@@ -106,8 +106,14 @@ describe('problem+json for every error class', () => {
     expectProblem(await app.inject({ method: 'POST', url: `/api/v1/probe/${ID}`, headers: json, payload }), 400, 'MALFORMED_JSON');
   });
 
-  it('empty JSON body: 400', async () => {
-    expectProblem(await app.inject({ method: 'POST', url: `/api/v1/probe/${ID}`, headers: json, payload: '' }), 400, 'MALFORMED_JSON');
+  it('empty JSON body where one is required: 400 naming the body', async () => {
+    const body = expectProblem(await app.inject({ method: 'POST', url: `/api/v1/probe/${ID}`, headers: json, payload: '' }), 400, 'VALIDATION_FAILED');
+    expect(body.errors[0].field).toBe('body');
+  });
+
+  it('__proto__ in a body is refused', async () => {
+    const res = await app.inject({ method: 'POST', url: `/api/v1/probe/${ID}`, headers: json, payload: '{"name":"x","__proto__":{"admin":true}}' });
+    expectProblem(res, 400, 'BAD_REQUEST');
   });
 
   it('unsupported content type: 415', async () => {
