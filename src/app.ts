@@ -7,12 +7,12 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
-import secureJsonParse from 'secure-json-parse';
 import type { Config } from './config.js';
-import { AppError } from './lib/errors.js';
+import { clientErrorHandler } from './lib/client-error.js';
 import { loggerOptions } from './lib/logger.js';
 import databasePlugin from './plugins/database.js';
 import errorsPlugin, { handleError } from './plugins/errors.js';
+import httpPlugin from './plugins/http.js';
 import lifecyclePlugin from './plugins/lifecycle.js';
 import openapiPlugin from './plugins/openapi.js';
 import prismaPlugin from './plugins/prisma.js';
@@ -36,10 +36,15 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     requestTimeout: config.timeouts.requestMs,
     connectionTimeout: config.timeouts.connectionMs,
     keepAliveTimeout: config.timeouts.keepAliveMs,
-    // Stop new requests with 503 while closing; in-flight ones finish.
-    return503OnClosing: true,
+    // Node checks request timeouts on this interval (default 30 s, too coarse for them).
+    http: { connectionsCheckingInterval: Math.min(5_000, Math.max(250, Math.floor(config.timeouts.requestMs / 10))) } as never,
+    clientErrorHandler,
+    // The http plugin answers requests that arrive while closing (as problem+json).
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
-    trustProxy: config.trustProxy,
+    // The database plugin may wait for another instance's migrations; its own steps are bounded.
+    pluginTimeout: 0,
+    trustProxy: config.trustProxy as boolean | string, // a hop count is accepted too
     // Accept a caller's X-Request-Id when it is sane, otherwise mint one; echoed on every reply.
     requestIdHeader: false,
     genReqId: (req) => {
@@ -50,42 +55,10 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     frameworkErrors: (err, req, reply) => handleError(err, req, reply),
   }).withTypeProvider<ZodTypeProvider>();
 
-  // JSON only: fastify's built-in text/plain parser would hand handlers a string body.
-  app.removeContentTypeParser('text/plain');
-  // An empty body with a JSON content type is "no body" (clients such as PowerShell send the
-  // header on DELETE too); routes that need a body then fail validation with a clear message.
-  app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
-    const text = body as string;
-    if (text.trim() === '') return done(null, undefined);
-    try {
-      done(null, secureJsonParse(text, { protoAction: 'error', constructorAction: 'error' }));
-    } catch (err) {
-      done(
-        /prototype/.test((err as Error).message)
-          ? new AppError(400, 'BAD_REQUEST', 'The body must not contain __proto__ or constructor.prototype keys.')
-          : new AppError(400, 'MALFORMED_JSON', 'The request body is not valid JSON.'),
-        undefined,
-      );
-    }
-  });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
-  app.addHook('onRequest', async (req, reply) => {
-    reply.header('x-request-id', req.id);
-  });
-
-  // While shutting down, a keep-alive connection would outlive its last response and hold
-  // close() until the keep-alive timeout: tell in-flight clients to hang up after this reply.
-  let closing = false;
-  app.addHook('preClose', async () => {
-    closing = true;
-  });
-  app.addHook('onSend', async (_req, reply) => {
-    if (closing) reply.header('connection', 'close');
-  });
-
+  await app.register(httpPlugin);
   await app.register(errorsPlugin);
   await app.register(openapiPlugin);
   await app.register(databasePlugin, { config });

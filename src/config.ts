@@ -1,8 +1,17 @@
 // The environment is read here, once, at start-up. Nothing else reads process.env.
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+function isAddressOrCidr(value: string): boolean {
+  const [addr, bits, ...rest] = value.split('/');
+  if (rest.length || !isIP(addr)) return false;
+  if (bits === undefined) return true;
+  const max = isIP(addr) === 4 ? 32 : 128;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= max;
+}
 
 const ms = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
 
@@ -54,11 +63,15 @@ export const envSchema = z.object({
   ARGON2_PARALLELISM: z.coerce.number().int().min(1).max(64).default(1),
   /** How often batched lastUsedAt writes are flushed. */
   LAST_USED_FLUSH_MS: ms(5_000, 100, 600_000),
+  /** `true`, `false`, a hop count, or a comma-separated list of proxy addresses / CIDRs. */
   TRUST_PROXY: z
     .string()
     .trim()
     .default('false')
-    .transform((v) => (v === 'true' ? true : v === 'false' ? false : v)),
+    .refine((v) => v === 'true' || v === 'false' || /^\d{1,2}$/.test(v) || v.split(',').every((p) => isAddressOrCidr(p.trim())), {
+      message: 'must be true, false, a hop count, or a comma-separated list of IP addresses or CIDRs',
+    })
+    .transform((v): boolean | number | string => (v === 'true' ? true : v === 'false' ? false : /^\d+$/.test(v) ? Number(v) : v)),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -82,7 +95,7 @@ export interface Config {
     dbConnectMs: number;
   };
   db: { poolMax: number; migrateOnStart: boolean };
-  trustProxy: boolean | string;
+  trustProxy: boolean | number | string;
   /** The raw JIM_INFRASTRUCTURE_API_KEY (a secret), validated by the bootstrap. */
   infrastructureKey: string | null;
   argon2: { memoryKib: number; timeCost: number; parallelism: number };
@@ -114,6 +127,9 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     );
   }
   const e = parsed.data;
+  if (e.KEEP_ALIVE_TIMEOUT_MS >= e.CONNECTION_TIMEOUT_MS) {
+    throw new ConfigError(['KEEP_ALIVE_TIMEOUT_MS: must be less than CONNECTION_TIMEOUT_MS, or idle keep-alive sockets are cut early']);
+  }
   if (e.NODE_ENV !== 'test') {
     const weak: string[] = [];
     if (e.ARGON2_MEMORY_KIB < ARGON2_MINIMUM.memoryKib) weak.push(`ARGON2_MEMORY_KIB: must be at least ${ARGON2_MINIMUM.memoryKib}`);

@@ -1,11 +1,10 @@
 // Entry point: parse config, build, listen, shut down gracefully. Nothing else.
 import { buildApp } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
 
-async function main() {
-  let config;
+function configOrExit(): Config {
   try {
-    config = loadConfig(process.env);
+    return loadConfig(process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`keyward: ${err.message}\n`);
@@ -13,18 +12,32 @@ async function main() {
     }
     throw err;
   }
+}
 
+async function main() {
+  const config = configOrExit();
   const app = await buildApp(config);
+
   let closing = false;
   const shutdown = async (signal: string) => {
-    if (closing) return;
+    if (closing) {
+      app.log.warn({ signal }, 'already shutting down');
+      return;
+    }
     closing = true;
     app.log.info({ signal }, 'shutting down');
-    const deadline = setTimeout(() => {
-      app.log.error('shutdown deadline passed; exiting');
+    // In-flight requests get SHUTDOWN_TIMEOUT_MS; then their connections are cut and the
+    // shutdown carries on (flush hooks, database) rather than dying with it.
+    const cut = setTimeout(() => {
+      app.log.warn('shutdown deadline reached; closing the remaining connections');
+      app.server.closeAllConnections();
+    }, config.timeouts.shutdownMs);
+    const hard = setTimeout(() => {
+      app.log.error('shutdown did not complete; exiting');
       process.exit(1);
-    }, config.timeouts.shutdownMs + 5_000);
-    deadline.unref();
+    }, config.timeouts.shutdownMs * 2 + 5_000);
+    cut.unref();
+    hard.unref();
     try {
       await app.close();
       app.log.info('stopped');
@@ -34,8 +47,9 @@ async function main() {
       process.exit(1);
     }
   };
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
-  process.once('SIGINT', () => void shutdown('SIGINT'));
+  // `on`, not `once`: a second Ctrl-C must not fall through to the default (instant) exit.
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
 
   try {
     await app.listen({ host: config.host, port: config.port });

@@ -38,17 +38,48 @@ describe('configuration', () => {
       LOG_LEVEL: 'debug',
       DATA_DIR: '/var/lib/keyward',
       REQUEST_TIMEOUT_MS: '5000',
+      CONNECTION_TIMEOUT_MS: '70000',
+      KEEP_ALIVE_TIMEOUT_MS: '65000',
+      SHUTDOWN_TIMEOUT_MS: '4000',
+      DB_HEALTH_TIMEOUT_MS: '500',
+      DB_CONNECT_TIMEOUT_MS: '1500',
+      DB_POOL_MAX: '3',
       DB_MIGRATE_ON_START: 'false',
+      LOG_FORMAT: 'json',
+      LAST_USED_FLUSH_MS: '1000',
     });
     expect(c).toMatchObject({
       databaseUrl: 'postgresql://u:p@db.example:5433/keys',
       host: '0.0.0.0',
       port: 8080,
       dataDir: '/var/lib/keyward',
-      log: { level: 'debug' },
-      timeouts: { requestMs: 5000 },
-      db: { migrateOnStart: false },
+      log: { level: 'debug', format: 'json' },
+      timeouts: { requestMs: 5000, connectionMs: 70000, keepAliveMs: 65000, shutdownMs: 4000, dbHealthMs: 500, dbConnectMs: 1500 },
+      db: { migrateOnStart: false, poolMax: 3 },
+      lastUsedFlushMs: 1000,
     });
+  });
+
+  it('accepts TRUST_PROXY as a boolean, hop count or address list', () => {
+    expect(loadConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+    expect(loadConfig({ TRUST_PROXY: '2' }).trustProxy).toBe(2);
+    expect(loadConfig({ TRUST_PROXY: '10.0.0.0/8, 127.0.0.1,::1' }).trustProxy).toBe('10.0.0.0/8, 127.0.0.1,::1');
+  });
+
+  it('refuses a keep-alive longer than the idle-socket timeout', () => {
+    const err = configError({ KEEP_ALIVE_TIMEOUT_MS: '100000', CONNECTION_TIMEOUT_MS: '90000' });
+    expect(err.message).toContain('KEEP_ALIVE_TIMEOUT_MS');
+  });
+
+  it('refuses argon2 parameters below the OWASP minimum outside tests', () => {
+    expect(configError({ ARGON2_MEMORY_KIB: '1024' }).message).toContain('ARGON2_MEMORY_KIB');
+    expect(configError({ ARGON2_TIME_COST: '1' }).message).toContain('ARGON2_TIME_COST');
+    expect(loadConfig({ NODE_ENV: 'test', ARGON2_MEMORY_KIB: '1024', ARGON2_TIME_COST: '1' }).argon2).toEqual({ memoryKib: 1024, timeCost: 1, parallelism: 1 });
+  });
+
+  it('never echoes JIM_INFRASTRUCTURE_API_KEY', () => {
+    const err = configError({ JIM_INFRASTRUCTURE_API_KEY: 'jim_ak_supersecretvalue0000000000000', PORT: 'x' });
+    expect(err.message).not.toContain('supersecretvalue');
   });
 
   it('treats an empty variable as unset', () => {
@@ -62,6 +93,10 @@ describe('configuration', () => {
     ['REQUEST_TIMEOUT_MS', '0'],
     ['DB_MIGRATE_ON_START', 'yes'],
     ['NODE_ENV', 'staging'],
+    ['TRUST_PROXY', 'yes'],
+    ['TRUST_PROXY', '10.0.0.0/33'],
+    ['DB_POOL_MAX', '0'],
+    ['LOG_FORMAT', 'xml'],
   ])('rejects %s=%s, naming the variable', (name, value) => {
     const err = configError({ [name]: value });
     expect(err.message).toContain(`${name}:`);

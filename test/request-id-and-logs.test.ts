@@ -65,6 +65,29 @@ describe('log redaction', () => {
     expect(probe.deep.a.key).toBe('[REDACTED]');
   });
 
+  it('blanks secret fields at any depth and in any capitalisation', async () => {
+    const logs = captureLogs();
+    const app = await buildTestApp({ logStream: logs.stream, env: { LOG_LEVEL: 'info' } });
+    app.log.info(
+      {
+        a: { b: { c: { d: { password: 'deep-pw' } } } },
+        cfg: { x: { databaseUrl: 'postgresql://u:url-pw@h/db' } },
+        Password: 'caps-pw',
+        list: [{ API_KEY: SECRET }, { Authorization: 'Bearer tok-in-list' }],
+        safe: { keyPrefix: 'jim_ak_01234567', name: 'visible' },
+      },
+      'deep probe',
+    );
+    const text = logs.text();
+    for (const s of ['deep-pw', 'url-pw', 'caps-pw', SECRET, 'tok-in-list']) expect(text).not.toContain(s);
+    const probe = logs.records().find((r) => r.msg === 'deep probe');
+    expect(probe.a.b.c.d.password).toBe('[REDACTED]');
+    expect(probe.Password).toBe('[REDACTED]');
+    expect(probe.list[0].API_KEY).toBe('[REDACTED]');
+    // Not every field with "key" in its name is a secret.
+    expect(probe.safe).toEqual({ keyPrefix: 'jim_ak_01234567', name: 'visible' });
+  });
+
   it('never logs the database password', async () => {
     const logs = captureLogs();
     await buildTestApp({ logStream: logs.stream, env: { LOG_LEVEL: 'trace' } });

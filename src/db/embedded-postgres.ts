@@ -6,7 +6,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { chmod, chown, cp, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, lstat, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
@@ -90,26 +90,41 @@ function canExecute(file: string, as: RunAs): boolean {
   return !r.error && r.status === 0;
 }
 
+/** A folder only root can write, checked rather than trusted (nothing may be planted in it). */
+async function rootOwnedDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  const st = await lstat(dir);
+  if (!st.isDirectory() || st.uid !== 0 || (st.mode & 0o022) !== 0) {
+    throw new Error(`${dir} must be a directory owned by root and writable only by root`);
+  }
+}
+
 /**
  * As root, the binaries inside the project may sit below a folder the `postgres` user cannot
  * enter (a 0700 home or temporary folder). Rather than loosen the user's folders, use a copy in
- * a root-owned, world-readable cache under the system temp folder.
+ * a root-owned cache, /var/cache/keyward.
  */
 async function binariesFor(as: RunAs | undefined, log: EmbeddedLog): Promise<string> {
   const { dir, version } = nativeDir();
   if (!as || canExecute(path.join(dir, 'bin', 'postgres'), as)) return dir;
+  const root = '/var/cache/keyward';
+  await rootOwnedDir('/var/cache');
+  await rootOwnedDir(root);
   const tag = createHash('sha256').update(dir).digest('hex').slice(0, 8);
-  const cache = path.join(tmpdir(), `keyward-postgres-${version}-${tag}`);
+  const cache = path.join(root, `postgres-${version}-${tag}`);
   if (!(await stat(path.join(cache, 'bin', 'postgres')).catch(() => null))) {
     log.info({ cache }, 'copying the PostgreSQL binaries where the postgres user can run them');
     const partial = `${cache}.${process.pid}.tmp`;
+    await rm(partial, { recursive: true, force: true });
     await cp(dir, partial, { recursive: true, verbatimSymlinks: true });
     await chmod(partial, 0o755);
     await rename(partial, cache).catch(async (err) => {
       await rm(partial, { recursive: true, force: true });
-      if ((err as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err; // another process got there first
     });
   }
+  await rootOwnedDir(cache);
   if (!canExecute(path.join(cache, 'bin', 'postgres'), as)) {
     throw new Error(`the postgres user cannot run the PostgreSQL binaries in ${cache}`);
   }
@@ -164,7 +179,8 @@ function startPostgres(bin: string, clusterDir: string, port: number, as: RunAs 
     const child = spawn(
       path.join(bin, 'bin', 'postgres'),
       ['-D', clusterDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
-      { ...as, env: { LC_ALL: 'C', LANG: 'C' }, stdio: ['ignore', 'ignore', 'pipe'] },
+      // Its own process group: a Ctrl-C meant for us must not stop it under our in-flight requests.
+      { ...as, env: { LC_ALL: 'C', LANG: 'C' }, stdio: ['ignore', 'ignore', 'pipe'], detached: true },
     );
     let output = '';
     const onData = (chunk: Buffer) => {
@@ -184,14 +200,34 @@ function startPostgres(bin: string, clusterDir: string, port: number, as: RunAs 
   });
 }
 
+function isProcess(pid: number, name: string): boolean {
+  if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return false;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(name);
+  } catch {
+    return process.platform !== 'linux'; // no /proc: trust that the pid is alive
+  }
+}
+
+type Running = { state: 'none' } | { state: 'orphan'; pid: number } | { state: 'owned'; pid: number; owner: number; port: number };
+
+/** Is a postgres already running on this cluster, and is the keyward process that started it alive? */
+async function runningCluster(clusterDir: string, ownerFile: string): Promise<Running> {
+  const pidFile = await readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8').catch(() => null);
+  const lines = pidFile?.split('\n') ?? [];
+  const pid = Number(lines[0]);
+  // A stale file (or a pid reused by another program after a reboot) is PostgreSQL's to handle.
+  if (!isProcess(pid, 'postgres')) return { state: 'none' };
+  const owner = Number((await readFile(ownerFile, 'utf8').catch(() => '')).trim());
+  if (owner !== process.pid && isProcess(owner, 'node')) return { state: 'owned', pid, owner, port: Number(lines[3]) };
+  return { state: 'orphan', pid };
+}
+
 /**
  * A previous run that was killed (kill -9) leaves its postgres running with the data directory
  * locked. Stop it (fast shutdown) so this run can start on the same data.
  */
-async function stopOrphan(clusterDir: string, log: EmbeddedLog): Promise<void> {
-  const pidFile = await readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8').catch(() => null);
-  const pid = Number(pidFile?.split('\n')[0]);
-  if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return;
+async function stopOrphan(pid: number, log: EmbeddedLog): Promise<void> {
   log.warn({ pid }, 'embedded PostgreSQL from an earlier run is still running; stopping it');
   process.kill(pid, 'SIGINT');
   for (let i = 0; i < 200 && alive(pid); i++) await new Promise((r) => setTimeout(r, 50));
@@ -205,6 +241,10 @@ async function readOrCreatePassword(file: string): Promise<string> {
   await writeFile(file, `${password}\n`, { mode: 0o600 });
   await chmod(file, 0o600);
   return password;
+}
+
+function urlFor(password: string, port: number): string {
+  return `postgresql://${EMBEDDED_USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${EMBEDDED_DB_NAME}`;
 }
 
 async function ensureDatabase(adminUrl: string): Promise<void> {
@@ -226,7 +266,11 @@ async function ensureDatabase(adminUrl: string): Promise<void> {
 export async function startEmbeddedPostgres(
   dataDir: string,
   log: EmbeddedLog,
-  opts: { port?: number } = {},
+  opts: {
+    port?: number;
+    /** When another live keyward process runs this cluster: use it (commands) or refuse (servers). */
+    ifInUse?: 'attach' | 'refuse';
+  } = {},
 ): Promise<EmbeddedDatabase> {
   const started = Date.now();
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
@@ -245,8 +289,19 @@ export async function startEmbeddedPostgres(
     );
   }
 
+  const ownerFile = path.join(dataDir, 'postgres.owner');
   if (await stat(path.join(clusterDir, 'PG_VERSION')).catch(() => null)) {
-    await stopOrphan(clusterDir, log);
+    const running = await runningCluster(clusterDir, ownerFile);
+    if (running.state === 'owned') {
+      if (opts.ifInUse !== 'attach') {
+        throw new Error(
+          `DATA_DIR ${dataDir} is in use by another keyward process (pid ${running.owner}); stop it, or give this one its own DATA_DIR or a DATABASE_URL`,
+        );
+      }
+      log.info({ database: 'embedded', port: running.port, owner: running.owner }, `using the embedded PostgreSQL that pid ${running.owner} runs, at 127.0.0.1:${running.port}`);
+      return { url: urlFor(password, running.port), port: running.port, stop: async () => {} };
+    }
+    if (running.state === 'orphan') await stopOrphan(running.pid, log);
   } else {
     log.info({ dir: clusterDir }, 'initialising embedded PostgreSQL (first start)');
     await rm(clusterDir, { recursive: true, force: true }); // a half-made cluster from a failed first start
@@ -260,13 +315,14 @@ export async function startEmbeddedPostgres(
   } catch (err) {
     throw new Error(`embedded PostgreSQL failed to start in ${clusterDir}: ${(err as Error).message}`);
   }
+  await writeFile(ownerFile, `${process.pid}\n`);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   // Last resort if this process dies without a graceful shutdown (a kill -9 cannot be caught;
   // the next start stops that orphan instead).
   const onExit = () => child.kill('SIGINT');
   process.once('exit', onExit);
 
-  const url = `postgresql://${EMBEDDED_USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${EMBEDDED_DB_NAME}`;
+  const url = urlFor(password, port);
   await ensureDatabase(url.replace(/\/[^/]*$/, '/postgres'));
   log.info(
     { database: 'embedded', host: '127.0.0.1', port, dir: clusterDir, ms: Date.now() - started },
@@ -286,6 +342,7 @@ export async function startEmbeddedPostgres(
           await exited;
           clearTimeout(timer);
         }
+        await rm(ownerFile, { force: true });
         log.info({}, 'embedded PostgreSQL stopped');
       })()),
   };

@@ -34,6 +34,8 @@ export async function applyMigrations(
   const lock = new pg.Client(pgConfigFromUrl(databaseUrl));
   await lock.connect();
   try {
+    // Another instance may be migrating: wait for it, but not forever.
+    await lock.query(`SET lock_timeout = '300s'`);
     await lock.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
     const migrationsList = await loadMigrationList(migrationsDir);
     const { appliedMigrationNames } = await withSchemaEngine(databaseUrl, undefined, log, (engine) =>

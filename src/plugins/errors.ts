@@ -91,7 +91,8 @@ async function errorsPlugin(app: FastifyInstance) {
 
   app.setErrorHandler(handleError);
   app.setNotFoundHandler((req, reply) => {
-    const path = req.url.split('?')[0];
+    // The router ignores a trailing slash; so does this check.
+    const path = req.url.split('?')[0].replace(/(.)\/+$/, '$1');
     const allowed = METHODS.filter((m) => shadow.find(m, path));
     if (allowed.length) {
       return sendProblem(

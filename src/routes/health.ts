@@ -1,12 +1,14 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { buildProblem, PROBLEM_CONTENT_TYPE, problemSchema, sendProblem } from '../lib/problem.js';
 
 const healthSchema = z
-  .object({
-    status: z.enum(['healthy', 'unhealthy']),
-    database: z.enum(['ok', 'unavailable']),
-  })
+  .object({ status: z.literal('healthy'), database: z.literal('ok') })
   .meta({ id: 'Health' });
+
+const unhealthySchema = problemSchema
+  .extend({ database: z.literal('unavailable') })
+  .meta({ id: 'Unhealthy', description: 'Problem details with the database state' });
 
 export const healthRoutes: FastifyPluginAsyncZod<{ dbHealthMs: number }> = async (app, opts) => {
   app.get(
@@ -17,10 +19,13 @@ export const healthRoutes: FastifyPluginAsyncZod<{ dbHealthMs: number }> = async
         operationId: 'getHealth',
         summary: 'Liveness and database health',
         description:
-          'Anonymous. 200 when the database answers within the health timeout, 503 otherwise (same body shape, so monitors can parse both).',
+          'Anonymous. 200 when the database answers within the health timeout; otherwise 503 application/problem+json (code DATABASE_UNAVAILABLE, `database: "unavailable"`) with Retry-After.',
         response: {
           200: healthSchema.describe('The server and its database are up'),
-          503: healthSchema.describe('The database did not answer in time'),
+          503: {
+            description: 'The database did not answer in time',
+            content: { [PROBLEM_CONTENT_TYPE]: { schema: unhealthySchema } },
+          },
         },
       },
     },
@@ -29,7 +34,8 @@ export const healthRoutes: FastifyPluginAsyncZod<{ dbHealthMs: number }> = async
       reply.header('cache-control', 'no-store');
       if (ok) return { status: 'healthy' as const, database: 'ok' as const };
       req.log.warn('health check: database did not answer');
-      return reply.code(503).header('retry-after', '5').send({ status: 'unhealthy', database: 'unavailable' });
+      const problem = buildProblem(503, 'DATABASE_UNAVAILABLE', 'The database did not answer in time.', req);
+      return sendProblem(reply, { ...problem, database: 'unavailable' } as typeof problem, { 'retry-after': '5' });
     },
   );
 };
