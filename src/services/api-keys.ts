@@ -207,9 +207,9 @@ export function createApiKeyService(deps: {
     async create(
       actor: Actor,
       input: CreateInput,
-      extra: { secret?: string; isInfrastructureKey?: boolean; tx?: Tx } = {},
+      extra: { secret?: string; isInfrastructureKey?: boolean; tx?: Tx; at?: Date } = {},
     ) {
-      const at = now();
+      const at = extra.at ?? now();
       if (input.expiresAt && new Date(input.expiresAt).getTime() <= at.getTime()) {
         throw new ValidationError([{ field: 'expiresAt', message: 'expiresAt must be in the future' }]);
       }

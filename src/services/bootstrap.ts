@@ -50,7 +50,7 @@ export async function bootstrapInfrastructureKey(deps: {
           roleIds: [ADMINISTRATOR_ROLE_ID],
           expiresAt: new Date(at.getTime() + INFRASTRUCTURE_TTL_MS).toISOString(),
         },
-        { secret, isInfrastructureKey: true, tx },
+        { secret, isInfrastructureKey: true, tx, at },
       );
       await tx.infrastructureBootstrap.create({
         data: { id: randomUUID(), keyPrefix: prefix, hash: await hasher.hash(secret), apiKeyId: key.id },
