@@ -31,6 +31,19 @@ const FRAMEWORK_ERRORS: Record<string, { status: number; code: string; detail: s
   FST_ERR_CTP_INVALID_TYPE: { status: 400, code: 'BAD_REQUEST', detail: 'The Content-Type header is invalid.' },
 };
 
+/** Prisma errors that mean "the database is unreachable or overloaded", not a bug: 503. */
+const UNAVAILABLE_CODES = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024', 'P2028', 'P2034']);
+const UNAVAILABLE_MESSAGE = /Can't reach database server|Connection terminated|ECONNREFUSED|ECONNRESET|timeout exceeded when trying to connect|terminating connection/i;
+
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const e = err as { name?: string; code?: unknown; message?: string; cause?: unknown };
+  if (!e || typeof e !== 'object') return false;
+  if (e.name === 'PrismaClientInitializationError') return true;
+  if (typeof e.code === 'string' && UNAVAILABLE_CODES.has(e.code) && /^PrismaClient/.test(e.name ?? '')) return true;
+  if (/^(PrismaClient|DriverAdapter)/.test(e.name ?? '') && UNAVAILABLE_MESSAGE.test(e.message ?? '')) return true;
+  return false;
+}
+
 const METHODS: HTTPMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
 
 function validationFields(err: FastifyError): FieldError[] {
@@ -62,6 +75,14 @@ export function handleError(error: unknown, req: FastifyRequest, reply: FastifyR
   if (known) return sendProblem(reply, buildProblem(known.status, known.code, known.detail, req));
   if (err instanceof SyntaxError && (err as { statusCode?: number }).statusCode === 400) {
     return sendProblem(reply, buildProblem(400, 'MALFORMED_JSON', 'The request body is not valid JSON.', req));
+  }
+  if (isDatabaseUnavailable(err)) {
+    req.log.warn({ err }, 'database unavailable');
+    return sendProblem(
+      reply,
+      buildProblem(503, 'SERVICE_UNAVAILABLE', 'The database is unavailable; retry shortly.', req),
+      { 'retry-after': '2' },
+    );
   }
   if (isResponseSerializationError(err)) {
     req.log.error({ err }, 'response did not match its schema');

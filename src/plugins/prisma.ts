@@ -17,7 +17,9 @@ export function createPrismaClient(url: string, config: Config): PrismaClient {
     connectionTimeoutMillis: config.timeouts.dbConnectMs,
     idleTimeoutMillis: 30_000,
   });
-  return new PrismaClient({ adapter });
+  // Wait for a pooled connection and run transactions with bounds that fit the request timeout;
+  // running out of either is a 503 (see errors.ts), not a hang.
+  return new PrismaClient({ adapter, transactionOptions: { maxWait: 10_000, timeout: 15_000 } });
 }
 
 async function prismaPlugin(app: FastifyInstance, opts: { config: Config }) {
