@@ -7,6 +7,7 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
+import type { KeyHasher } from './auth/hasher.js';
 import type { Config } from './config.js';
 import { clientErrorHandler } from './lib/client-error.js';
 import { loggerOptions } from './lib/logger.js';
@@ -25,6 +26,8 @@ const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 export interface BuildOptions {
   /** Log destination (tests capture it); defaults to stdout. */
   logStream?: Writable;
+  /** Replaces the argon2 hasher (tests count its calls). */
+  hasher?: KeyHasher;
 }
 
 export type App = FastifyInstance;
@@ -64,7 +67,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(databasePlugin, { config });
   await app.register(prismaPlugin, { config });
   await app.register(lifecyclePlugin, { deadlineMs: config.timeouts.shutdownMs });
-  await app.register(servicesPlugin, { config });
+  await app.register(servicesPlugin, { config, hasher: options.hasher });
   app.decorateRequest('principal', null);
 
   await app.register(apiRoutes, { prefix: '/api/v1', config });

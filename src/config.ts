@@ -1,5 +1,6 @@
 // The environment is read here, once, at start-up. Nothing else reads process.env.
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -61,6 +62,15 @@ export const envSchema = z.object({
   ARGON2_MEMORY_KIB: z.coerce.number().int().min(8).max(4_194_304).default(19_456),
   ARGON2_TIME_COST: z.coerce.number().int().min(1).max(100).default(2),
   ARGON2_PARALLELISM: z.coerce.number().int().min(1).max(64).default(1),
+  /** Verified-key cache: entries, and the age after which an entry's row version is re-read. */
+  AUTH_CACHE_MAX_ENTRIES: z.coerce.number().int().min(0).max(10_000_000).default(100_000),
+  AUTH_CACHE_MAX_AGE_MS: ms(60_000, 0, 3_600_000),
+  /** Wrong secrets for a real prefix, remembered briefly so repeats cost no argon2. */
+  NEGATIVE_CACHE_MAX_ENTRIES: z.coerce.number().int().min(0).max(1_000_000).default(10_000),
+  NEGATIVE_CACHE_TTL_MS: ms(5_000, 0, 5_000),
+  /** argon2 verifications at once, and waiting; beyond that a 503 OVERLOADED. */
+  ARGON2_MAX_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(Math.max(1, availableParallelism() - 1)),
+  ARGON2_MAX_QUEUE: z.coerce.number().int().min(0).max(10_000).default(32),
   /** How often batched lastUsedAt writes are flushed. */
   LAST_USED_FLUSH_MS: ms(5_000, 100, 600_000),
   /** `true`, `false`, a hop count, or a comma-separated list of proxy addresses / CIDRs. */
@@ -98,7 +108,8 @@ export interface Config {
   trustProxy: boolean | number | string;
   /** The raw JIM_INFRASTRUCTURE_API_KEY (a secret), validated by the bootstrap. */
   infrastructureKey: string | null;
-  argon2: { memoryKib: number; timeCost: number; parallelism: number };
+  argon2: { memoryKib: number; timeCost: number; parallelism: number; maxConcurrency: number; maxQueue: number };
+  authCache: { maxEntries: number; maxAgeMs: number; negativeMaxEntries: number; negativeTtlMs: number };
   lastUsedFlushMs: number;
 }
 
@@ -154,7 +165,19 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     db: { poolMax: e.DB_POOL_MAX, migrateOnStart: e.DB_MIGRATE_ON_START },
     trustProxy: e.TRUST_PROXY,
     infrastructureKey: e.JIM_INFRASTRUCTURE_API_KEY ?? null,
-    argon2: { memoryKib: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
+    argon2: {
+      memoryKib: e.ARGON2_MEMORY_KIB,
+      timeCost: e.ARGON2_TIME_COST,
+      parallelism: e.ARGON2_PARALLELISM,
+      maxConcurrency: e.ARGON2_MAX_CONCURRENCY,
+      maxQueue: e.ARGON2_MAX_QUEUE,
+    },
+    authCache: {
+      maxEntries: e.AUTH_CACHE_MAX_ENTRIES,
+      maxAgeMs: e.AUTH_CACHE_MAX_AGE_MS,
+      negativeMaxEntries: e.NEGATIVE_CACHE_MAX_ENTRIES,
+      negativeTtlMs: e.NEGATIVE_CACHE_TTL_MS,
+    },
     lastUsedFlushMs: e.LAST_USED_FLUSH_MS,
   };
 }

@@ -74,7 +74,7 @@ describe('configuration', () => {
   it('refuses argon2 parameters below the OWASP minimum outside tests', () => {
     expect(configError({ ARGON2_MEMORY_KIB: '1024' }).message).toContain('ARGON2_MEMORY_KIB');
     expect(configError({ ARGON2_TIME_COST: '1' }).message).toContain('ARGON2_TIME_COST');
-    expect(loadConfig({ NODE_ENV: 'test', ARGON2_MEMORY_KIB: '1024', ARGON2_TIME_COST: '1' }).argon2).toEqual({ memoryKib: 1024, timeCost: 1, parallelism: 1 });
+    expect(loadConfig({ NODE_ENV: 'test', ARGON2_MEMORY_KIB: '1024', ARGON2_TIME_COST: '1' }).argon2).toMatchObject({ memoryKib: 1024, timeCost: 1, parallelism: 1 });
   });
 
   it('never echoes JIM_INFRASTRUCTURE_API_KEY', () => {

@@ -1,12 +1,15 @@
-// Authenticates a presented key. Order of checks: format → prefix lookup → argon2 → enabled →
-// expiry. Malformed, unknown and wrong-secret keys are indistinguishable to the caller; disabled
-// and expired are told apart only after the secret verified.
+// Authenticates a presented key. Order of checks: format → verified-key cache → prefix lookup →
+// argon2 (bounded) → enabled → expiry. Malformed, unknown and wrong-secret keys are
+// indistinguishable to the caller; disabled and expired are told apart only after the secret
+// verified. Garbage never reaches argon2.
 import type { FastifyBaseLogger } from 'fastify';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import { AppError } from '../lib/errors.js';
 import type { LastUsedRecorder } from '../services/last-used.js';
 import type { KeyHasher } from './hasher.js';
+import { digestKey, type CachedKey, type KeyCache } from './key-cache.js';
 import { isWellFormedKey, keyPrefixOf } from './key-format.js';
+import type { Limiter } from './limiter.js';
 import { effectivePermissions } from './permissions.js';
 
 export interface Principal {
@@ -41,11 +44,13 @@ export function createAuthenticator(deps: {
   prisma: PrismaClient;
   hasher: KeyHasher;
   lastUsed: LastUsedRecorder;
+  cache: KeyCache;
+  limiter: Limiter;
   log: FastifyBaseLogger;
-  now?: () => Date;
+  now?: () => number;
 }) {
-  const { prisma, hasher, lastUsed, log } = deps;
-  const now = deps.now ?? (() => new Date());
+  const { prisma, hasher, lastUsed, cache, limiter, log } = deps;
+  const now = deps.now ?? Date.now;
 
   /** Rehash with the configured parameters after a successful use; never blocks the request. */
   function rehashLater(id: string, oldHash: string, secret: string) {
@@ -55,34 +60,67 @@ export function createAuthenticator(deps: {
       .catch((err) => log.warn({ err, keyId: id }, 'rehash failed'));
   }
 
+  function admit(entry: CachedKey, ip: string, at: number): Principal {
+    if (!entry.isEnabled) throw new AuthError('API_KEY_DISABLED');
+    if (entry.expiresAt !== null && entry.expiresAt <= at) throw new AuthError('API_KEY_EXPIRED');
+    lastUsed.touch(entry.principal.id, ip);
+    return entry.principal;
+  }
+
+  /** A cached entry past its maximum age: one indexed read of the row version, never argon2. */
+  async function stillCurrent(digest: string, entry: CachedKey, at: number): Promise<boolean> {
+    const rows = await prisma.$queryRaw<Array<{ version: number }>>`SELECT version FROM api_keys WHERE id = ${entry.principal.id}::uuid`;
+    if (rows[0]?.version === entry.version) {
+      entry.checkedAt = at;
+      return true;
+    }
+    cache.forget(digest);
+    return false;
+  }
+
   return {
     async authenticate(presented: string, ip: string): Promise<Principal> {
       if (!isWellFormedKey(presented)) throw new AuthError('API_KEY_INVALID');
+      const digest = digestKey(presented);
+      const at = now();
+      const hit = cache.get(digest);
+      if (hit && (at - hit.checkedAt <= cache.maxAgeMs || (await stillCurrent(digest, hit, at)))) {
+        return admit(hit, ip, at);
+      }
+      if (cache.isKnownInvalid(digest, at)) throw new AuthError('API_KEY_INVALID');
+
+      const epoch = cache.epoch;
       const candidates = await prisma.apiKey.findMany({
         where: { keyPrefix: keyPrefixOf(presented) },
         include: { roles: { include: { role: true }, orderBy: { roleId: 'asc' } } },
       });
-      let match: (typeof candidates)[number] | undefined;
-      for (const row of candidates) {
-        if (await hasher.verify(row.hash, presented)) {
-          match = row;
-          break;
-        }
+      if (!candidates.length) throw new AuthError('API_KEY_INVALID'); // unknown prefix: no argon2
+      const match = await limiter.run(async () => {
+        for (const row of candidates) if (await hasher.verify(row.hash, presented)) return row;
+        return undefined;
+      });
+      if (!match) {
+        cache.rememberInvalid(digest, now());
+        throw new AuthError('API_KEY_INVALID');
       }
-      if (!match) throw new AuthError('API_KEY_INVALID');
-      if (!match.isEnabled) throw new AuthError('API_KEY_DISABLED');
-      if (match.expiresAt && match.expiresAt.getTime() <= now().getTime()) throw new AuthError('API_KEY_EXPIRED');
-
-      lastUsed.touch(match.id, ip);
       if (hasher.needsRehash(match.hash)) rehashLater(match.id, match.hash, presented);
-      return {
-        id: match.id,
-        name: match.name,
-        keyPrefix: match.keyPrefix,
-        roles: match.roles.map((r) => ({ id: r.role.id, name: r.role.name })),
-        permissions: effectivePermissions(match.roles.map((r) => r.role.permissions)),
-        isInfrastructureKey: match.isInfrastructureKey,
+      const entry: CachedKey = {
+        principal: {
+          id: match.id,
+          name: match.name,
+          keyPrefix: match.keyPrefix,
+          roles: match.roles.map((r) => ({ id: r.role.id, name: r.role.name })),
+          permissions: effectivePermissions(match.roles.map((r) => r.role.permissions)),
+          isInfrastructureKey: match.isInfrastructureKey,
+        },
+        version: match.version,
+        isEnabled: match.isEnabled,
+        expiresAt: match.expiresAt?.getTime() ?? null,
+        checkedAt: at,
       };
+      // Disabled and expired keys are cached too: hammering with one costs no more argon2.
+      cache.set(digest, entry, epoch);
+      return admit(entry, ip, now());
     },
   };
 }

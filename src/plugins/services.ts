@@ -3,7 +3,10 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { createAuthenticator, type Authenticator } from '../auth/authenticator.js';
 import { createKeyHasher, type KeyHasher } from '../auth/hasher.js';
+import { createKeyCache, type KeyCache } from '../auth/key-cache.js';
+import { createLimiter, type Limiter } from '../auth/limiter.js';
 import type { Config } from '../config.js';
+import { createKeyEventListener, type KeyEventListener } from '../db/key-events.js';
 import { createApiKeyService, type ApiKeyService } from '../services/api-keys.js';
 import { bootstrapInfrastructureKey } from '../services/bootstrap.js';
 import { createLastUsedRecorder, type LastUsedRecorder } from '../services/last-used.js';
@@ -13,6 +16,9 @@ export interface Services {
   keys: ApiKeyService;
   auth: Authenticator;
   lastUsed: LastUsedRecorder;
+  cache: KeyCache;
+  limiter: Limiter;
+  listener: KeyEventListener;
 }
 
 declare module 'fastify' {
@@ -21,14 +27,25 @@ declare module 'fastify' {
   }
 }
 
-async function servicesPlugin(app: FastifyInstance, opts: { config: Config }) {
+async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hasher?: KeyHasher }) {
   const { prisma, log } = app;
-  const hasher = createKeyHasher(opts.config.argon2);
-  const lastUsed = createLastUsedRecorder({ prisma, log, flushEveryMs: opts.config.lastUsedFlushMs });
-  const keys = createApiKeyService({ prisma, hasher, log });
-  const auth = createAuthenticator({ prisma, hasher, lastUsed, log });
-  app.decorate('services', { hasher, keys, auth, lastUsed });
+  const { config } = opts;
+  const hasher = opts.hasher ?? createKeyHasher(config.argon2);
+  const cache = createKeyCache(config.authCache);
+  const limiter = createLimiter(config.argon2.maxConcurrency, config.argon2.maxQueue);
+  const lastUsed = createLastUsedRecorder({ prisma, log, flushEveryMs: config.lastUsedFlushMs });
+  const keys = createApiKeyService({ prisma, hasher, log, onChanged: (id) => cache.invalidateKey(id) });
+  const auth = createAuthenticator({ prisma, hasher, lastUsed, cache, limiter, log });
+  const listener = createKeyEventListener({
+    url: app.database.url,
+    log,
+    onChanged: (id) => cache.invalidateKey(id),
+    onState: (listening) => cache.setFillable(listening && config.authCache.maxEntries > 0),
+  });
+  app.decorate('services', { hasher, keys, auth, lastUsed, cache, limiter, listener });
 
+  await listener.start();
+  app.addHook('onClose', () => listener.stop());
   lastUsed.start();
   app.onFlush('lastUsedAt', () => lastUsed.stop());
 

@@ -8,6 +8,7 @@ import { covers, effectivePermissions } from '../auth/permissions.js';
 import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
 import { AppError, NotFoundError, ValidationError } from '../lib/errors.js';
 import type { ApiKeyView, CreateInput, PatchInput, ReplaceInput } from '../schemas/api-keys.js';
+import { KEY_CHANNEL } from '../db/key-events.js';
 import { decodeCursor, encodeCursor, wildcardToLike } from './paging.js';
 
 export const UNPAGED_CAP = 10_000;
@@ -82,10 +83,18 @@ export function createApiKeyService(deps: {
   prisma: PrismaClient;
   hasher: KeyHasher;
   log: FastifyBaseLogger;
+  /** Called after a change to a key commits, before the caller replies (local cache). */
+  onChanged?: (keyId: string) => void;
   now?: () => Date;
 }) {
   const { prisma, hasher } = deps;
   const now = deps.now ?? (() => new Date());
+  const changed = (id: string) => deps.onChanged?.(id);
+
+  /** Tells every instance, on commit: PostgreSQL delivers a NOTIFY only if its transaction commits. */
+  async function announce(tx: Tx, keyId: string) {
+    await tx.$executeRaw`SELECT pg_notify(${KEY_CHANNEL}, ${keyId})`;
+  }
 
   async function rolesById(tx: Tx | PrismaClient, ids: number[]) {
     if (!ids.length) return new Map<number, { id: number; name: string; permissions: string[] }>();
@@ -147,7 +156,7 @@ export function createApiKeyService(deps: {
     },
     reason: string | null | undefined,
   ) {
-    return prisma.$transaction(async (tx) => {
+    const result = await prisma.$transaction(async (tx) => {
       const current = await lockKey(tx, id);
       if (!matchesIfMatch(ifMatch, etagOf(current))) throw new PreconditionFailedError();
       const currentPerms = effectivePermissions(current.roles.map((r) => r.role.permissions));
@@ -172,8 +181,11 @@ export function createApiKeyService(deps: {
       });
       const view = toView(row);
       await writeHistory(tx, id, version, 'update', actor, reason, view);
+      await announce(tx, id);
       return { key: view, etag: etagOf(row) };
     });
+    changed(id);
+    return result;
   }
 
   return {
@@ -237,9 +249,13 @@ export function createApiKeyService(deps: {
         });
         const view = toView(row);
         await writeHistory(tx, row.id, 1, 'create', actor, input.changeReason, view);
+        await announce(tx, row.id); // other instances drop negative-cache entries
         return { key: view, secret, etag: etagOf(row) };
       };
-      return extra.tx ? inTx(extra.tx) : prisma.$transaction(inTx);
+      if (extra.tx) return inTx(extra.tx); // the caller's transaction; it announces on commit
+      const created = await prisma.$transaction(inTx);
+      changed(created.key.id);
+      return created;
     },
 
     replace(actor: Actor, id: string, input: ReplaceInput, ifMatch?: string) {
@@ -275,15 +291,18 @@ export function createApiKeyService(deps: {
     },
 
     /** Deletes the key; returns what it was (read under the same lock). */
-    remove(actor: Actor, id: string, reason: string | undefined): Promise<ApiKeyView> {
-      return prisma.$transaction(async (tx) => {
+    async remove(actor: Actor, id: string, reason: string | undefined): Promise<ApiKeyView> {
+      const view = await prisma.$transaction(async (tx) => {
         const current = await lockKey(tx, id);
         guard(actor, effectivePermissions(current.roles.map((r) => r.role.permissions)), 'delete this key');
-        const view = toView(current);
+        const before = toView(current);
         await tx.apiKey.delete({ where: { id } });
-        await writeHistory(tx, id, current.version + 1, 'delete', actor, reason, view);
-        return view;
+        await writeHistory(tx, id, current.version + 1, 'delete', actor, reason, before);
+        await announce(tx, id);
+        return before;
       });
+      changed(id);
+      return view;
     },
 
     async roles() {

@@ -1,0 +1,140 @@
+// The verified-key cache: after a key verifies once, later requests with it are answered from
+// memory — no argon2, no database read. Keyed by a SHA-256 digest of the presented key (never
+// the key itself). Bounded (LRU). Entries are dropped the moment their key changes (locally, or
+// through LISTEN/NOTIFY from another instance); an entry older than `maxAgeMs` is revalidated by
+// one read of the key's row version.
+import { createHash } from 'node:crypto';
+import type { Principal } from './authenticator.js';
+
+export interface CachedKey {
+  principal: Principal;
+  version: number;
+  isEnabled: boolean;
+  expiresAt: number | null;
+  /** When the row version was last confirmed against the database. */
+  checkedAt: number;
+}
+
+export function digestKey(key: string): string {
+  return createHash('sha256').update(key).digest('base64url');
+}
+
+/** A Map kept in least-recently-used order: a hit moves the entry to the end. */
+class Lru<V> {
+  private map = new Map<string, V>();
+  constructor(private readonly max: number) {}
+  get(k: string): V | undefined {
+    const v = this.map.get(k);
+    if (v !== undefined) {
+      this.map.delete(k);
+      this.map.set(k, v);
+    }
+    return v;
+  }
+  set(k: string, v: V): string | undefined {
+    this.map.delete(k);
+    this.map.set(k, v);
+    if (this.map.size > this.max) {
+      const oldest = this.map.keys().next().value as string;
+      this.map.delete(oldest);
+      return oldest;
+    }
+    return undefined;
+  }
+  delete(k: string) {
+    return this.map.delete(k);
+  }
+  clear() {
+    this.map.clear();
+  }
+  get size() {
+    return this.map.size;
+  }
+  keys() {
+    return this.map.keys();
+  }
+}
+
+export function createKeyCache(opts: { maxEntries: number; maxAgeMs: number; negativeMaxEntries: number; negativeTtlMs: number }) {
+  const entries = new Lru<CachedKey>(opts.maxEntries);
+  const byKeyId = new Map<string, Set<string>>(); // key id → digests cached for it
+  const negative = new Lru<number>(opts.negativeMaxEntries); // digest → expiry time
+  /** False while cross-instance invalidation is not guaranteed (listener down): no filling. */
+  let fillable = false;
+  /**
+   * Bumped by every invalidation. A verification that started before one must not cache what
+   * it read: the change it raced with has already been announced.
+   */
+  let epoch = 0;
+
+  function forget(digest: string) {
+    const entry = entries.get(digest);
+    entries.delete(digest);
+    if (entry) {
+      const set = byKeyId.get(entry.principal.id);
+      set?.delete(digest);
+      if (set && !set.size) byKeyId.delete(entry.principal.id);
+    }
+  }
+
+  return {
+    maxAgeMs: opts.maxAgeMs,
+    get(digest: string): CachedKey | undefined {
+      return entries.get(digest);
+    },
+    get epoch() {
+      return epoch;
+    },
+    /** Caches `entry` unless an invalidation happened since `readEpoch` (when it was read). */
+    set(digest: string, entry: CachedKey, readEpoch: number) {
+      if (!fillable || readEpoch !== epoch) return;
+      const evicted = entries.set(digest, entry);
+      if (evicted) {
+        forget(evicted);
+      }
+      let set = byKeyId.get(entry.principal.id);
+      if (!set) byKeyId.set(entry.principal.id, (set = new Set()));
+      set.add(digest);
+    },
+    /** The key changed or was deleted: drop every entry for it, and the negative cache. */
+    invalidateKey(keyId: string) {
+      epoch++;
+      for (const digest of byKeyId.get(keyId) ?? []) entries.delete(digest);
+      byKeyId.delete(keyId);
+      negative.clear();
+    },
+    forget,
+    isKnownInvalid(digest: string, now: number): boolean {
+      const until = negative.get(digest);
+      if (until === undefined) return false;
+      if (until > now) return true;
+      negative.delete(digest);
+      return false;
+    },
+    rememberInvalid(digest: string, now: number) {
+      negative.set(digest, now + opts.negativeTtlMs);
+    },
+    clear() {
+      epoch++;
+      entries.clear();
+      byKeyId.clear();
+      negative.clear();
+    },
+    setFillable(value: boolean) {
+      fillable = value;
+      if (!value) this.clear();
+    },
+    get fillable() {
+      return fillable;
+    },
+    stats() {
+      return { entries: entries.size, negative: negative.size, fillable };
+    },
+    /** For tests: everything the cache holds, to prove no plaintext key is in it. */
+    dump() {
+      return { entries: [...entries.keys()].map((k) => [k, entries.get(k)]), negative: [...negative.keys()] };
+    },
+  };
+}
+
+export type KeyCache = ReturnType<typeof createKeyCache>;
