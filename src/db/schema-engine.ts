@@ -83,16 +83,34 @@ type Queryable = { performIO(query: unknown): Promise<{ fields: Array<{ dataType
  * The engine's catalogue queries return PostgreSQL's internal one-byte `"char"` type
  * (pg_class.relkind and friends), which the pg adapter cannot map ("Column type 'char' could
  * not be deserialized"). pg already hands those values over as strings, so report them as text.
- * Scoped to the engine's own connections; the app's Prisma client is untouched.
+ * Also fixes how scripts run (below). Scoped to the engine's own connections; the app's Prisma
+ * client is untouched.
  */
 function withCharAsText<T extends object>(adapter: T): T {
-  const q = adapter as unknown as Queryable & { startTransaction?: (...a: unknown[]) => Promise<object> };
+  const q = adapter as unknown as Queryable & {
+    startTransaction?: (...a: unknown[]) => Promise<object>;
+    executeScript?: (script: string) => Promise<void>;
+    client?: { query(sql: string): Promise<unknown> };
+    onError?: (err: unknown) => never;
+  };
   const performIO = q.performIO.bind(q);
   q.performIO = async (query) => {
     const result = await performIO(query);
     for (const field of result.fields ?? []) if (field.dataTypeID === PG_CHAR_OID) field.dataTypeID = PG_TEXT_OID;
     return result;
   };
+  // The adapter splits a migration script on every ";" — inside comments, string literals and
+  // dollar-quoted function bodies too. PostgreSQL runs a multi-statement script sent as one
+  // simple query itself (as one transaction), which is what the native engine does.
+  if (q.executeScript && q.client) {
+    q.executeScript = async (script: string) => {
+      try {
+        await q.client!.query(script);
+      } catch (err) {
+        q.onError!(err);
+      }
+    };
+  }
   if (q.startTransaction) {
     const start = q.startTransaction.bind(q);
     q.startTransaction = async (...args) => withCharAsText(await start(...args));

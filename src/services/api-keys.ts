@@ -91,6 +91,11 @@ export function createApiKeyService(deps: {
   const now = deps.now ?? (() => new Date());
   const changed = (id: string) => deps.onChanged?.(id);
 
+  /** We bump row versions ourselves in this transaction: the database triggers stand aside. */
+  async function versioned(tx: Tx) {
+    await tx.$executeRaw`SELECT set_config('keyward.versioned', 'on', true)`;
+  }
+
   /** Tells every instance, on commit: PostgreSQL delivers a NOTIFY only if its transaction commits. */
   async function announce(tx: Tx, keyId: string) {
     await tx.$executeRaw`SELECT pg_notify(${KEY_CHANNEL}, ${keyId})`;
@@ -157,6 +162,7 @@ export function createApiKeyService(deps: {
     reason: string | null | undefined,
   ) {
     const result = await prisma.$transaction(async (tx) => {
+      await versioned(tx);
       const current = await lockKey(tx, id);
       if (!matchesIfMatch(ifMatch, etagOf(current))) throw new PreconditionFailedError();
       const currentPerms = effectivePermissions(current.roles.map((r) => r.role.permissions));
@@ -193,7 +199,11 @@ export function createApiKeyService(deps: {
       const limit = opts.limit ?? UNPAGED_CAP;
       const after = opts.cursor !== undefined ? decodeCursor(opts.cursor) : null;
       const where: Prisma.Sql[] = [];
-      if (opts.name !== undefined) where.push(Prisma.sql`lower(name) LIKE lower(${wildcardToLike(opts.name)}) ESCAPE '\\'`);
+      // Written against the index expression (lower(name) COLLATE "C"), so a prefix pattern is
+      // an index range scan whatever the database's default collation.
+      if (opts.name !== undefined) {
+        where.push(Prisma.sql`(lower(name) COLLATE "C") LIKE (lower(${wildcardToLike(opts.name)}) COLLATE "C") ESCAPE '\\'`);
+      }
       if (opts.isEnabled !== undefined) where.push(Prisma.sql`is_enabled = ${opts.isEnabled}`);
       if (after) where.push(Prisma.sql`(lower(name) COLLATE "C", id) > (${after.name} COLLATE "C", ${after.id}::uuid)`);
       const rows = await prisma.$queryRaw<Array<{ id: string; sort_name: string }>>`
@@ -229,6 +239,7 @@ export function createApiKeyService(deps: {
       const hash = await hasher.hash(secret); // before the transaction: argon2 is slow
       const roleIds = input.roleIds ?? [];
       const inTx = async (tx: Tx) => {
+        await versioned(tx);
         guard(actor, await requireRoles(tx, roleIds), 'create a key with those roles');
         const row = await tx.apiKey.create({
           data: {
@@ -293,6 +304,7 @@ export function createApiKeyService(deps: {
     /** Deletes the key; returns what it was (read under the same lock). */
     async remove(actor: Actor, id: string, reason: string | undefined): Promise<ApiKeyView> {
       const view = await prisma.$transaction(async (tx) => {
+        await versioned(tx);
         const current = await lockKey(tx, id);
         guard(actor, effectivePermissions(current.roles.map((r) => r.role.permissions)), 'delete this key');
         const before = toView(current);
