@@ -62,10 +62,29 @@ export function createKeyCache(opts: { maxEntries: number; maxAgeMs: number; neg
   /** False while cross-instance invalidation is not guaranteed (listener down): no filling. */
   let fillable = false;
   /**
-   * Bumped by every invalidation. A verification that started before one must not cache what
-   * it read: the change it raced with has already been announced.
+   * Bumped by every invalidation, which is also remembered (bounded) with its key id. A
+   * verification that read a key before an invalidation of that key must not cache what it
+   * read: the change it raced with has already been announced.
    */
   let epoch = 0;
+  const RECENT = 4096;
+  const recent: Array<string | null> = []; // recent[i] = key id invalidated at epoch (epoch - len + 1 + i); null = everything
+
+  function bump(keyId: string | null) {
+    epoch++;
+    recent.push(keyId);
+    if (recent.length > RECENT) recent.shift();
+  }
+
+  function invalidatedSince(readEpoch: number, keyId: string): boolean {
+    const missed = epoch - readEpoch;
+    if (missed <= 0) return false;
+    if (missed > recent.length) return true; // too long ago to tell: be safe
+    for (let i = recent.length - missed; i < recent.length; i++) {
+      if (recent[i] === null || recent[i] === keyId) return true;
+    }
+    return false;
+  }
 
   function forget(digest: string) {
     const entry = entries.get(digest);
@@ -85,9 +104,9 @@ export function createKeyCache(opts: { maxEntries: number; maxAgeMs: number; neg
     get epoch() {
       return epoch;
     },
-    /** Caches `entry` unless an invalidation happened since `readEpoch` (when it was read). */
+    /** Caches `entry` unless its key was invalidated since `readEpoch` (when it was read). */
     set(digest: string, entry: CachedKey, readEpoch: number) {
-      if (!fillable || readEpoch !== epoch) return;
+      if (!fillable || invalidatedSince(readEpoch, entry.principal.id)) return;
       const evicted = entries.set(digest, entry);
       if (evicted) {
         forget(evicted);
@@ -96,9 +115,13 @@ export function createKeyCache(opts: { maxEntries: number; maxAgeMs: number; neg
       if (!set) byKeyId.set(entry.principal.id, (set = new Set()));
       set.add(digest);
     },
+    /** A key was created: a secret remembered as wrong might now be right. */
+    keyCreated() {
+      negative.clear();
+    },
     /** The key changed or was deleted: drop every entry for it, and the negative cache. */
     invalidateKey(keyId: string) {
-      epoch++;
+      bump(keyId);
       for (const digest of byKeyId.get(keyId) ?? []) entries.delete(digest);
       byKeyId.delete(keyId);
       negative.clear();
@@ -115,7 +138,7 @@ export function createKeyCache(opts: { maxEntries: number; maxAgeMs: number; neg
       negative.set(digest, now + opts.negativeTtlMs);
     },
     clear() {
-      epoch++;
+      bump(null);
       entries.clear();
       byKeyId.clear();
       negative.clear();

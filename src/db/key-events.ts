@@ -7,6 +7,23 @@ import { pgConfigFromUrl } from './schema-engine.js';
 
 export const KEY_CHANNEL = 'keyward_api_keys';
 
+export type KeyEventOp = 'create' | 'update' | 'delete';
+export interface KeyEvent {
+  instanceId: string;
+  op: KeyEventOp;
+  keyId: string;
+}
+
+export function encodeKeyEvent(e: KeyEvent): string {
+  return `${e.op} ${e.keyId} ${e.instanceId}`;
+}
+
+export function decodeKeyEvent(payload: string): KeyEvent | null {
+  const [op, keyId, instanceId] = payload.split(' ');
+  if ((op !== 'create' && op !== 'update' && op !== 'delete') || !keyId) return null;
+  return { op, keyId, instanceId: instanceId ?? '' };
+}
+
 export interface KeyEventsLog {
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
@@ -15,7 +32,9 @@ export interface KeyEventsLog {
 export function createKeyEventListener(opts: {
   url: string;
   log: KeyEventsLog;
-  onChanged: (keyId: string) => void;
+  /** Changes made by other processes (this one's own are applied before it replies). */
+  onChanged: (event: KeyEvent) => void;
+  instanceId: string;
   /** Called with true once LISTEN is in place, false the moment the connection is lost. */
   onState: (listening: boolean) => void;
   heartbeatMs?: number;
@@ -53,7 +72,10 @@ export function createKeyEventListener(opts: {
     c.on('error', (err) => down(err));
     c.on('end', () => client === c && down(new Error('connection ended')));
     c.on('notification', (msg) => {
-      if (msg.channel === KEY_CHANNEL && msg.payload) opts.onChanged(msg.payload);
+      const event = msg.channel === KEY_CHANNEL && msg.payload ? decodeKeyEvent(msg.payload) : null;
+      // Unreadable payloads (a hand-written NOTIFY) are taken as "something changed".
+      if (!event) opts.onChanged({ op: 'update', keyId: msg.payload ?? '', instanceId: '' });
+      else if (event.instanceId !== opts.instanceId) opts.onChanged(event);
     });
     try {
       await c.connect();

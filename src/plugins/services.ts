@@ -1,4 +1,5 @@
 // Builds the services from their dependencies and wires their lifecycle (flush at shutdown).
+import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { createAuthenticator, type Authenticator } from '../auth/authenticator.js';
@@ -6,7 +7,7 @@ import { createKeyHasher, type KeyHasher } from '../auth/hasher.js';
 import { createKeyCache, type KeyCache } from '../auth/key-cache.js';
 import { createLimiter, type Limiter } from '../auth/limiter.js';
 import type { Config } from '../config.js';
-import { createKeyEventListener, type KeyEventListener } from '../db/key-events.js';
+import { createKeyEventListener, type KeyEventListener, type KeyEventOp } from '../db/key-events.js';
 import { createApiKeyService, type ApiKeyService } from '../services/api-keys.js';
 import { bootstrapInfrastructureKey } from '../services/bootstrap.js';
 import { createLastUsedRecorder, type LastUsedRecorder } from '../services/last-used.js';
@@ -34,12 +35,15 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
   const cache = createKeyCache(config.authCache);
   const limiter = createLimiter(config.argon2.maxConcurrency, config.argon2.maxQueue);
   const lastUsed = createLastUsedRecorder({ prisma, log, flushEveryMs: config.lastUsedFlushMs });
-  const keys = createApiKeyService({ prisma, hasher, log, onChanged: (id) => cache.invalidateKey(id) });
+  const instanceId = randomUUID();
+  const onChanged = (keyId: string, op: KeyEventOp) => (op === 'create' ? cache.keyCreated() : cache.invalidateKey(keyId));
+  const keys = createApiKeyService({ prisma, hasher, log, onChanged, instanceId });
   const auth = createAuthenticator({ prisma, hasher, lastUsed, cache, limiter, log });
   const listener = createKeyEventListener({
     url: app.database.url,
     log,
-    onChanged: (id) => cache.invalidateKey(id),
+    instanceId,
+    onChanged: (event) => (event.keyId ? onChanged(event.keyId, event.op) : cache.clear()),
     onState: (listening) => cache.setFillable(listening && config.authCache.maxEntries > 0),
   });
   app.decorate('services', { hasher, keys, auth, lastUsed, cache, limiter, listener });

@@ -8,7 +8,7 @@ import { covers, effectivePermissions } from '../auth/permissions.js';
 import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
 import { AppError, NotFoundError, ValidationError } from '../lib/errors.js';
 import type { ApiKeyView, CreateInput, PatchInput, ReplaceInput } from '../schemas/api-keys.js';
-import { KEY_CHANNEL } from '../db/key-events.js';
+import { encodeKeyEvent, KEY_CHANNEL, type KeyEventOp } from '../db/key-events.js';
 import { decodeCursor, encodeCursor, wildcardToLike } from './paging.js';
 
 export const UNPAGED_CAP = 10_000;
@@ -84,12 +84,15 @@ export function createApiKeyService(deps: {
   hasher: KeyHasher;
   log: FastifyBaseLogger;
   /** Called after a change to a key commits, before the caller replies (local cache). */
-  onChanged?: (keyId: string) => void;
+  onChanged?: (keyId: string, op: KeyEventOp) => void;
+  /** Names this process in its notifications, so it can skip its own echoes. */
+  instanceId?: string;
   now?: () => Date;
 }) {
   const { prisma, hasher } = deps;
   const now = deps.now ?? (() => new Date());
-  const changed = (id: string) => deps.onChanged?.(id);
+  const changed = (id: string, op: KeyEventOp) => deps.onChanged?.(id, op);
+  const instanceId = deps.instanceId ?? randomUUID();
 
   /** We bump row versions ourselves in this transaction: the database triggers stand aside. */
   async function versioned(tx: Tx) {
@@ -97,8 +100,8 @@ export function createApiKeyService(deps: {
   }
 
   /** Tells every instance, on commit: PostgreSQL delivers a NOTIFY only if its transaction commits. */
-  async function announce(tx: Tx, keyId: string) {
-    await tx.$executeRaw`SELECT pg_notify(${KEY_CHANNEL}, ${keyId})`;
+  async function announce(tx: Tx, keyId: string, op: KeyEventOp) {
+    await tx.$executeRaw`SELECT pg_notify(${KEY_CHANNEL}, ${encodeKeyEvent({ instanceId, op, keyId })})`;
   }
 
   async function rolesById(tx: Tx | PrismaClient, ids: number[]) {
@@ -187,10 +190,10 @@ export function createApiKeyService(deps: {
       });
       const view = toView(row);
       await writeHistory(tx, id, version, 'update', actor, reason, view);
-      await announce(tx, id);
+      await announce(tx, id, 'update');
       return { key: view, etag: etagOf(row) };
     });
-    changed(id);
+    changed(id, 'update');
     return result;
   }
 
@@ -260,12 +263,12 @@ export function createApiKeyService(deps: {
         });
         const view = toView(row);
         await writeHistory(tx, row.id, 1, 'create', actor, input.changeReason, view);
-        await announce(tx, row.id); // other instances drop negative-cache entries
+        await announce(tx, row.id, 'create'); // other instances drop negative-cache entries
         return { key: view, secret, etag: etagOf(row) };
       };
       if (extra.tx) return inTx(extra.tx); // the caller's transaction; it announces on commit
       const created = await prisma.$transaction(inTx);
-      changed(created.key.id);
+      changed(created.key.id, 'create');
       return created;
     },
 
@@ -310,10 +313,10 @@ export function createApiKeyService(deps: {
         const before = toView(current);
         await tx.apiKey.delete({ where: { id } });
         await writeHistory(tx, id, current.version + 1, 'delete', actor, reason, before);
-        await announce(tx, id);
+        await announce(tx, id, 'delete');
         return before;
       });
-      changed(id);
+      changed(id, 'delete');
       return view;
     },
 

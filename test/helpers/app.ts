@@ -1,7 +1,7 @@
 // Builds the real app, on this test file's own database, exactly as server.ts does.
 import { Writable } from 'node:stream';
 import { afterAll, inject } from 'vitest';
-import { buildApp, type App } from '../../src/app.js';
+import { buildApp, type App, type BuildOptions } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createDatabase } from './databases.js';
 
@@ -28,10 +28,10 @@ export function testConfig(env: Record<string, string> = {}, databaseUrl?: strin
 }
 
 export async function buildTestApp(
-  opts: { env?: Record<string, string>; logStream?: Writable; databaseUrl?: string; ready?: boolean } = {},
+  opts: { env?: Record<string, string>; logStream?: Writable; databaseUrl?: string; ready?: boolean } & Omit<BuildOptions, 'logStream'> = {},
 ): Promise<App> {
   const url = opts.databaseUrl ?? (await testDatabase()).url;
-  const app = await buildApp(testConfig(opts.env, url), { logStream: opts.logStream });
+  const app = await buildApp(testConfig(opts.env, url), { logStream: opts.logStream, hasher: opts.hasher });
   apps.push(app);
   if (opts.ready !== false) await app.ready();
   return app;
