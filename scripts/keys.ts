@@ -115,8 +115,8 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err) => {
-    const message =
-      err instanceof ConfigError || err instanceof AppError ? err.message : err instanceof Error ? err.message : String(err);
+    const fields = err instanceof AppError && err.extra.errors?.length ? ` (${err.extra.errors.map((e) => `${e.field}: ${e.message}`).join('; ')})` : '';
+    const message = (err instanceof ConfigError || err instanceof Error ? err.message : String(err)) + fields;
     process.stderr.write(`keys:create: ${message}\n`);
     process.exit(1);
   },

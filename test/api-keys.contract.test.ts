@@ -53,7 +53,7 @@ describe('GET /api/v1/roles', () => {
     const res = await app.inject({ method: 'GET', url: '/api/v1/roles', headers: admin.headers });
     expect(res.statusCode).toBe(200);
     expect(res.json()).toEqual([
-      { id: 1, name: 'Administrator', builtIn: true, permissions: ['apikeys.read', 'apikeys.write', 'roles.read'] },
+      { id: 1, name: 'Administrator', builtIn: true, permissions: ['*', 'apikeys.read', 'apikeys.write', 'roles.read'] },
       { id: 2, name: 'Operator', builtIn: true, permissions: ['apikeys.read', 'apikeys.write', 'roles.read'] },
       { id: 3, name: 'Reader', builtIn: true, permissions: ['apikeys.read', 'roles.read'] },
     ]);
@@ -215,6 +215,61 @@ describe('If-Match', () => {
     expect(now.headers.etag).toBe('"2"');
     const star = await app.inject({ method: 'PATCH', url, headers: { ...admin.headers, ...json, 'if-match': '*' }, payload: { name: 'etag-5' } });
     expect(star.statusCode).toBe(200);
+  });
+});
+
+describe('If-Match details', () => {
+  it('uses strong comparison: a weak tag never matches', async () => {
+    const created = (await create({ name: 'weak-etag' })).json();
+    const res = await app.inject({ method: 'PATCH', url: `/api/v1/apikeys/${created.id}`, headers: { ...admin.headers, ...json, 'if-match': 'W/"1"' }, payload: { name: 'x' } });
+    expect(res.statusCode).toBe(412);
+  });
+
+  it('DELETE honours If-Match too', async () => {
+    const created = (await create({ name: 'delete-etag' })).json();
+    const url = `/api/v1/apikeys/${created.id}`;
+    const stale = await app.inject({ method: 'DELETE', url, headers: { ...admin.headers, 'if-match': '"7"' } });
+    expect(stale.statusCode).toBe(412);
+    expect(await sql(dbUrl, 'SELECT id FROM api_keys WHERE id = $1', [created.id])).toHaveLength(1);
+    expect((await app.inject({ method: 'DELETE', url, headers: { ...admin.headers, 'if-match': '"1"' } })).statusCode).toBe(204);
+  });
+});
+
+describe('ids', () => {
+  it('any 8-4-4-4-12 hex GUID is a valid id (404 when absent), as in JIM\'s own examples', async () => {
+    const res = await app.inject({ method: 'GET', url: '/api/v1/apikeys/12345678-1234-1234-1234-123456789abc', headers: admin.headers });
+    expect(res.statusCode).toBe(404);
+    expect(res.json().code).toBe('API_KEY_NOT_FOUND');
+  });
+});
+
+describe('concurrency', () => {
+  it('40 concurrent PATCHes of one key: all succeed, one wins, history has one version per success', async () => {
+    const created = (await create({ name: 'contended' })).json();
+    const names = Array.from({ length: 40 }, (_, i) => `contended-${i}`);
+    const results = await Promise.all(
+      names.map((name) => app.inject({ method: 'PATCH', url: `/api/v1/apikeys/${created.id}`, headers: { ...admin.headers, ...json }, payload: { name } })),
+    );
+    expect(results.map((r) => r.statusCode)).toEqual(names.map(() => 200));
+    const final = (await app.inject({ method: 'GET', url: `/api/v1/apikeys/${created.id}`, headers: admin.headers })).json();
+    expect(names).toContain(final.name);
+    const versions = await sql<{ version: number }>(dbUrl, 'SELECT version FROM api_key_changes WHERE api_key_id = $1 ORDER BY version', [created.id]);
+    expect(versions.map((v) => v.version)).toEqual(Array.from({ length: 41 }, (_, i) => i + 1));
+    const etags = results.map((r) => r.headers.etag).sort();
+    expect(new Set(etags).size).toBe(40);
+  });
+
+  it('a delete racing updates never resurrects the key, and nothing fails with a 500', async () => {
+    const created = (await create({ name: 'race-delete' })).json();
+    const url = `/api/v1/apikeys/${created.id}`;
+    const results = await Promise.all([
+      ...Array.from({ length: 10 }, (_, i) => app.inject({ method: 'PATCH', url, headers: { ...admin.headers, ...json }, payload: { name: `r-${i}` } })),
+      app.inject({ method: 'DELETE', url, headers: admin.headers }),
+      ...Array.from({ length: 10 }, (_, i) => app.inject({ method: 'PATCH', url, headers: { ...admin.headers, ...json }, payload: { name: `s-${i}` } })),
+    ]);
+    for (const r of results) expect([200, 204, 404]).toContain(r.statusCode);
+    expect(results.filter((r) => r.statusCode === 204)).toHaveLength(1);
+    expect(await sql(dbUrl, 'SELECT id FROM api_keys WHERE id = $1', [created.id])).toEqual([]);
   });
 });
 

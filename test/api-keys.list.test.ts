@@ -103,6 +103,45 @@ describe('GET /api/v1/apikeys', () => {
     expect(res.json()).toHaveLength(total);
   });
 
+  it('a cursor the server did not issue is a 400, even when well formed', async () => {
+    const first = await list('?limit=2');
+    const next = new URL(/^<([^>]+)>/.exec(first.res.headers.link as string)![1], 'http://x').searchParams.get('cursor')!;
+    const raw = Buffer.from(next, 'base64url');
+    // Same shape, other position: the signature no longer matches.
+    const payload = Buffer.from(JSON.stringify([1, 'zzz', '11111111-1111-4111-8111-111111111111']));
+    const forged = Buffer.concat([raw.subarray(0, 16), payload]).toString('base64url');
+    const unsigned = payload.toString('base64url');
+    const nul = Buffer.concat([raw.subarray(0, 16), Buffer.from('[1,"\\u0000","11111111-1111-4111-8111-111111111111"]')]).toString('base64url');
+    for (const cursor of [forged, unsigned, nul, next.slice(0, -2)]) {
+      const { res } = await list(`?limit=2&cursor=${cursor}`);
+      expect(res.statusCode).toBe(400);
+      expect(res.json().errors[0].field).toBe('cursor');
+    }
+    expect((await list(`?limit=2&cursor=${next}`)).res.statusCode).toBe(200);
+  });
+
+  it('pages through keys whose names are 200 emoji (long cursors round-trip)', async () => {
+    for (const c of ['😀', '😁', '😂']) await seedKey(app, { name: c.repeat(200) });
+    const all = (await list('')).names;
+    const seen: string[] = [];
+    let next: string | null = '/api/v1/apikeys?limit=1';
+    while (next && seen.length <= all.length) {
+      const res = await app.inject({ method: 'GET', url: next, headers: admin.headers });
+      expect(res.statusCode, res.body).toBe(200);
+      seen.push(...res.json().map((k: { name: string }) => k.name));
+      const link = res.headers.link as string | undefined;
+      next = link ? /^<([^>]+)>/.exec(link)![1] : null;
+    }
+    expect(seen).toEqual(all);
+    expect(seen.filter((n) => n.startsWith('😀'))).toHaveLength(1);
+  });
+
+  it.each(['?name=%00', '?name=a%07b', '?name=tab%09'])('rejects a control character or invalid text in ?name (%s) with 400', async (query) => {
+    const { res } = await list(query);
+    expect(res.statusCode).toBe(400);
+    expect(res.json().errors[0].field).toBe('name');
+  });
+
   it.each(['?limit=0', '?limit=1001', '?limit=abc', '?limit=1.5', '?cursor=not-a-cursor', `?cursor=${Buffer.from('[1,"x","nope"]').toString('base64url')}`, '?isEnabled=yes', '?name=a&name=b', '?bogus=1'])(
     'rejects %s with 400',
     async (query) => {
@@ -125,5 +164,36 @@ describe('GET /api/v1/apikeys', () => {
     expect(res.statusCode).toBe(200);
     expect(names).toHaveLength(10_000);
     await sql(url, "DELETE FROM api_keys WHERE name LIKE 'bulk-%'");
+  });
+});
+
+describe('on a database whose collation is language-aware (ICU en-US)', () => {
+  it('still orders by lower(name) in code-point order, and still uses wildcards literally', async () => {
+    const { inject } = await import('vitest');
+    const { applyMigrations } = await import('../src/db/migrate.js');
+    const { databaseUrl, dropDatabase } = await import('./helpers/databases.js');
+    const adminUrl = inject('pgAdminUrl');
+    const name = `keyward_icu_${Date.now()}`;
+    await sql(adminUrl, `CREATE DATABASE "${name}" TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'`);
+    try {
+      const url = databaseUrl(adminUrl, name);
+      await applyMigrations(url, { info() {}, debug() {} });
+      const icuApp = await buildTestApp({ databaseUrl: url });
+      const admin2 = await seedKey(icuApp, { name: 'icu-admin', roleIds: [ADMIN] });
+      const names = ['a_c', 'abc', 'B', 'a%c', 'émile', 'Zeta', 'a-b', 'A b'];
+      for (const n of names) await seedKey(icuApp, { name: n });
+      const res = await icuApp.inject({ method: 'GET', url: '/api/v1/apikeys', headers: admin2.headers });
+      const got = (res.json() as Array<{ name: string }>).map((k) => k.name);
+      const expected = [...names, 'icu-admin'].sort((x, y) => (x.toLowerCase() < y.toLowerCase() ? -1 : x.toLowerCase() > y.toLowerCase() ? 1 : 0));
+      expect(got).toEqual(expected);
+      // en-US would put 'a_c' before 'a%c' and 'émile' before 'icu-admin'; code points do not.
+      expect(got.indexOf('a%c')).toBeLessThan(got.indexOf('a_c'));
+      expect(got.indexOf('icu-admin')).toBeLessThan(got.indexOf('émile'));
+      const filtered = await icuApp.inject({ method: 'GET', url: `/api/v1/apikeys?name=${encodeURIComponent('a_c')}`, headers: admin2.headers });
+      expect(filtered.json().map((k: { name: string }) => k.name)).toEqual(['a_c']);
+      await icuApp.close();
+    } finally {
+      await dropDatabase(adminUrl, name);
+    }
   });
 });

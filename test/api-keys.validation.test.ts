@@ -50,6 +50,7 @@ const createCases: Array<[string, unknown, string]> = [
   ['expiresAt date only', { ...valid, expiresAt: '2099-01-01' }, 'expiresAt'],
   ['expiresAt impossible date', { ...valid, expiresAt: '2099-02-30T00:00:00Z' }, 'expiresAt'],
   ['expiresAt as a number', { ...valid, expiresAt: 4102444800 }, 'expiresAt'],
+  ['expiresAt beyond year 9999', { ...valid, expiresAt: '9999-12-31T23:59:59-14:00' }, 'expiresAt'],
   ['changeReason of 1001', { ...valid, changeReason: long(1001) }, 'changeReason'],
   ['isEnabled as a string', { ...valid, isEnabled: 'true' }, 'isEnabled'],
   ['isEnabled null', { ...valid, isEnabled: null }, 'isEnabled'],
@@ -117,6 +118,8 @@ describe('PUT and PATCH validation', () => {
     ['blank name', { name: ' ' }, 'name'],
     ['unknown role', { roleIds: [1, 5000] }, 'roleIds'],
     ['bad expiresAt', { expiresAt: 'tomorrow' }, 'expiresAt'],
+    ['expiresAt in year 0', { expiresAt: '0000-01-01T00:00:00Z' }, 'expiresAt'],
+    ['expiresAt before 1970', { expiresAt: '1969-12-31T23:59:59Z' }, 'expiresAt'],
     ['unknown field', { enabled: false }, 'body'],
   ];
   it.each(patchCases)('PATCH %s → 400, nothing changed', async (_label, body, field) => {

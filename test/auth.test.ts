@@ -119,6 +119,14 @@ describe('credentials that are refused on every protected route', () => {
     });
   }
 
+  it('a wrong secret is API_KEY_INVALID even for a disabled or expired key (the secret is checked first)', async () => {
+    for (const k of [disabled, expired]) {
+      const wrong = k.secret.slice(0, 16) + '0'.repeat(k.secret.length - 16);
+      const res = await app.inject({ method: 'GET', url: '/api/v1/userinfo', headers: { 'x-api-key': wrong } });
+      expect(res.json().code).toBe('API_KEY_INVALID');
+    }
+  });
+
   it('unknown, wrong-secret and deleted keys are indistinguishable to the caller', async () => {
     const bodies = await Promise.all(
       [wellFormedUnknown, wrongSecret, deleted.secret, 'garbage'].map(async (k) => {
@@ -191,8 +199,10 @@ describe('the escalation guard', () => {
     expect(await apiVisibleState(dbUrl)).toEqual(before);
   }
 
-  it('an Operator cannot mint an Administrator key', async () => {
+  it('an Operator cannot mint an Administrator key, and is told which permission it lacks', async () => {
     await expectForbiddenAndUnchanged({ method: 'POST', url: '/api/v1/apikeys', payload: { name: 'sneaky', roleIds: [ADMIN] } });
+    const res = await app.inject({ method: 'POST', url: '/api/v1/apikeys', headers: { ...operator.headers, ...json }, payload: { name: 'sneaky', roleIds: [ADMIN] } });
+    expect(res.json().detail).toMatch(/permissions your key does not have: \* \(every permission\)/);
   });
 
   it('an Operator cannot disable, rename or delete an Administrator key', async () => {

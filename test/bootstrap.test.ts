@@ -64,6 +64,20 @@ describe('infrastructure key bootstrap', () => {
     expect(me.statusCode).toBe(401);
   });
 
+  it('the advisory lock serialises bootstraps that overlap (slow hashing makes them overlap)', async () => {
+    const url = await freshDb();
+    const app = await buildTestApp({ databaseUrl: url });
+    const { bootstrapInfrastructureKey } = await import('../src/services/bootstrap.js');
+    const { createKeyHasher } = await import('../src/auth/hasher.js');
+    const real = createKeyHasher({ memoryKib: 1024, timeCost: 1, parallelism: 1, maxConcurrency: 1, maxQueue: 0 });
+    const slow = { ...real, hash: async (s: string) => (await new Promise((r) => setTimeout(r, 200)), real.hash(s)) };
+    const outcomes = await Promise.all(
+      [1, 2, 3].map(() => bootstrapInfrastructureKey({ secret: INFRA, prisma: app.prisma, hasher: slow, keys: app.services.keys, log: app.log })),
+    );
+    expect(outcomes.sort()).toEqual(['created', 'exists', 'exists']);
+    expect(await infraRows(url)).toHaveLength(1);
+  });
+
   it('several instances starting together create exactly one', async () => {
     const url = await freshDb();
     await Promise.all([1, 2, 3].map(() => buildTestApp({ databaseUrl: url, env: { JIM_INFRASTRUCTURE_API_KEY: INFRA } })));

@@ -95,8 +95,16 @@ describe('Remove-JIMApiKey', () => {
     const created = (await newJimApiKey({ name: 'Remove target', roleIds: [] })).json();
     const got = await app.inject({ method: 'GET', url: `/api/v1/apikeys/${created.id}`, headers: ps() });
     expect(got.statusCode).toBe(200);
+    const { key: _secret, ...view } = created;
+    expect(got.json()).toEqual(view); // what -PassThru emits
     const reason = 'Decommissioned: server "web-01" & friends / 100%';
-    const del = await app.inject({ method: 'DELETE', url: `/api/v1/apikeys/${created.id}?changeReason=${encodeURIComponent(reason)}`, headers: ps() });
+    // As Invoke-RestMethod sends it: the JSON content type, and an explicit empty body.
+    const del = await app.inject({
+      method: 'DELETE',
+      url: `/api/v1/apikeys/${created.id}?changeReason=${encodeURIComponent(reason)}`,
+      headers: { ...ps(), 'content-length': '0' },
+      payload: '',
+    });
     expect(del.statusCode).toBe(204);
     const [row] = await sql(dbUrl, "SELECT change_reason FROM api_key_changes WHERE api_key_id = $1 AND operation = 'delete'", [created.id]);
     expect(row.change_reason).toBe(reason);

@@ -70,3 +70,25 @@ describe('lastUsedAt', () => {
     expect(await row(key.id)).toMatchObject({ last_used_at: clock, last_used_from_ip: '10.0.0.5' });
   });
 });
+
+describe('rehashing', () => {
+  it('a key hashed with other parameters is rehashed on its next use, without a version change', async () => {
+    const old = await buildTestApp({ env: { ARGON2_MEMORY_KIB: '2048' } });
+    const key = await seedKey(old, { roleIds: [READER] });
+    const { url } = await testDatabase();
+    const before = (await sql<{ hash: string; version: number }>(url, 'SELECT hash, version FROM api_keys WHERE id = $1', [key.id]))[0];
+    expect(before.hash).toMatch(/\$m=2048,/);
+    const app = await buildTestApp({ env: { ARGON2_MEMORY_KIB: '1024' } });
+    expect((await app.inject({ method: 'GET', url: '/api/v1/userinfo', headers: key.headers })).statusCode).toBe(200);
+    let after = before;
+    for (let i = 0; i < 100 && after.hash === before.hash; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      after = (await sql<{ hash: string; version: number }>(url, 'SELECT hash, version FROM api_keys WHERE id = $1', [key.id]))[0];
+    }
+    expect(after.hash).toMatch(/\$m=1024,/);
+    expect(after.version).toBe(before.version);
+    // The new hash still verifies.
+    const fresh = await buildTestApp({ env: { ARGON2_MEMORY_KIB: '1024' } });
+    expect((await fresh.inject({ method: 'GET', url: '/api/v1/userinfo', headers: key.headers })).statusCode).toBe(200);
+  });
+});

@@ -27,6 +27,7 @@ export function covers(holder: Set<string>, needed: Set<string>): boolean {
   return true;
 }
 
+/** Sorted; "*" (first) when held, followed by what it currently expands to. */
 export function listPermissions(set: Set<string>): string[] {
-  return [...set].filter((p) => p !== ALL).sort();
+  return [...set].sort();
 }

@@ -181,16 +181,16 @@ export const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
         security: SECURITY,
         params: idParams,
         querystring: deleteQuery,
-        headers: z.object({ prefer: z.string().max(200).optional() }),
+        headers: ifMatchHeaders.extend({ prefer: z.string().max(200).optional() }),
         response: {
           200: apiKeySchema.describe('The deleted key (with Prefer: return=representation)'),
           204: z.null().describe('Deleted'),
-          ...problemResponses(400, 401, 403, 404),
+          ...problemResponses(400, 401, 403, 404, 412),
         },
       },
     },
     async (req, reply) => {
-      const deleted = await keys().remove(actorOf(req), req.params.id, req.query.changeReason);
+      const deleted = await keys().remove(actorOf(req), req.params.id, req.query.changeReason, req.headers['if-match']);
       const prefer = (req.headers.prefer ?? '').split(/[,;]/).map((p) => p.trim().toLowerCase());
       if (prefer.includes('return=representation')) {
         noStore(reply);

@@ -10,11 +10,23 @@ export const roleIds = z
   .max(100)
   .refine((ids) => new Set(ids).size === ids.length, { message: 'roleIds must not repeat an id' })
   .describe('Ids of the roles the key holds; replaces all assignments');
+const EARLIEST = Date.UTC(1970, 0, 1);
+const LATEST = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 /** RFC 3339 with an offset; any number of fractional digits (JIM sends seven). */
-export const timestamp = z.iso.datetime({ offset: true });
+export const timestamp = z.iso
+  .datetime({ offset: true })
+  .refine(
+    (v) => {
+      const t = Date.parse(v.replace(/(\.\d{3})\d+/, '$1'));
+      return Number.isFinite(t) && t >= EARLIEST && t <= LATEST;
+    },
+    { message: 'must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z' },
+  );
 export const expiresAt = timestamp.nullable().describe('RFC 3339 date-time with offset, or null for no expiry');
 
-export const idParams = z.object({ id: z.uuid().describe('The key id') });
+/** Any 8-4-4-4-12 hex GUID (as .NET and PostgreSQL accept), not only RFC 9562 variants. */
+export const keyId = z.guid();
+export const idParams = z.object({ id: keyId.describe('The key id') });
 
 export const createBody = z
   .strictObject({
@@ -53,14 +65,12 @@ export const patchBody = z
   .meta({ id: 'PatchApiKeyRequest', description: 'Absent fields stay unchanged; expiresAt: null removes the expiry.' });
 
 export const listQuery = z.strictObject({
-  name: z
-    .string()
-    .max(200)
+  name: text({ max: 200, label: 'name' })
     .optional()
     .describe('Name filter: `*` any run, `?` one character, case-insensitive, everything else literal'),
   isEnabled: z.enum(['true', 'false']).optional(),
   limit: z.coerce.number().int().min(1).max(1000).optional().describe('Page size; without it every match is returned (up to 10,000)'),
-  cursor: z.string().max(1000).optional().describe('Opaque cursor from a previous page'),
+  cursor: z.string().max(4096).optional().describe('Opaque cursor from a previous page'),
 });
 
 export const deleteQuery = z.strictObject({ changeReason: changeReason.unwrap().optional() });
@@ -69,7 +79,7 @@ export const roleRef = z.object({ id: z.number().int(), name: z.string() }).meta
 
 export const apiKeySchema = z
   .object({
-    id: z.uuid(),
+    id: keyId,
     name: z.string(),
     description: z.string().nullable(),
     keyPrefix: z.string().describe('The first 16 characters of the key, stored in clear to find it'),
@@ -93,13 +103,13 @@ export const roleSchema = z
     id: z.number().int(),
     name: z.string(),
     builtIn: z.boolean(),
-    permissions: z.array(z.enum(PERMISSIONS)),
+    permissions: z.array(z.enum(['*', ...PERMISSIONS])).describe('"*" (Administrator) means every permission, including ones added later'),
   })
   .meta({ id: 'Role' });
 
 export const userInfoSchema = z
   .object({
-    id: z.uuid(),
+    id: keyId,
     name: z.string(),
     keyPrefix: z.string(),
     roles: z.array(roleRef),

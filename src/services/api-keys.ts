@@ -1,6 +1,6 @@
 // The API key lifecycle. Every change runs in one transaction with its history row; the row is
 // locked first, so concurrent changes of one key apply one after the other.
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { generateKey, keyPrefixOf } from '../auth/key-format.js';
 import type { KeyHasher } from '../auth/hasher.js';
@@ -64,11 +64,12 @@ export class ForbiddenError extends AppError {
   }
 }
 
+/** RFC 9110 If-Match: strong comparison, so a weak tag (W/"…") never matches. */
 function matchesIfMatch(ifMatch: string | undefined, etag: string): boolean {
   if (ifMatch === undefined) return true;
   return ifMatch
     .split(',')
-    .map((t) => t.trim().replace(/^W\//, ''))
+    .map((t) => t.trim())
     .some((t) => t === '*' || t === etag);
 }
 
@@ -104,6 +105,23 @@ export function createApiKeyService(deps: {
     await tx.$executeRaw`SELECT pg_notify(${KEY_CHANNEL}, ${encodeKeyEvent({ instanceId, op, keyId })})`;
   }
 
+  /** The cursor-signing key, shared by every instance through the database; made on first use. */
+  let cursorKey: Promise<Buffer> | undefined;
+  function loadCursorKey(): Promise<Buffer> {
+    cursorKey ??= (async () => {
+      await prisma.appSetting.createMany({
+        data: [{ name: 'cursor_key', value: randomBytes(32).toString('base64') }],
+        skipDuplicates: true,
+      });
+      const row = await prisma.appSetting.findUniqueOrThrow({ where: { name: 'cursor_key' } });
+      return Buffer.from(row.value, 'base64');
+    })().catch((err) => {
+      cursorKey = undefined; // try again next time
+      throw err;
+    });
+    return cursorKey;
+  }
+
   async function rolesById(tx: Tx | PrismaClient, ids: number[]) {
     if (!ids.length) return new Map<number, { id: number; name: string; permissions: string[] }>();
     const roles = await tx.role.findMany({ where: { id: { in: ids } } });
@@ -125,7 +143,8 @@ export function createApiKeyService(deps: {
   /** The escalation guard: a caller may only touch keys whose permissions are within its own. */
   function guard(actor: Actor, needed: Set<string>, what: string) {
     if (!covers(actor.permissions, needed)) {
-      throw new ForbiddenError(`You cannot ${what}: it would hold permissions your key does not have.`);
+      const missing = [...needed].filter((p) => !actor.permissions.has(p)).map((p) => (p === '*' ? '* (every permission)' : p));
+      throw new ForbiddenError(`You cannot ${what}: that needs permissions your key does not have: ${missing.join(', ')}.`);
     }
   }
 
@@ -200,7 +219,8 @@ export function createApiKeyService(deps: {
   return {
     async list(opts: ListOptions): Promise<{ items: ApiKeyView[]; next: string | null }> {
       const limit = opts.limit ?? UNPAGED_CAP;
-      const after = opts.cursor !== undefined ? decodeCursor(opts.cursor) : null;
+      const signing = opts.cursor !== undefined || opts.limit !== undefined ? await loadCursorKey() : null;
+      const after = opts.cursor !== undefined ? decodeCursor(opts.cursor, signing!) : null;
       const where: Prisma.Sql[] = [];
       // Written against the index expression (lower(name) COLLATE "C"), so a prefix pattern is
       // an index range scan whatever the database's default collation.
@@ -219,7 +239,7 @@ export function createApiKeyService(deps: {
       const byId = new Map(full.map((r) => [r.id, r]));
       const items = page.map((r) => byId.get(r.id)).filter((r): r is KeyRow => !!r).map(toView);
       const last = page.at(-1);
-      const next = rows.length > limit && opts.limit !== undefined && last ? encodeCursor({ name: last.sort_name, id: last.id }) : null;
+      const next = rows.length > limit && signing && last ? encodeCursor({ name: last.sort_name, id: last.id }, signing) : null;
       return { items, next };
     },
 
@@ -305,10 +325,11 @@ export function createApiKeyService(deps: {
     },
 
     /** Deletes the key; returns what it was (read under the same lock). */
-    async remove(actor: Actor, id: string, reason: string | undefined): Promise<ApiKeyView> {
+    async remove(actor: Actor, id: string, reason: string | undefined, ifMatch?: string): Promise<ApiKeyView> {
       const view = await prisma.$transaction(async (tx) => {
         await versioned(tx);
         const current = await lockKey(tx, id);
+        if (!matchesIfMatch(ifMatch, etagOf(current))) throw new PreconditionFailedError();
         guard(actor, effectivePermissions(current.roles.map((r) => r.role.permissions)), 'delete this key');
         const before = toView(current);
         await tx.apiKey.delete({ where: { id } });

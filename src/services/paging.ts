@@ -1,3 +1,4 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { ValidationError } from '../lib/errors.js';
 
@@ -16,17 +17,28 @@ export function wildcardToLike(pattern: string): string {
   return out;
 }
 
-const cursorShape = z.tuple([z.literal(1), z.string().max(1000), z.uuid()]);
+const cursorShape = z.tuple([z.literal(1), z.string(), z.guid()]);
+const MAC_LENGTH = 16;
 
-/** An opaque keyset cursor: the last row's sort key. */
-export function encodeCursor(pos: { name: string; id: string }): string {
-  return Buffer.from(JSON.stringify([1, pos.name, pos.id])).toString('base64url');
+const mac = (payload: Buffer, key: Buffer) => createHmac('sha256', key).update(payload).digest().subarray(0, MAC_LENGTH);
+
+/**
+ * An opaque keyset cursor: the last row's sort key, signed with a key every instance shares, so
+ * a cursor this server did not issue is refused (400) instead of being taken as a position.
+ */
+export function encodeCursor(pos: { name: string; id: string }, key: Buffer): string {
+  const payload = Buffer.from(JSON.stringify([1, pos.name, pos.id]));
+  return Buffer.concat([mac(payload, key), payload]).toString('base64url');
 }
 
-export function decodeCursor(cursor: string): { name: string; id: string } {
+export function decodeCursor(cursor: string, key: Buffer): { name: string; id: string } {
   try {
     if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw new Error('not base64url');
-    const [, name, id] = cursorShape.parse(JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')));
+    const raw = Buffer.from(cursor, 'base64url');
+    const payload = raw.subarray(MAC_LENGTH);
+    const given = raw.subarray(0, MAC_LENGTH);
+    if (given.length !== MAC_LENGTH || !timingSafeEqual(given, mac(payload, key))) throw new Error('bad signature');
+    const [, name, id] = cursorShape.parse(JSON.parse(payload.toString('utf8')));
     return { name, id };
   } catch {
     throw new ValidationError([{ field: 'cursor', message: 'cursor was not issued by this server' }], 'The cursor is invalid.');
