@@ -12,6 +12,20 @@ const unhealthySchema = problemSchema
 
 export const healthRoutes: FastifyPluginAsyncZod<{ dbHealthMs: number }> = async (app, opts) => {
   app.get(
+    '/health/live',
+    {
+      schema: {
+        tags: ['health'],
+        operationId: 'getLiveness',
+        summary: 'Liveness (no database check)',
+        description: 'Anonymous. 200 while the process serves HTTP; touches nothing else (a liveness probe, and the benchmark baseline).',
+        response: { 200: z.object({ status: z.literal('alive') }).meta({ id: 'Liveness' }).describe('The process is serving') },
+      },
+    },
+    async () => ({ status: 'alive' as const }),
+  );
+
+  app.get(
     '/health',
     {
       schema: {
