@@ -79,6 +79,20 @@ describe('two instances, one database', () => {
     }
   });
 
+  it('after a change, each instance re-reads the row once: no argon2 to learn a key was disabled', async () => {
+    const { hasher, counts } = countingHasher();
+    const c = await buildTestApp({ hasher });
+    await until(async () => c.services.listener.listening, 5_000);
+    const key = await seedKey(a, { name: 'no-rehash', roleIds: [READER] });
+    expect(await status(c, key)).toBe(200);
+    const v = counts.verify;
+    await a.inject({ method: 'PATCH', url: `/api/v1/apikeys/${key.id}`, headers: { ...admin.headers, ...json }, payload: { isEnabled: false } });
+    await until(async () => (await status(c, key)) === 401, 1_000);
+    await a.inject({ method: 'PATCH', url: `/api/v1/apikeys/${key.id}`, headers: { ...admin.headers, ...json }, payload: { isEnabled: true, roleIds: [] } });
+    await until(async () => (await status(c, key)) === 403, 1_000);
+    expect(counts.verify).toBe(v);
+  });
+
   it('keys:create-style changes through the service on another instance are heard too (NOTIFY in the transaction)', async () => {
     const key = await seedKey(a, { name: 'notified', roleIds: [READER] });
     expect(await status(b, key)).toBe(200);
@@ -131,7 +145,7 @@ describe('what the cache holds', () => {
     const res = await me();
     expect(res.statusCode).toBe(401);
     expect(res.json().code).toBe('API_KEY_DISABLED');
-    expect(counts.verify).toBe(verifiesBefore + 1); // the version changed: verified afresh
+    expect(counts.verify).toBe(verifiesBefore); // the version changed: the row was re-read, no argon2
 
     // An unchanged key past its maximum age is revalidated by its version alone.
     const other = await seedKey(app, { roleIds: [READER] });

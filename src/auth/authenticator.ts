@@ -10,7 +10,7 @@ import type { KeyHasher } from './hasher.js';
 import { digestKey, type CachedKey, type KeyCache } from './key-cache.js';
 import { isWellFormedKey, keyPrefixOf } from './key-format.js';
 import type { Limiter } from './limiter.js';
-import { effectivePermissions } from './permissions.js';
+import { effectivePermissions, listPermissions } from './permissions.js';
 
 export interface Principal {
   id: string;
@@ -18,6 +18,8 @@ export interface Principal {
   keyPrefix: string;
   roles: Array<{ id: number; name: string }>;
   permissions: Set<string>;
+  /** `permissions` sorted, computed once per cache fill rather than per request. */
+  permissionList: string[];
   isInfrastructureKey: boolean;
 }
 
@@ -38,6 +40,11 @@ export class AuthError extends AppError {
     const bearer = authCode === 'UNAUTHENTICATED' ? 'Bearer realm="keyward"' : 'Bearer realm="keyward", error="invalid_token"';
     super(401, authCode, detail, { headers: { 'www-authenticate': `ApiKey realm="keyward", header="X-API-Key", ${bearer}` } });
   }
+}
+
+function permissionsOf(rolePermissions: string[][]) {
+  const permissions = effectivePermissions(rolePermissions);
+  return { permissions, permissionList: listPermissions(permissions) };
 }
 
 export function createAuthenticator(deps: {
@@ -67,15 +74,61 @@ export function createAuthenticator(deps: {
     return entry.principal;
   }
 
-  /** A cached entry past its maximum age: one indexed read of the row version, never argon2. */
-  async function stillCurrent(digest: string, entry: CachedKey, at: number): Promise<boolean> {
-    const rows = await prisma.$queryRaw<Array<{ version: number }>>`SELECT version FROM api_keys WHERE id = ${entry.principal.id}::uuid`;
-    if (rows[0]?.version === entry.version) {
-      entry.checkedAt = at;
-      return true;
+  /** One indexed read of the key's row and roles: what a changed key now allows. */
+  async function readRow(keyId: string) {
+    const rows = await prisma.$queryRaw<
+      Array<{ version: number; name: string; is_enabled: boolean; is_infrastructure_key: boolean; expires_at: Date | null; roles: Array<{ id: number; name: string; permissions: string[] }> }>
+    >`SELECT k.version, k.name, k.is_enabled, k.is_infrastructure_key, k.expires_at,
+             coalesce(json_agg(json_build_object('id', r.id, 'name', r.name, 'permissions', r.permissions) ORDER BY r.id)
+                      FILTER (WHERE r.id IS NOT NULL), '[]') AS roles
+        FROM api_keys k
+        LEFT JOIN api_key_roles kr ON kr.api_key_id = k.id
+        LEFT JOIN roles r ON r.id = kr.role_id
+       WHERE k.id = ${keyId}::uuid
+       GROUP BY k.id`;
+    return rows[0];
+  }
+
+  /**
+   * Brings a stale or aged entry up to date without argon2. Aged entries first compare the row
+   * version (the cheap case); a changed or stale entry is re-read. Returns null when the key no
+   * longer exists.
+   */
+  async function refresh(digest: string, entry: CachedKey, at: number): Promise<CachedKey | null> {
+    const epoch = cache.epoch;
+    if (!entry.stale) {
+      const v = await prisma.$queryRaw<Array<{ version: number }>>`SELECT version FROM api_keys WHERE id = ${entry.principal.id}::uuid`;
+      if (v[0]?.version === entry.version) {
+        if (!cache.changedSince(epoch, entry.principal.id)) entry.checkedAt = at;
+        return entry;
+      }
+      if (!v.length) {
+        cache.forget(digest);
+        return null;
+      }
     }
-    cache.forget(digest);
-    return false;
+    const row = await readRow(entry.principal.id);
+    if (!row) {
+      cache.forget(digest);
+      return null;
+    }
+    const next: CachedKey = {
+      principal: {
+        ...entry.principal,
+        name: row.name,
+        roles: row.roles.map((r) => ({ id: r.id, name: r.name })),
+        ...permissionsOf(row.roles.map((r) => r.permissions)),
+        isInfrastructureKey: row.is_infrastructure_key,
+      },
+      version: row.version,
+      isEnabled: row.is_enabled,
+      expiresAt: row.expires_at ? new Date(row.expires_at).getTime() : null,
+      checkedAt: at,
+      stale: false,
+    };
+    // Another change may have landed while we read: then leave the entry stale for the next use.
+    cache.set(digest, next, epoch);
+    return next;
   }
 
   return {
@@ -84,8 +137,10 @@ export function createAuthenticator(deps: {
       const digest = digestKey(presented);
       const at = now();
       const hit = cache.get(digest);
-      if (hit && (at - hit.checkedAt <= cache.maxAgeMs || (await stillCurrent(digest, hit, at)))) {
-        return admit(hit, ip, at);
+      if (hit) {
+        const entry = hit.stale || at - hit.checkedAt > cache.maxAgeMs ? await refresh(digest, hit, at) : hit;
+        if (!entry) throw new AuthError('API_KEY_INVALID'); // the key was deleted
+        return admit(entry, ip, at);
       }
       if (cache.isKnownInvalid(digest, at)) throw new AuthError('API_KEY_INVALID');
 
@@ -110,13 +165,14 @@ export function createAuthenticator(deps: {
           name: match.name,
           keyPrefix: match.keyPrefix,
           roles: match.roles.map((r) => ({ id: r.role.id, name: r.role.name })),
-          permissions: effectivePermissions(match.roles.map((r) => r.role.permissions)),
+          ...permissionsOf(match.roles.map((r) => r.role.permissions)),
           isInfrastructureKey: match.isInfrastructureKey,
         },
         version: match.version,
         isEnabled: match.isEnabled,
         expiresAt: match.expiresAt?.getTime() ?? null,
         checkedAt: at,
+        stale: false,
       };
       // Disabled and expired keys are cached too: hammering with one costs no more argon2.
       cache.set(digest, entry, epoch);

@@ -3,7 +3,7 @@
 // the key itself). Bounded (LRU). Entries are dropped the moment their key changes (locally, or
 // through LISTEN/NOTIFY from another instance); an entry older than `maxAgeMs` is revalidated by
 // one read of the key's row version.
-import { createHash } from 'node:crypto';
+import crypto from 'node:crypto';
 import type { Principal } from './authenticator.js';
 
 export interface CachedKey {
@@ -13,10 +13,15 @@ export interface CachedKey {
   expiresAt: number | null;
   /** When the row version was last confirmed against the database. */
   checkedAt: number;
+  /** The key changed since this was read: re-read its row (never argon2) before using it. */
+  stale: boolean;
 }
 
+// crypto.hash (one-shot, Node ≥ 20.12) avoids a Hash object per request on the hot path.
+const oneShot = (crypto as unknown as { hash?: (alg: string, data: string, enc: string) => string }).hash;
+
 export function digestKey(key: string): string {
-  return createHash('sha256').update(key).digest('base64url');
+  return oneShot ? oneShot('sha256', key, 'base64url') : crypto.createHash('sha256').update(key).digest('base64url');
 }
 
 /** A Map kept in least-recently-used order: a hit moves the entry to the end. */
@@ -119,12 +124,26 @@ export function createKeyCache(opts: { maxEntries: number; maxAgeMs: number; neg
     keyCreated() {
       negative.clear();
     },
-    /** The key changed or was deleted: drop every entry for it, and the negative cache. */
-    invalidateKey(keyId: string) {
+    /**
+     * The key changed or was deleted. A deleted key's entries go; a changed key's are marked
+     * stale, so the next use re-reads its row (one indexed read) instead of verifying the
+     * secret again: a change never alters which secret belongs to the key.
+     */
+    invalidateKey(keyId: string, deleted = false) {
       bump(keyId);
-      for (const digest of byKeyId.get(keyId) ?? []) entries.delete(digest);
-      byKeyId.delete(keyId);
+      for (const digest of byKeyId.get(keyId) ?? []) {
+        if (deleted) entries.delete(digest);
+        else {
+          const e = entries.get(digest);
+          if (e) e.stale = true;
+        }
+      }
+      if (deleted) byKeyId.delete(keyId);
       negative.clear();
+    },
+    /** Whether `keyId` was invalidated since `readEpoch` (a read made then may be out of date). */
+    changedSince(readEpoch: number, keyId: string) {
+      return invalidatedSince(readEpoch, keyId);
     },
     forget,
     isKnownInvalid(digest: string, now: number): boolean {

@@ -36,7 +36,7 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
   const limiter = createLimiter(config.argon2.maxConcurrency, config.argon2.maxQueue);
   const lastUsed = createLastUsedRecorder({ prisma, log, flushEveryMs: config.lastUsedFlushMs });
   const instanceId = randomUUID();
-  const onChanged = (keyId: string, op: KeyEventOp) => (op === 'create' ? cache.keyCreated() : cache.invalidateKey(keyId));
+  const onChanged = (keyId: string, op: KeyEventOp) => (op === 'create' ? cache.keyCreated() : cache.invalidateKey(keyId, op === 'delete'));
   const keys = createApiKeyService({ prisma, hasher, log, onChanged, instanceId });
   const auth = createAuthenticator({ prisma, hasher, lastUsed, cache, limiter, log });
   const listener = createKeyEventListener({

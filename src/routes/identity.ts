@@ -27,7 +27,7 @@ export const identityRoutes: FastifyPluginAsyncZod = async (app) => {
         name: p.name,
         keyPrefix: p.keyPrefix,
         roles: p.roles,
-        permissions: listPermissions(p.permissions),
+        permissions: p.permissionList,
         authMethod: 'api_key' as const,
       };
     },

@@ -47,11 +47,11 @@ export function createLastUsedRecorder(deps: {
 
   return {
     touch(id: string, ip: string) {
-      const t = now();
       const last = recorded.get(id);
-      if (last !== undefined && t.getTime() - last < LAST_USED_THROTTLE_MS) return;
-      recorded.set(id, t.getTime());
-      pending.set(id, { at: t, ip });
+      const t = deps.now ? deps.now().getTime() : Date.now();
+      if (last !== undefined && t - last < LAST_USED_THROTTLE_MS) return; // the hot path: no allocation
+      recorded.set(id, t);
+      pending.set(id, { at: new Date(t), ip });
     },
     flush,
     start() {
