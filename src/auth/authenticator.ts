@@ -132,6 +132,19 @@ export function createAuthenticator(deps: {
   }
 
   return {
+    /**
+     * The common case, synchronously: a fresh cache hit. Returns undefined when the full path
+     * (stale or aged entry, or no entry) is needed; throws for a malformed, disabled or expired key.
+     */
+    fromCache(presented: string, ip: string): Principal | undefined {
+      if (!isWellFormedKey(presented)) throw new AuthError('API_KEY_INVALID');
+      const hit = cache.get(digestKey(presented));
+      if (!hit || hit.stale) return undefined;
+      const at = now();
+      if (at - hit.checkedAt > cache.maxAgeMs) return undefined;
+      return admit(hit, ip, at);
+    },
+
     async authenticate(presented: string, ip: string): Promise<Principal> {
       if (!isWellFormedKey(presented)) throw new AuthError('API_KEY_INVALID');
       const digest = digestKey(presented);

@@ -45,6 +45,41 @@ export function toView(row: KeyRow): ApiKeyView {
   };
 }
 
+interface ListRow {
+  id: string;
+  name: string;
+  description: string | null;
+  key_prefix: string;
+  is_enabled: boolean;
+  is_infrastructure_key: boolean;
+  expires_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+  last_used_at: Date | null;
+  last_used_from_ip: string | null;
+  sort_name: string;
+  roles: Array<{ id: number; name: string }>;
+}
+
+const iso = (d: Date | null) => (d ? new Date(d).toISOString() : null);
+
+function listRowToView(r: ListRow): ApiKeyView {
+  return {
+    id: r.id,
+    name: r.name,
+    description: r.description,
+    keyPrefix: r.key_prefix,
+    roles: r.roles,
+    isEnabled: r.is_enabled,
+    isInfrastructureKey: r.is_infrastructure_key,
+    expiresAt: iso(r.expires_at),
+    createdAt: iso(r.created_at)!,
+    updatedAt: iso(r.updated_at)!,
+    lastUsedAt: iso(r.last_used_at),
+    lastUsedFromIp: r.last_used_from_ip,
+  };
+}
+
 export const etagOf = (row: { id: string; version: number }) => `"${row.version}"`;
 
 function snapshot(view: ApiKeyView) {
@@ -229,15 +264,20 @@ export function createApiKeyService(deps: {
       }
       if (opts.isEnabled !== undefined) where.push(Prisma.sql`is_enabled = ${opts.isEnabled}`);
       if (after) where.push(Prisma.sql`(lower(name) COLLATE "C", id) > (${after.name} COLLATE "C", ${after.id}::uuid)`);
-      const rows = await prisma.$queryRaw<Array<{ id: string; sort_name: string }>>`
-        SELECT id, lower(name) AS sort_name FROM api_keys
+      // One round trip: the page and each key's roles together.
+      const rows = await prisma.$queryRaw<ListRow[]>`
+        SELECT k.id, k.name, k.description, k.key_prefix, k.is_enabled, k.is_infrastructure_key,
+               k.expires_at, k.created_at, k.updated_at, k.last_used_at, k.last_used_from_ip,
+               lower(k.name) AS sort_name,
+               coalesce((SELECT json_agg(json_build_object('id', r.id, 'name', r.name) ORDER BY r.id)
+                           FROM api_key_roles kr JOIN roles r ON r.id = kr.role_id
+                          WHERE kr.api_key_id = k.id), '[]') AS roles
+          FROM api_keys k
         ${where.length ? Prisma.sql`WHERE ${Prisma.join(where, ' AND ')}` : Prisma.empty}
-        ORDER BY lower(name) COLLATE "C", id
+        ORDER BY lower(k.name) COLLATE "C", k.id
         LIMIT ${limit + 1}`;
       const page = rows.slice(0, limit);
-      const full = await prisma.apiKey.findMany({ where: { id: { in: page.map((r) => r.id) } }, include: keyInclude });
-      const byId = new Map(full.map((r) => [r.id, r]));
-      const items = page.map((r) => byId.get(r.id)).filter((r): r is KeyRow => !!r).map(toView);
+      const items = page.map(listRowToView);
       const last = page.at(-1);
       const next = rows.length > limit && signing && last ? encodeCursor({ name: last.sort_name, id: last.id }, signing) : null;
       return { items, next };
