@@ -164,7 +164,10 @@ export function createKeyCache(opts: { maxEntries: number; maxAgeMs: number; neg
     },
     setFillable(value: boolean) {
       fillable = value;
+      // Either way, reads made before this moment may have missed a notification (made while
+      // deaf): bumping the epoch keeps them out of the cache.
       if (!value) this.clear();
+      else bump(null);
     },
     get fillable() {
       return fillable;
