@@ -119,6 +119,31 @@ describe('migrations', () => {
     expect(shadows).toEqual([]);
   });
 
+  it('bump a key\'s row version for changes made behind the server\'s back (direct SQL), not for its own', async () => {
+    const db = await emptyDatabase();
+    await applyMigrations(db.url, quiet);
+    const A = '11111111-1111-4111-8111-111111111111';
+    const B = '22222222-2222-4222-8222-222222222222';
+    const version = async (id: string) => (await query<{ version: number }>(db.url, `SELECT version FROM api_keys WHERE id = '${id}'`))[0].version;
+    await query(db.url, `INSERT INTO api_keys (id, name, key_prefix, hash) VALUES ('${A}', 'a', 'jim_ak_aaaaaaaaa', 'h'), ('${B}', 'b', 'jim_ak_bbbbbbbbb', 'h')`);
+    await query(db.url, `INSERT INTO api_key_roles VALUES ('${A}', 1)`);
+    const a0 = await version(A);
+    await query(db.url, `UPDATE api_keys SET is_enabled = false WHERE id = '${A}'`);
+    expect(await version(A)).toBe(a0 + 1);
+    await query(db.url, `UPDATE api_keys SET hash = 'replaced' WHERE id = '${A}'`);
+    expect(await version(A)).toBe(a0 + 2);
+    await query(db.url, `UPDATE api_keys SET last_used_at = now(), last_used_from_ip = '10.0.0.1' WHERE id = '${A}'`);
+    expect(await version(A)).toBe(a0 + 2); // usage is not a change
+    const b0 = await version(B);
+    await query(db.url, `UPDATE api_key_roles SET api_key_id = '${B}' WHERE api_key_id = '${A}'`);
+    expect([await version(A), await version(B)]).toEqual([a0 + 3, b0 + 1]);
+    await query(db.url, 'TRUNCATE api_key_roles');
+    expect([await version(A), await version(B)]).toEqual([a0 + 4, b0 + 2]);
+    await query(db.url, `UPDATE roles SET name = 'Readers' WHERE id = 3`);
+    await query(db.url, `BEGIN; SELECT set_config('keyward.versioned', 'on', true); UPDATE api_keys SET name = 'own', hash = 'h2' WHERE id = '${A}'; COMMIT`);
+    expect(await version(A)).toBe(a0 + 4); // keyward's own writes bump versions themselves
+  });
+
   it('refuse an unsafe migration name', async () => {
     await expect(createMigration('postgresql://x@127.0.0.1:1/x', '../evil', quiet)).rejects.toThrow(/migration name/);
   });

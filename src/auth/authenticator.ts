@@ -59,12 +59,27 @@ export function createAuthenticator(deps: {
   const { prisma, hasher, lastUsed, cache, limiter, log } = deps;
   const now = deps.now ?? Date.now;
 
-  /** Rehash with the configured parameters after a successful use; never blocks the request. */
+  const rehashing = new Set<string>();
+  /**
+   * Rehash with the configured parameters after a successful use; never blocks the request,
+   * one per key at a time, and only when an argon2 slot is free (otherwise a later use does it).
+   * Marked as keyward's own write, so the version triggers leave the row version alone.
+   */
   function rehashLater(id: string, oldHash: string, secret: string) {
-    void hasher
-      .hash(secret)
-      .then((hash) => prisma.apiKey.updateMany({ where: { id, hash: oldHash }, data: { hash } }))
-      .catch((err) => log.warn({ err, keyId: id }, 'rehash failed'));
+    if (rehashing.has(id)) return;
+    rehashing.add(id);
+    void limiter
+      .tryRun(() => hasher.hash(secret))
+      .then((hash) =>
+        hash === undefined
+          ? undefined
+          : prisma.$transaction([
+              prisma.$executeRaw`SELECT set_config('keyward.versioned', 'on', true)`,
+              prisma.apiKey.updateMany({ where: { id, hash: oldHash }, data: { hash } }),
+            ]),
+      )
+      .catch((err) => log.warn({ err, keyId: id }, 'rehash failed'))
+      .finally(() => rehashing.delete(id));
   }
 
   function admit(entry: CachedKey, ip: string, at: number): Principal {

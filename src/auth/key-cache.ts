@@ -19,9 +19,13 @@ export interface CachedKey {
 
 // crypto.hash (one-shot, Node ≥ 20.12) avoids a Hash object per request on the hot path.
 const oneShot = (crypto as unknown as { hash?: (alg: string, data: string, enc: string) => string }).hash;
+// Salted per process: a heap dump's digests cannot be brute-forced offline like a plain SHA-256
+// of a weak, operator-chosen key could.
+const SALT = crypto.randomBytes(32).toString('base64');
 
 export function digestKey(key: string): string {
-  return oneShot ? oneShot('sha256', key, 'base64url') : crypto.createHash('sha256').update(key).digest('base64url');
+  const data = SALT + key;
+  return oneShot ? oneShot('sha256', data, 'base64url') : crypto.createHash('sha256').update(data).digest('base64url');
 }
 
 /** A Map kept in least-recently-used order: a hit moves the entry to the end. */
@@ -36,13 +40,14 @@ class Lru<V> {
     }
     return v;
   }
-  set(k: string, v: V): string | undefined {
+  /** Returns the evicted entry, if one had to go. */
+  set(k: string, v: V): [string, V] | undefined {
     this.map.delete(k);
     this.map.set(k, v);
     if (this.map.size > this.max) {
-      const oldest = this.map.keys().next().value as string;
+      const [oldest, value] = this.map.entries().next().value as [string, V];
       this.map.delete(oldest);
-      return oldest;
+      return [oldest, value];
     }
     return undefined;
   }
@@ -91,14 +96,16 @@ export function createKeyCache(opts: { maxEntries: number; maxAgeMs: number; neg
     return false;
   }
 
+  function unindex(digest: string, entry: CachedKey) {
+    const set = byKeyId.get(entry.principal.id);
+    set?.delete(digest);
+    if (set && !set.size) byKeyId.delete(entry.principal.id);
+  }
+
   function forget(digest: string) {
     const entry = entries.get(digest);
     entries.delete(digest);
-    if (entry) {
-      const set = byKeyId.get(entry.principal.id);
-      set?.delete(digest);
-      if (set && !set.size) byKeyId.delete(entry.principal.id);
-    }
+    if (entry) unindex(digest, entry);
   }
 
   return {
@@ -113,9 +120,7 @@ export function createKeyCache(opts: { maxEntries: number; maxAgeMs: number; neg
     set(digest: string, entry: CachedKey, readEpoch: number) {
       if (!fillable || invalidatedSince(readEpoch, entry.principal.id)) return;
       const evicted = entries.set(digest, entry);
-      if (evicted) {
-        forget(evicted);
-      }
+      if (evicted) unindex(evicted[0], evicted[1]);
       let set = byKeyId.get(entry.principal.id);
       if (!set) byKeyId.set(entry.principal.id, (set = new Set()));
       set.add(digest);
@@ -173,7 +178,7 @@ export function createKeyCache(opts: { maxEntries: number; maxAgeMs: number; neg
       return fillable;
     },
     stats() {
-      return { entries: entries.size, negative: negative.size, fillable };
+      return { entries: entries.size, indexed: byKeyId.size, negative: negative.size, fillable };
     },
     /** For tests: everything the cache holds, to prove no plaintext key is in it. */
     dump() {

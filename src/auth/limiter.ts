@@ -28,6 +28,11 @@ export function createLimiter(concurrency: number, queue: number) {
         else running--;
       }
     },
+    /** Runs `task` only if a slot is free right now (no queueing); otherwise returns undefined. */
+    async tryRun<T>(task: () => Promise<T>): Promise<T | undefined> {
+      if (running >= concurrency) return undefined;
+      return this.run(task);
+    },
     get running() {
       return running;
     },

@@ -32,7 +32,8 @@ export interface KeyEventsLog {
 export function createKeyEventListener(opts: {
   url: string;
   log: KeyEventsLog;
-  /** Changes made by other processes (this one's own are applied before it replies). */
+  /** Changes made by other processes (this one's own are applied before it replies); an empty
+   *  keyId means "unknown: assume anything changed". */
   onChanged: (event: KeyEvent) => void;
   instanceId: string;
   /** Called with true once LISTEN is in place, false the moment the connection is lost. */
@@ -67,14 +68,19 @@ export function createKeyEventListener(opts: {
 
   async function connect() {
     if (stopped) return;
-    const c = new pg.Client({ ...pgConfigFromUrl(opts.url), keepAlive: true, connectionTimeoutMillis: 5_000 });
+    const c = new pg.Client({
+      ...pgConfigFromUrl(opts.url),
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+      connectionTimeoutMillis: 5_000,
+    });
     client = c;
     c.on('error', (err) => down(err));
     c.on('end', () => client === c && down(new Error('connection ended')));
     c.on('notification', (msg) => {
       const event = msg.channel === KEY_CHANNEL && msg.payload ? decodeKeyEvent(msg.payload) : null;
       // Unreadable payloads (a hand-written NOTIFY) are taken as "something changed".
-      if (!event) opts.onChanged({ op: 'update', keyId: msg.payload ?? '', instanceId: '' });
+      if (!event) opts.onChanged({ op: 'update', keyId: '', instanceId: '' });
       else if (event.instanceId !== opts.instanceId) opts.onChanged(event);
     });
     try {
@@ -87,9 +93,23 @@ export function createKeyEventListener(opts: {
     if (client !== c || stopped) return;
     attempt = 0;
     listening = true;
-    // A connection can die silently (no FIN): a cheap query notices within heartbeatMs.
+    // A connection can die silently (no FIN, packets dropped): a cheap query that must answer
+    // within the heartbeat interval notices it.
+    let inFlight = false;
     heartbeat = setInterval(() => {
-      c.query('SELECT 1').catch((err) => client === c && down(err));
+      if (inFlight) return;
+      inFlight = true;
+      const timer = setTimeout(() => client === c && down(new Error('heartbeat timed out')), Math.max(1_000, heartbeatMs / 2));
+      c.query('SELECT 1').then(
+        () => {
+          clearTimeout(timer);
+          inFlight = false;
+        },
+        (err) => {
+          clearTimeout(timer);
+          if (client === c) down(err);
+        },
+      );
     }, heartbeatMs);
     heartbeat.unref();
     opts.onState(true);
