@@ -42,7 +42,7 @@ describe('GET /api/v1/userinfo', () => {
       name: 'who-am-i',
       keyPrefix: reader.secret.slice(0, 16),
       roles: [{ id: READER, name: 'Reader' }],
-      permissions: ['apikeys.read', 'roles.read'],
+      permissions: ['apikeys.read', 'audit.read', 'roles.read'],
       authMethod: 'api_key',
     });
   });
@@ -53,9 +53,9 @@ describe('GET /api/v1/roles', () => {
     const res = await app.inject({ method: 'GET', url: '/api/v1/roles', headers: admin.headers });
     expect(res.statusCode).toBe(200);
     expect(res.json()).toEqual([
-      { id: 1, name: 'Administrator', builtIn: true, permissions: ['*', 'apikeys.read', 'apikeys.write', 'roles.read'] },
-      { id: 2, name: 'Operator', builtIn: true, permissions: ['apikeys.read', 'apikeys.write', 'roles.read'] },
-      { id: 3, name: 'Reader', builtIn: true, permissions: ['apikeys.read', 'roles.read'] },
+      { id: 1, name: 'Administrator', builtIn: true, permissions: ['*', 'apikeys.read', 'apikeys.write', 'audit.read', 'roles.read'] },
+      { id: 2, name: 'Operator', builtIn: true, permissions: ['apikeys.read', 'apikeys.write', 'audit.read', 'roles.read'] },
+      { id: 3, name: 'Reader', builtIn: true, permissions: ['apikeys.read', 'audit.read', 'roles.read'] },
     ]);
   });
 });

@@ -63,8 +63,8 @@ describe('migrations', () => {
     const roles = await query(db.url, 'SELECT id, name, built_in, permissions FROM roles ORDER BY id');
     expect(roles).toEqual([
       { id: 1, name: 'Administrator', built_in: true, permissions: ['*'] },
-      { id: 2, name: 'Operator', built_in: true, permissions: ['apikeys.read', 'apikeys.write', 'roles.read'] },
-      { id: 3, name: 'Reader', built_in: true, permissions: ['apikeys.read', 'roles.read'] },
+      { id: 2, name: 'Operator', built_in: true, permissions: ['apikeys.read', 'apikeys.write', 'roles.read', 'audit.read'] },
+      { id: 3, name: 'Reader', built_in: true, permissions: ['apikeys.read', 'roles.read', 'audit.read'] },
     ]);
   });
 

@@ -10,11 +10,14 @@ import type { Config } from '../config.js';
 import { createKeyEventListener, type KeyEventListener, type KeyEventOp } from '../db/key-events.js';
 import { createApiKeyService, type ApiKeyService } from '../services/api-keys.js';
 import { bootstrapInfrastructureKey } from '../services/bootstrap.js';
+import { createCursorKeyLoader } from '../services/cursor-key.js';
+import { createHistoryService, type HistoryService } from '../services/history.js';
 import { createLastUsedRecorder, type LastUsedRecorder } from '../services/last-used.js';
 
 export interface Services {
   hasher: KeyHasher;
   keys: ApiKeyService;
+  history: HistoryService;
   auth: Authenticator;
   lastUsed: LastUsedRecorder;
   cache: KeyCache;
@@ -37,7 +40,9 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
   const lastUsed = createLastUsedRecorder({ prisma, log, flushEveryMs: config.lastUsedFlushMs });
   const instanceId = randomUUID();
   const onChanged = (keyId: string, op: KeyEventOp) => (op === 'create' ? cache.keyCreated() : cache.invalidateKey(keyId, op === 'delete'));
-  const keys = createApiKeyService({ prisma, hasher, log, onChanged, instanceId });
+  const cursorKey = createCursorKeyLoader(prisma);
+  const keys = createApiKeyService({ prisma, hasher, log, onChanged, instanceId, cursorKey });
+  const history = createHistoryService({ prisma, cursorKey });
   const auth = createAuthenticator({ prisma, hasher, lastUsed, cache, limiter, log });
   const listener = createKeyEventListener({
     url: app.database.url,
@@ -46,7 +51,7 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
     onChanged: (event) => (event.keyId ? onChanged(event.keyId, event.op) : cache.clear()),
     onState: (listening) => cache.setFillable(listening && config.authCache.maxEntries > 0),
   });
-  app.decorate('services', { hasher, keys, auth, lastUsed, cache, limiter, listener });
+  app.decorate('services', { hasher, keys, history, auth, lastUsed, cache, limiter, listener });
 
   await listener.start();
   app.addHook('onClose', () => listener.stop());

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Config } from '../config.js';
 import { apiKeyRoutes } from './api-keys.js';
+import { changeHistoryRoutes } from './change-history.js';
 import { healthRoutes } from './health.js';
 import { identityRoutes } from './identity.js';
 
@@ -9,4 +10,5 @@ export const apiRoutes: FastifyPluginAsyncZod<{ config: Config }> = async (app, 
   await app.register(healthRoutes, { dbHealthMs: config.timeouts.dbHealthMs });
   await app.register(identityRoutes);
   await app.register(apiKeyRoutes);
+  await app.register(changeHistoryRoutes);
 };

@@ -123,3 +123,43 @@ export type CreateInput = z.infer<typeof createBody>;
 export type ReplaceInput = z.infer<typeof replaceBody>;
 export type PatchInput = z.infer<typeof patchBody>;
 export type RoleView = z.infer<typeof roleSchema>;
+
+const version = z.coerce.number().int().min(1).max(2_147_483_647);
+
+export const historyQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(1000).optional().describe('Page size; without it every entry is returned'),
+  cursor: z.string().max(4096).optional().describe('Opaque cursor from a previous page'),
+});
+export const versionParams = z.object({ id: keyId.describe('The key id'), version: version.describe('History version (1, 2, 3…)') });
+export const compareQuery = z.strictObject({ fromVersion: version, toVersion: version });
+
+export const snapshotSchema = z
+  .object({
+    name: z.string(),
+    description: z.string().nullable(),
+    keyPrefix: z.string(),
+    roles: z.array(roleRef),
+    isEnabled: z.boolean(),
+    isInfrastructureKey: z.boolean(),
+    expiresAt: z.string().nullable(),
+  })
+  .meta({ id: 'ApiKeySnapshot', description: 'The key as it was after the change (before it, for a delete); never the hash' });
+
+export const historyEntrySchema = z
+  .object({
+    version: z.number().int(),
+    operation: z.enum(['create', 'update', 'delete']),
+    changedAt: z.string(),
+    actor: z.object({ type: z.enum(['apiKey', 'system']), id: z.string().nullable(), name: z.string().nullable() }),
+    changeReason: z.string().nullable(),
+    snapshot: snapshotSchema,
+  })
+  .meta({ id: 'ChangeHistoryEntry' });
+
+export const compareSchema = z
+  .object({
+    fromVersion: z.number().int(),
+    toVersion: z.number().int(),
+    changes: z.array(z.object({ field: z.string(), from: z.unknown(), to: z.unknown() })),
+  })
+  .meta({ id: 'ChangeHistoryComparison' });

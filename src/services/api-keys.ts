@@ -1,6 +1,6 @@
 // The API key lifecycle. Every change runs in one transaction with its history row; the row is
 // locked first, so concurrent changes of one key apply one after the other.
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { generateKey, keyPrefixOf } from '../auth/key-format.js';
 import type { KeyHasher } from '../auth/hasher.js';
@@ -9,6 +9,7 @@ import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
 import { AppError, NotFoundError, ValidationError } from '../lib/errors.js';
 import type { ApiKeyView, CreateInput, PatchInput, ReplaceInput } from '../schemas/api-keys.js';
 import { encodeKeyEvent, KEY_CHANNEL, type KeyEventOp } from '../db/key-events.js';
+import { createCursorKeyLoader } from './cursor-key.js';
 import { decodeCursor, encodeCursor, wildcardToLike } from './paging.js';
 
 export const UNPAGED_CAP = 10_000;
@@ -123,6 +124,7 @@ export function createApiKeyService(deps: {
   onChanged?: (keyId: string, op: KeyEventOp) => void;
   /** Names this process in its notifications, so it can skip its own echoes. */
   instanceId?: string;
+  cursorKey?: () => Promise<Buffer>;
   now?: () => Date;
 }) {
   const { prisma, hasher } = deps;
@@ -140,22 +142,7 @@ export function createApiKeyService(deps: {
     await tx.$executeRaw`SELECT pg_notify(${KEY_CHANNEL}, ${encodeKeyEvent({ instanceId, op, keyId })})`;
   }
 
-  /** The cursor-signing key, shared by every instance through the database; made on first use. */
-  let cursorKey: Promise<Buffer> | undefined;
-  function loadCursorKey(): Promise<Buffer> {
-    cursorKey ??= (async () => {
-      await prisma.appSetting.createMany({
-        data: [{ name: 'cursor_key', value: randomBytes(32).toString('base64') }],
-        skipDuplicates: true,
-      });
-      const row = await prisma.appSetting.findUniqueOrThrow({ where: { name: 'cursor_key' } });
-      return Buffer.from(row.value, 'base64');
-    })().catch((err) => {
-      cursorKey = undefined; // try again next time
-      throw err;
-    });
-    return cursorKey;
-  }
+  const loadCursorKey = deps.cursorKey ?? createCursorKeyLoader(prisma);
 
   async function rolesById(tx: Tx | PrismaClient, ids: number[]) {
     if (!ids.length) return new Map<number, { id: number; name: string; permissions: string[] }>();

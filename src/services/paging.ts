@@ -20,6 +20,28 @@ export function wildcardToLike(pattern: string): string {
 const cursorShape = z.tuple([z.literal(1), z.string(), z.guid()]);
 const MAC_LENGTH = 16;
 
+export const invalidCursor = () =>
+  new ValidationError([{ field: 'cursor', message: 'cursor was not issued by this server' }], 'The cursor is invalid.');
+
+/** Signs any JSON-able position (the first element names its kind, so cursors do not cross). */
+export function signCursor(values: unknown[], key: Buffer): string {
+  const payload = Buffer.from(JSON.stringify(values));
+  return Buffer.concat([mac(payload, key), payload]).toString('base64url');
+}
+
+export function verifyCursor(cursor: string, key: Buffer): unknown {
+  try {
+    if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw new Error('not base64url');
+    const raw = Buffer.from(cursor, 'base64url');
+    const payload = raw.subarray(MAC_LENGTH);
+    const given = raw.subarray(0, MAC_LENGTH);
+    if (given.length !== MAC_LENGTH || !timingSafeEqual(given, mac(payload, key))) throw new Error('bad signature');
+    return JSON.parse(payload.toString('utf8'));
+  } catch {
+    throw invalidCursor();
+  }
+}
+
 const mac = (payload: Buffer, key: Buffer) => createHmac('sha256', key).update(payload).digest().subarray(0, MAC_LENGTH);
 
 /**
@@ -27,20 +49,11 @@ const mac = (payload: Buffer, key: Buffer) => createHmac('sha256', key).update(p
  * a cursor this server did not issue is refused (400) instead of being taken as a position.
  */
 export function encodeCursor(pos: { name: string; id: string }, key: Buffer): string {
-  const payload = Buffer.from(JSON.stringify([1, pos.name, pos.id]));
-  return Buffer.concat([mac(payload, key), payload]).toString('base64url');
+  return signCursor([1, pos.name, pos.id], key);
 }
 
 export function decodeCursor(cursor: string, key: Buffer): { name: string; id: string } {
-  try {
-    if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw new Error('not base64url');
-    const raw = Buffer.from(cursor, 'base64url');
-    const payload = raw.subarray(MAC_LENGTH);
-    const given = raw.subarray(0, MAC_LENGTH);
-    if (given.length !== MAC_LENGTH || !timingSafeEqual(given, mac(payload, key))) throw new Error('bad signature');
-    const [, name, id] = cursorShape.parse(JSON.parse(payload.toString('utf8')));
-    return { name, id };
-  } catch {
-    throw new ValidationError([{ field: 'cursor', message: 'cursor was not issued by this server' }], 'The cursor is invalid.');
-  }
+  const parsed = cursorShape.safeParse(verifyCursor(cursor, key));
+  if (!parsed.success) throw invalidCursor();
+  return { name: parsed.data[1], id: parsed.data[2] };
 }
