@@ -14,6 +14,7 @@ import httpPlugin from './plugins/http.js';
 import lifecyclePlugin from './plugins/lifecycle.js';
 import openapiPlugin from './plugins/openapi.js';
 import prismaPlugin from './plugins/prisma.js';
+import rateLimitPlugin from './plugins/rate-limit.js';
 import servicesPlugin from './plugins/services.js';
 import { apiRoutes } from './routes/index.js';
 
@@ -65,6 +66,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(prismaPlugin, { config });
   await app.register(lifecyclePlugin, { deadlineMs: config.timeouts.shutdownMs });
   await app.register(servicesPlugin, { config, hasher: options.hasher });
+  await app.register(rateLimitPlugin, { config });
   app.decorateRequest('principal', null);
 
   await app.register(apiRoutes, { prefix: '/api/v1', config });

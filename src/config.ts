@@ -71,6 +71,33 @@ export const envSchema = z.object({
   /** argon2 verifications at once, and waiting; beyond that a 503 OVERLOADED. */
   ARGON2_MAX_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(Math.max(1, availableParallelism() - 1)),
   ARGON2_MAX_QUEUE: z.coerce.number().int().min(0).max(10_000).default(32),
+  /** Rate limits (per minute by default); shared through Redis when REDIS_URL is set. */
+  RATE_LIMIT_ENABLED: z
+    .enum(['true', 'false'])
+    .default('true')
+    .transform((v) => v === 'true'),
+  RATE_LIMIT_KEY_MAX: z.coerce.number().int().min(1).max(10_000_000).default(300),
+  RATE_LIMIT_IP_MAX: z.coerce.number().int().min(1).max(10_000_000).default(30),
+  RATE_LIMIT_WINDOW_MS: ms(60_000, 1_000, 86_400_000),
+  REDIS_URL: z
+    .string()
+    .trim()
+    .refine(
+      (v) => {
+        try {
+          const u = new URL(v);
+          return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== '';
+        } catch {
+          return false;
+        }
+      },
+      { message: 'must be a redis:// or rediss:// URL with a host (value not shown)' },
+    )
+    .optional(),
+  /** Failed authentications: aggregation flush interval, retention, in-memory bound. */
+  SECURITY_EVENTS_FLUSH_MS: ms(10_000, 100, 600_000),
+  SECURITY_EVENTS_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(365),
+  SECURITY_EVENTS_MAX_BUCKETS: z.coerce.number().int().min(10).max(10_000_000).default(50_000),
   /** How often batched lastUsedAt writes are flushed. */
   LAST_USED_FLUSH_MS: ms(5_000, 100, 600_000),
   /** `true`, `false`, a hop count, or a comma-separated list of proxy addresses / CIDRs. */
@@ -111,6 +138,8 @@ export interface Config {
   argon2: { memoryKib: number; timeCost: number; parallelism: number; maxConcurrency: number; maxQueue: number };
   authCache: { maxEntries: number; maxAgeMs: number; negativeMaxEntries: number; negativeTtlMs: number };
   lastUsedFlushMs: number;
+  rateLimit: { enabled: boolean; keyMax: number; ipMax: number; windowMs: number; redisUrl: string | null };
+  securityEvents: { flushMs: number; retentionDays: number; maxBuckets: number };
 }
 
 export class ConfigError extends Error {
@@ -179,5 +208,17 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       negativeTtlMs: e.NEGATIVE_CACHE_TTL_MS,
     },
     lastUsedFlushMs: e.LAST_USED_FLUSH_MS,
+    rateLimit: {
+      enabled: e.RATE_LIMIT_ENABLED,
+      keyMax: e.RATE_LIMIT_KEY_MAX,
+      ipMax: e.RATE_LIMIT_IP_MAX,
+      windowMs: e.RATE_LIMIT_WINDOW_MS,
+      redisUrl: e.REDIS_URL ?? null,
+    },
+    securityEvents: {
+      flushMs: e.SECURITY_EVENTS_FLUSH_MS,
+      retentionDays: e.SECURITY_EVENTS_RETENTION_DAYS,
+      maxBuckets: e.SECURITY_EVENTS_MAX_BUCKETS,
+    },
   };
 }

@@ -33,6 +33,9 @@ const MESSAGES: Record<AuthCode, string> = {
 };
 
 export class AuthError extends AppError {
+  /** The presented key's prefix, when it matched a stored key (for security events only). */
+  matchedPrefix?: string;
+
   constructor(
     readonly authCode: AuthCode,
     detail = MESSAGES[authCode],
@@ -82,9 +85,15 @@ export function createAuthenticator(deps: {
       .finally(() => rehashing.delete(id));
   }
 
+  function refuse(code: AuthCode, prefix: string): never {
+    const err = new AuthError(code);
+    err.matchedPrefix = prefix;
+    throw err;
+  }
+
   function admit(entry: CachedKey, ip: string, at: number): Principal {
-    if (!entry.isEnabled) throw new AuthError('API_KEY_DISABLED');
-    if (entry.expiresAt !== null && entry.expiresAt <= at) throw new AuthError('API_KEY_EXPIRED');
+    if (!entry.isEnabled) refuse('API_KEY_DISABLED', entry.principal.keyPrefix);
+    if (entry.expiresAt !== null && entry.expiresAt <= at) refuse('API_KEY_EXPIRED', entry.principal.keyPrefix);
     lastUsed.touch(entry.principal.id, ip);
     return entry.principal;
   }
@@ -167,10 +176,10 @@ export function createAuthenticator(deps: {
       const hit = cache.get(digest);
       if (hit) {
         const entry = hit.stale || at - hit.checkedAt > cache.maxAgeMs ? await refresh(digest, hit, at) : hit;
-        if (!entry) throw new AuthError('API_KEY_INVALID'); // the key was deleted
+        if (!entry) throw new AuthError('API_KEY_INVALID'); // the key was deleted: its prefix matches nothing now
         return admit(entry, ip, at);
       }
-      if (cache.isKnownInvalid(digest, at)) throw new AuthError('API_KEY_INVALID');
+      if (cache.isKnownInvalid(digest, at)) refuse('API_KEY_INVALID', keyPrefixOf(presented)); // only real prefixes are remembered
 
       const epoch = cache.epoch;
       const candidates = await prisma.apiKey.findMany({
@@ -184,7 +193,7 @@ export function createAuthenticator(deps: {
       });
       if (!match) {
         cache.rememberInvalid(digest, now());
-        throw new AuthError('API_KEY_INVALID');
+        refuse('API_KEY_INVALID', keyPrefixOf(presented));
       }
       if (hasher.needsRehash(match.hash)) rehashLater(match.id, match.hash, presented);
       const entry: CachedKey = {

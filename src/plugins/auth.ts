@@ -1,9 +1,10 @@
-// Authentication and permission checks, as an onRequest hook routes opt into. It runs before
-// body validation, so a caller without a valid key learns nothing about the route's input.
+// Authentication, rate limits and permission checks, as an onRequest hook routes opt into. It
+// runs before body validation, so a caller without a valid key learns nothing about the input.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuthError, presentedKey, type Principal } from '../auth/authenticator.js';
 import type { Permission } from '../auth/permissions.js';
 import { ForbiddenError } from '../services/api-keys.js';
+import { enforce } from './rate-limit.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -11,32 +12,63 @@ declare module 'fastify' {
   }
 }
 
-/**
- * onRequest hook: any valid key, or one holding `permission`. Callback style so that a cache
- * hit (nearly every request) completes synchronously, without a promise round.
- */
+const NO_VALID_KEY = 'without a valid API key from this address';
+
+function permit(principal: Principal, permission?: Permission) {
+  if (permission && !principal.permissions.has(permission)) {
+    throw new ForbiddenError(`This requires the ${permission} permission, which your key does not have.`);
+  }
+}
+
+/** onRequest hook: any valid key, or one holding `permission`. */
 export function authorize(permission?: Permission) {
-  return (req: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) => {
-    const finish = (principal: Principal) => {
-      req.principal = principal;
-      if (permission && !principal.permissions.has(permission)) {
-        return done(new ForbiddenError(`This requires the ${permission} permission, which your key does not have.`));
-      }
-      done();
-    };
-    let key: string | null;
+  return (req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
+    const { limits, services } = req.server;
+    let key: string | null = null;
     let cached: Principal | undefined;
-    const auth = req.server.services.auth;
     try {
       key = presentedKey(req.headers);
       if (key === null) throw new AuthError('UNAUTHENTICATED');
-      cached = auth.fromCache(key, req.ip);
+      cached = services.auth.fromCache(key, req.ip);
+      // No limits configured and a fresh cache hit (nearly every request): done synchronously.
+      if (cached && !limits) {
+        req.principal = cached;
+        permit(cached, permission);
+        return done();
+      }
     } catch (err) {
-      return done(err as Error);
+      if (!(err instanceof AuthError) || !limits) {
+        if (err instanceof AuthError) services.securityEvents.record(err.matchedPrefix, req.ip, err.code);
+        return done(err as Error);
+      }
     }
-    if (cached) return finish(cached);
-    auth.authenticate(key, req.ip).then(finish, done);
+    slowPath(req, reply, key, cached, permission).then(() => done(), done);
   };
+}
+
+async function slowPath(req: FastifyRequest, reply: FastifyReply, key: string | null, cached: Principal | undefined, permission?: Permission) {
+  const { limits, services } = req.server;
+  let principal: Principal;
+  try {
+    if (key === null) throw new AuthError('UNAUTHENTICATED');
+    if (cached) {
+      principal = cached;
+    } else {
+      // The failed-request budget is checked before any argon2 work.
+      if (limits) await enforce(limits.ip, req, reply, NO_VALID_KEY, false);
+      principal = cached ?? (await services.auth.authenticate(key, req.ip));
+    }
+  } catch (err) {
+    if (err instanceof AuthError) {
+      services.securityEvents.record(err.matchedPrefix, req.ip, err.code);
+      if (limits) await enforce(limits.ip, req, reply, NO_VALID_KEY); // may turn the 401 into a 429
+    }
+    throw err;
+  }
+  req.principal = principal;
+  // The infrastructure key is exempt once its secret has verified.
+  if (limits && !principal.isInfrastructureKey) await enforce(limits.key, req, reply, 'for this API key');
+  permit(principal, permission);
 }
 
 /** The authenticated caller; only for routes behind `authorize`. */

@@ -12,12 +12,14 @@ import { createApiKeyService, type ApiKeyService } from '../services/api-keys.js
 import { bootstrapInfrastructureKey } from '../services/bootstrap.js';
 import { createCursorKeyLoader } from '../services/cursor-key.js';
 import { createHistoryService, type HistoryService } from '../services/history.js';
+import { createSecurityEventRecorder, type SecurityEventRecorder } from '../services/security-events.js';
 import { createLastUsedRecorder, type LastUsedRecorder } from '../services/last-used.js';
 
 export interface Services {
   hasher: KeyHasher;
   keys: ApiKeyService;
   history: HistoryService;
+  securityEvents: SecurityEventRecorder;
   auth: Authenticator;
   lastUsed: LastUsedRecorder;
   cache: KeyCache;
@@ -51,12 +53,21 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
     onChanged: (event) => (event.keyId ? onChanged(event.keyId, event.op) : cache.clear()),
     onState: (listening) => cache.setFillable(listening && config.authCache.maxEntries > 0),
   });
-  app.decorate('services', { hasher, keys, history, auth, lastUsed, cache, limiter, listener });
+  const securityEvents = createSecurityEventRecorder({
+    prisma,
+    log,
+    flushEveryMs: config.securityEvents.flushMs,
+    retentionDays: config.securityEvents.retentionDays,
+    maxBuckets: config.securityEvents.maxBuckets,
+  });
+  app.decorate('services', { hasher, keys, history, auth, lastUsed, cache, limiter, listener, securityEvents });
 
   await listener.start();
   app.addHook('onClose', () => listener.stop());
   lastUsed.start();
   app.onFlush('lastUsedAt', () => lastUsed.stop());
+  securityEvents.start();
+  app.onFlush('securityEvents', () => securityEvents.stop());
 
   await bootstrapInfrastructureKey({ secret: opts.config.infrastructureKey, prisma, hasher, keys, log });
 }

@@ -20,8 +20,11 @@ export function testDatabase() {
   return fileDb;
 }
 
-/** Cheap argon2 parameters keep the suite fast; only NODE_ENV=test accepts them. */
-export const TEST_ENV = { NODE_ENV: 'test', LOG_LEVEL: 'silent', ARGON2_MEMORY_KIB: '1024', ARGON2_TIME_COST: '1' };
+/**
+ * Cheap argon2 parameters keep the suite fast (only NODE_ENV=test accepts them). Rate limits are
+ * off unless a test turns them on: most suites send many failing requests from one address.
+ */
+export const TEST_ENV = { NODE_ENV: 'test', LOG_LEVEL: 'silent', ARGON2_MEMORY_KIB: '1024', ARGON2_TIME_COST: '1', RATE_LIMIT_ENABLED: 'false' };
 
 export function testConfig(env: Record<string, string> = {}, databaseUrl?: string): Config {
   return loadConfig({ ...TEST_ENV, DATABASE_URL: databaseUrl, ...env });

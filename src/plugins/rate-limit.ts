@@ -1,0 +1,85 @@
+// Rate limits with @fastify/rate-limit (its Redis store when REDIS_URL is set, so every
+// instance shares one budget): per authenticated key, and per client IP for requests that carry
+// no valid key. The auth hook applies them (src/plugins/auth.ts).
+import rateLimit from '@fastify/rate-limit';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { Redis } from 'ioredis';
+import type { Config } from '../config.js';
+import { AppError } from '../lib/errors.js';
+
+type Check = (req: FastifyRequest, opts?: { increment?: boolean }) => Promise<{
+  isAllowed: boolean;
+  isExceeded: boolean;
+  max?: number;
+  remaining?: number;
+  ttlInSeconds?: number;
+}>;
+
+export interface Limits {
+  /** Per authenticated key. */
+  key: Check;
+  /** Per client IP (IPv6 per /64) for requests without a valid key; peeked before argon2. */
+  ip: Check;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    limits: Limits | null;
+  }
+}
+
+export class RateLimitedError extends AppError {
+  constructor(retryAfter: number, headers: Record<string, string>, what: string) {
+    super(429, 'RATE_LIMITED', `Too many requests ${what}; retry in ${retryAfter} s.`, {
+      headers: { ...headers, 'retry-after': String(retryAfter) },
+    });
+  }
+}
+
+/** Applies one limit: sets the RateLimit-* headers, throws 429 when over. */
+export async function enforce(check: Check, req: FastifyRequest, reply: FastifyReply, what: string, increment = true) {
+  const r = await check(req, { increment });
+  if (r.isAllowed || r.max === undefined) return;
+  const headers = {
+    'ratelimit-limit': String(r.max),
+    'ratelimit-remaining': String(r.remaining ?? 0),
+    'ratelimit-reset': String(r.ttlInSeconds ?? 0),
+  };
+  // A peek reports the budget before this request; it is over only once it is used up.
+  const over = increment ? r.isExceeded : (r.remaining ?? 0) <= 0;
+  if (over) throw new RateLimitedError(Math.max(1, r.ttlInSeconds ?? 1), headers, what);
+  reply.headers(headers);
+}
+
+async function rateLimitPlugin(app: FastifyInstance, opts: { config: Config }) {
+  const rl = opts.config.rateLimit;
+  if (!rl.enabled) {
+    app.decorate('limits', null);
+    return;
+  }
+  let redis: Redis | undefined;
+  if (rl.redisUrl) {
+    // Fail fast rather than queue when Redis is away: the limits then fail open (logged).
+    redis = new Redis(rl.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2_000 });
+    redis.on('error', (err) => app.log.warn({ err: { message: err.message } }, 'rate-limit Redis error; limits fail open meanwhile'));
+    app.addHook('onClose', async () => {
+      await redis!.quit().catch(() => redis!.disconnect());
+    });
+    app.log.info('rate limits shared through Redis');
+  }
+  await app.register(rateLimit, {
+    global: false,
+    redis,
+    nameSpace: 'keyward-rl-',
+    skipOnError: true,
+    ipv6Subnet: 64,
+  });
+  const base = { timeWindow: rl.windowMs };
+  app.decorate('limits', {
+    key: app.createRateLimit({ ...base, max: rl.keyMax, keyGenerator: (req) => `key:${req.principal?.id}` }) as Check,
+    ip: app.createRateLimit({ ...base, max: rl.ipMax }) as Check,
+  });
+}
+
+export default fp(rateLimitPlugin, { name: 'keyward-rate-limit', fastify: '5.x' });
