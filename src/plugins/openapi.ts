@@ -26,6 +26,7 @@ async function openapiPlugin(app: FastifyInstance) {
         { name: 'apikeys', description: 'The API key lifecycle (JIM-compatible)' },
         { name: 'identity', description: 'The calling key' },
         { name: 'roles', description: 'Built-in roles' },
+        { name: 'audit', description: 'Failed authentications' },
         { name: 'health', description: 'Service health' },
       ],
     },

@@ -4,6 +4,7 @@ import { apiKeyRoutes } from './api-keys.js';
 import { changeHistoryRoutes } from './change-history.js';
 import { healthRoutes } from './health.js';
 import { identityRoutes } from './identity.js';
+import { securityEventRoutes } from './security-events.js';
 
 /** Every API route; mounted at /api/v1 and again, hidden from OpenAPI, at /api. */
 export const apiRoutes: FastifyPluginAsyncZod<{ config: Config }> = async (app, { config }) => {
@@ -11,4 +12,5 @@ export const apiRoutes: FastifyPluginAsyncZod<{ config: Config }> = async (app, 
   await app.register(identityRoutes);
   await app.register(apiKeyRoutes);
   await app.register(changeHistoryRoutes);
+  await app.register(securityEventRoutes);
 };

@@ -3,6 +3,7 @@
 // values never become row keys: a prefix is recorded only when it matches a stored key.
 import type { FastifyBaseLogger } from 'fastify';
 import type { PrismaClient } from '../generated/prisma/client.js';
+import { clientNetwork } from '../lib/client-ip.js';
 
 export const WINDOW_MS = 15 * 60 * 1000;
 export const OVERFLOW_IP = 'overflow';
@@ -94,8 +95,9 @@ export function createSecurityEventRecorder(deps: {
 
   return {
     /** One failed authentication. `keyPrefix` only when it matched a stored key. */
-    record(keyPrefix: string | undefined, ip: string, reason: string) {
+    record(keyPrefix: string | undefined, address: string, reason: string) {
       const at = now();
+      const ip = clientNetwork(address);
       // Full: count it anyway, under one overflow bucket per reason and window.
       if (!add(keyPrefix ?? 'unknown', ip, reason, at)) {
         const windowStart = at - (at % WINDOW_MS);

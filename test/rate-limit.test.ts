@@ -1,0 +1,126 @@
+// Rate limits: per key, per client address for requests without a valid key (checked before
+// argon2), the infrastructure key exempt, X-Forwarded-For only through trusted proxies, and one
+// budget across instances through Redis.
+import net from 'node:net';
+import { randomBytes, randomInt } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import type { App } from '../src/app.js';
+import { createKeyHasher, type KeyHasher } from '../src/auth/hasher.js';
+import { buildTestApp } from './helpers/app.js';
+import { READER, seedKey } from './helpers/keys.js';
+
+const LIMITS = { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_KEY_MAX: '5', RATE_LIMIT_IP_MAX: '3', RATE_LIMIT_WINDOW_MS: '60000' };
+const addr = () => `10.${randomInt(1, 250)}.${randomInt(1, 250)}.${randomInt(1, 250)}`;
+const me = (app: App, headers: Record<string, string>, remoteAddress: string) =>
+  app.inject({ method: 'GET', url: '/api/v1/userinfo', headers, remoteAddress });
+
+function counting(): { hasher: KeyHasher; verifies: () => number } {
+  const real = createKeyHasher({ memoryKib: 1024, timeCost: 1, parallelism: 1, maxConcurrency: 1, maxQueue: 0 });
+  let n = 0;
+  return { hasher: { ...real, verify: (h, s) => (n++, real.verify(h, s)) }, verifies: () => n };
+}
+
+function expect429(res: Awaited<ReturnType<typeof me>>) {
+  expect(res.statusCode).toBe(429);
+  expect(res.headers['content-type']).toBe('application/problem+json');
+  expect(res.json().code).toBe('RATE_LIMITED');
+  expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+  expect(res.headers['ratelimit-limit']).toBeDefined();
+  expect(res.headers['ratelimit-remaining']).toBe('0');
+  expect(Number(res.headers['ratelimit-reset'])).toBeGreaterThan(0);
+}
+
+describe('rate limits', () => {
+  it('per key: the budget, its headers, then 429; another key has its own budget', async () => {
+    const app = await buildTestApp({ env: LIMITS });
+    const a = await seedKey(app, { roleIds: [READER] });
+    const b = await seedKey(app, { roleIds: [READER] });
+    const ip = addr();
+    for (let i = 0; i < 5; i++) {
+      const res = await me(app, a.headers, ip);
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['ratelimit-limit']).toBe('5');
+      expect(res.headers['ratelimit-remaining']).toBe(String(4 - i));
+    }
+    expect429(await me(app, a.headers, ip));
+    expect((await me(app, b.headers, ip)).statusCode).toBe(200);
+  });
+
+  it('per address, requests without a valid key: 401 until the budget is spent, then 429 without argon2', async () => {
+    const { hasher, verifies } = counting();
+    const app = await buildTestApp({ env: LIMITS, hasher });
+    const real = await seedKey(app, { roleIds: [READER] });
+    const ip = addr();
+    expect((await me(app, real.headers, ip)).statusCode).toBe(200); // cached: a valid key costs no failure budget
+    const wrong = () => ({ 'x-api-key': `${real.secret.slice(0, 16)}${randomBytes(28).toString('hex')}` });
+    for (let i = 0; i < 3; i++) expect((await me(app, wrong(), ip)).statusCode).toBe(401);
+    const before = verifies();
+    const limited = await me(app, wrong(), ip);
+    expect429(limited);
+    expect(await me(app, {}, ip)).toMatchObject({ statusCode: 429 });
+    expect(verifies()).toBe(before); // refused before any argon2 work
+    expect((await me(app, real.headers, ip)).statusCode).toBe(200); // the key budget is separate
+    expect((await me(app, wrong(), addr())).statusCode).toBe(401); // another address has its own budget
+  });
+
+  it('the infrastructure key is exempt once verified', async () => {
+    const infra = `jim_ak_${randomBytes(32).toString('hex')}`;
+    const app = await buildTestApp({ env: { ...LIMITS, JIM_INFRASTRUCTURE_API_KEY: infra } });
+    const ip = addr();
+    for (let i = 0; i < 12; i++) expect((await me(app, { 'x-api-key': infra }, ip)).statusCode).toBe(200);
+  });
+
+  it('X-Forwarded-For counts only through a trusted proxy', async () => {
+    const untrusting = await buildTestApp({ env: LIMITS });
+    const proxy = addr();
+    for (let i = 0; i < 3; i++) await me(untrusting, { 'x-forwarded-for': addr() }, proxy);
+    expect429(await me(untrusting, { 'x-forwarded-for': addr() }, proxy));
+
+    const trusting = await buildTestApp({ env: { ...LIMITS, TRUST_PROXY: '127.0.0.1' } });
+    for (let i = 0; i < 6; i++) {
+      const res = await me(trusting, { 'x-forwarded-for': addr() }, '127.0.0.1');
+      expect(res.statusCode).toBe(401); // each forwarded client has its own budget
+    }
+    const client = addr();
+    for (let i = 0; i < 3; i++) await me(trusting, { 'x-forwarded-for': client }, '127.0.0.1');
+    expect429(await me(trusting, { 'x-forwarded-for': client }, '127.0.0.1'));
+  });
+
+  it('IPv6 clients share one budget per /64', async () => {
+    const app = await buildTestApp({ env: LIMITS });
+    const net64 = `2001:db8:${randomInt(1, 0xffff).toString(16)}:1`;
+    for (let i = 0; i < 3; i++) await me(app, {}, `${net64}::${i + 1}`);
+    expect429(await me(app, {}, `${net64}::ff`));
+  });
+
+  it('can be switched off', async () => {
+    const app = await buildTestApp({ env: { ...LIMITS, RATE_LIMIT_ENABLED: 'false' } });
+    const ip = addr();
+    for (let i = 0; i < 10; i++) expect((await me(app, {}, ip)).statusCode).toBe(401);
+  });
+});
+
+async function redisAnswers(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port: 6379 });
+    s.setTimeout(1_000, () => (s.destroy(), resolve(false)));
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+}
+
+describe.runIf(await redisAnswers())('rate limits shared through Redis', () => {
+  it('two instances spend one budget', async () => {
+    const env = { ...LIMITS, REDIS_URL: 'redis://127.0.0.1:6379' };
+    const a = await buildTestApp({ env });
+    const b = await buildTestApp({ env });
+    const key = await seedKey(a, { roleIds: [READER] });
+    const ip = addr();
+    const results: number[] = [];
+    for (let i = 0; i < 6; i++) results.push((await me(i % 2 ? b : a, key.headers, ip)).statusCode);
+    expect(results).toEqual([200, 200, 200, 200, 200, 429]);
+    const failIp = addr();
+    for (let i = 0; i < 3; i++) expect((await me(i % 2 ? b : a, {}, failIp)).statusCode).toBe(401);
+    expect429(await me(b, {}, failIp));
+  });
+});
