@@ -16,26 +16,27 @@ function isAddressOrCidr(value: string): boolean {
 
 const ms = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
 
-const postgresUrl = z
-  .string()
-  .trim()
-  .refine(
-    (v) => {
-      try {
-        const u = new URL(v);
-        return (u.protocol === 'postgres:' || u.protocol === 'postgresql:') && u.hostname !== '';
-      } catch {
-        return false;
-      }
-    },
-    // Never echo the value: it usually carries a password.
-    { message: 'must be a postgres:// or postgresql:// URL with a host (value not shown)' },
-  );
+/** A URL with one of `schemes` and a host. The message never echoes it: it may carry a password. */
+const serviceUrl = (...schemes: string[]) =>
+  z
+    .string()
+    .trim()
+    .refine(
+      (v) => {
+        try {
+          const u = new URL(v);
+          return schemes.includes(u.protocol.slice(0, -1)) && u.hostname !== '';
+        } catch {
+          return false;
+        }
+      },
+      { message: `must be a ${schemes.map((x) => `${x}://`).join(' or ')} URL with a host (value not shown)` },
+    );
 
 /** Every variable the server reads; README's configuration table mirrors this. */
 export const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
-  DATABASE_URL: postgresUrl.optional(),
+  DATABASE_URL: serviceUrl('postgres', 'postgresql').optional(),
   DATA_DIR: z.string().trim().min(1).default('./data'),
   HOST: z.string().trim().min(1).default('127.0.0.1'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
@@ -79,21 +80,7 @@ export const envSchema = z.object({
   RATE_LIMIT_KEY_MAX: z.coerce.number().int().min(1).max(10_000_000).default(300),
   RATE_LIMIT_IP_MAX: z.coerce.number().int().min(1).max(10_000_000).default(30),
   RATE_LIMIT_WINDOW_MS: ms(60_000, 1_000, 86_400_000),
-  REDIS_URL: z
-    .string()
-    .trim()
-    .refine(
-      (v) => {
-        try {
-          const u = new URL(v);
-          return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== '';
-        } catch {
-          return false;
-        }
-      },
-      { message: 'must be a redis:// or rediss:// URL with a host (value not shown)' },
-    )
-    .optional(),
+  REDIS_URL: serviceUrl('redis', 'rediss').optional(),
   /** Failed authentications: aggregation flush interval, retention, in-memory bound. */
   SECURITY_EVENTS_FLUSH_MS: ms(10_000, 100, 600_000),
   SECURITY_EVENTS_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(365),

@@ -119,6 +119,13 @@ describe('configuration', () => {
     expect(err.message).not.toContain('admin');
   });
 
+  it('names REDIS_URL but never echoes it', () => {
+    const err = configError({ REDIS_URL: 'http://:redispassword123@cache:6379' });
+    expect(err.message).toContain('REDIS_URL');
+    expect(err.message).not.toContain('redispassword123');
+    expect(loadConfig({ REDIS_URL: 'redis://:pw@127.0.0.1:6379/0' }).rateLimit.redisUrl).toBe('redis://:pw@127.0.0.1:6379/0');
+  });
+
   it('stops the real server at start-up with a readable message and no secret', () => {
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
       cwd: ROOT,
