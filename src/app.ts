@@ -45,7 +45,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     forceCloseConnections: 'idle',
     // The database plugin may wait for another instance's migrations; its own steps are bounded.
     pluginTimeout: 0,
-    trustProxy: config.trustProxy as boolean | string, // a hop count is accepted too
+    trustProxy: config.trustProxy,
     // Accept a caller's X-Request-Id when it is sane, otherwise mint one; echoed on every reply.
     requestIdHeader: false,
     genReqId: (req) => {

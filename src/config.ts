@@ -87,15 +87,18 @@ export const envSchema = z.object({
   SECURITY_EVENTS_MAX_BUCKETS: z.coerce.number().int().min(10).max(10_000_000).default(50_000),
   /** How often batched lastUsedAt writes are flushed. */
   LAST_USED_FLUSH_MS: ms(5_000, 100, 600_000),
-  /** `true`, `false`, a hop count, or a comma-separated list of proxy addresses / CIDRs. */
+  /**
+   * `false`, or the comma-separated addresses/CIDRs of the proxies in front: X-Forwarded-For is
+   * honoured only through those (never "trust everyone": clients would choose their address).
+   */
   TRUST_PROXY: z
     .string()
     .trim()
     .default('false')
-    .refine((v) => v === 'true' || v === 'false' || /^\d{1,2}$/.test(v) || v.split(',').every((p) => isAddressOrCidr(p.trim())), {
-      message: 'must be true, false, a hop count, or a comma-separated list of IP addresses or CIDRs',
+    .refine((v) => v === 'false' || v.split(',').every((p) => isAddressOrCidr(p.trim())), {
+      message: 'must be false or a comma-separated list of proxy IP addresses or CIDRs',
     })
-    .transform((v): boolean | number | string => (v === 'true' ? true : v === 'false' ? false : /^\d+$/.test(v) ? Number(v) : v)),
+    .transform((v): false | string => (v === 'false' ? false : v)),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -119,7 +122,7 @@ export interface Config {
     dbConnectMs: number;
   };
   db: { poolMax: number; migrateOnStart: boolean };
-  trustProxy: boolean | number | string;
+  trustProxy: false | string;
   /** The raw JIM_INFRASTRUCTURE_API_KEY (a secret), validated by the bootstrap. */
   infrastructureKey: string | null;
   argon2: { memoryKib: number; timeCost: number; parallelism: number; maxConcurrency: number; maxQueue: number };

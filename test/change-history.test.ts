@@ -81,6 +81,17 @@ describe('change history', () => {
     expect(JSON.stringify(snapshots)).not.toMatch(/argon2|"hash"/);
   });
 
+  it('numbers versions 1, 2, 3… even when the row version moved for a direct-SQL change', async () => {
+    const created = (await call('POST', '/api/v1/apikeys', admin, { name: 'gapless', roleIds: [READER] })).json();
+    const { url: dbUrl } = await testDatabase();
+    await sql(dbUrl, `UPDATE roles SET name = name || '' WHERE id = ${READER}`); // a no-op rename still fires the trigger
+    await sql(dbUrl, 'UPDATE api_keys SET description = $1 WHERE id = $2', ['by hand', created.id]);
+    expect((await call('PATCH', `/api/v1/apikeys/${created.id}`, admin, { name: 'gapless-2' })).statusCode).toBe(200);
+    const versions = (await call('GET', `/api/v1/apikeys/${created.id}/change-history`, admin)).json().map((e: { version: number }) => e.version);
+    expect(versions).toEqual([2, 1]);
+    expect((await call('GET', `/api/v1/apikeys/${created.id}/change-history/compare?fromVersion=1&toVersion=2`, admin)).statusCode).toBe(200);
+  });
+
   it('pages newest first with limit, cursor and Link', async () => {
     const created = (await call('POST', '/api/v1/apikeys', admin, { name: 'paged' })).json();
     const url = `/api/v1/apikeys/${created.id}`;

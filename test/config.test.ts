@@ -60,10 +60,11 @@ describe('configuration', () => {
     });
   });
 
-  it('accepts TRUST_PROXY as a boolean, hop count or address list', () => {
-    expect(loadConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true);
-    expect(loadConfig({ TRUST_PROXY: '2' }).trustProxy).toBe(2);
+  it('accepts TRUST_PROXY as false or a list of proxy addresses, never "trust everyone"', () => {
+    expect(loadConfig({}).trustProxy).toBe(false);
     expect(loadConfig({ TRUST_PROXY: '10.0.0.0/8, 127.0.0.1,::1' }).trustProxy).toBe('10.0.0.0/8, 127.0.0.1,::1');
+    expect(configError({ TRUST_PROXY: 'true' }).message).toContain('TRUST_PROXY');
+    expect(configError({ TRUST_PROXY: '2' }).message).toContain('TRUST_PROXY');
   });
 
   it('refuses a keep-alive longer than the idle-socket timeout', () => {

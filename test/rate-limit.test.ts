@@ -63,11 +63,77 @@ describe('rate limits', () => {
     expect((await me(app, wrong(), addr())).statusCode).toBe(401); // another address has its own budget
   });
 
-  it('the infrastructure key is exempt once verified', async () => {
+  it('the infrastructure key is exempt once verified — not a wrong secret for its prefix', async () => {
     const infra = `jim_ak_${randomBytes(32).toString('hex')}`;
     const app = await buildTestApp({ env: { ...LIMITS, JIM_INFRASTRUCTURE_API_KEY: infra } });
     const ip = addr();
     for (let i = 0; i < 12; i++) expect((await me(app, { 'x-api-key': infra }, ip)).statusCode).toBe(200);
+    const wrong = { 'x-api-key': `${infra.slice(0, 16)}${'0'.repeat(infra.length - 16)}` };
+    const other = addr();
+    for (let i = 0; i < 3; i++) expect((await me(app, wrong, other)).statusCode).toBe(401);
+    expect429(await me(app, wrong, other));
+  });
+
+  it('a burst of concurrent wrong secrets from one address gets no more argon2 work than the budget', async () => {
+    const { hasher, verifies } = counting();
+    const app = await buildTestApp({ env: { ...LIMITS, ARGON2_MAX_CONCURRENCY: '4', ARGON2_MAX_QUEUE: '64' }, hasher });
+    const real = await seedKey(app, { roleIds: [READER] });
+    const ip = addr();
+    const before = verifies();
+    const results = await Promise.all(
+      Array.from({ length: 40 }, () => me(app, { 'x-api-key': `${real.secret.slice(0, 16)}${randomBytes(28).toString('hex')}` }, ip)),
+    );
+    expect(verifies() - before).toBeLessThanOrEqual(3);
+    expect(results.filter((r) => r.statusCode === 401).length).toBeLessThanOrEqual(3);
+    expect(results.filter((r) => r.statusCode === 429).length).toBeGreaterThanOrEqual(37);
+  });
+
+  it('keeps the precise 401 codes of header problems, and records refusals as RATE_LIMITED events', async () => {
+    const app = await buildTestApp({ env: LIMITS });
+    const ip = addr();
+    const a = `jim_ak_${'a'.repeat(64)}`;
+    const both = await me(app, { 'x-api-key': a, authorization: `Bearer jim_ak_${'b'.repeat(64)}` }, ip);
+    expect(both.statusCode).toBe(401);
+    expect(both.json()).toMatchObject({ code: 'API_KEY_INVALID', detail: 'X-API-Key and Authorization carry different keys.' });
+    const basic = await me(app, { authorization: 'Basic eDp5' }, ip);
+    expect(basic.json().detail).toMatch(/Only Bearer authorization is supported/);
+    await me(app, {}, ip); // three failures: the budget is spent
+    const real = await seedKey(app, { roleIds: [READER] });
+    // Wrong secrets for a real prefix would need argon2: refused before their key is checked.
+    for (let i = 0; i < 5; i++) expect((await me(app, { 'x-api-key': `${real.secret.slice(0, 16)}${randomBytes(28).toString('hex')}` }, ip)).statusCode).toBe(429);
+    // An unknown prefix costs no argon2: it is checked, recorded as invalid, and answered 429.
+    expect((await me(app, { 'x-api-key': `jim_ak_${randomBytes(32).toString('hex')}` }, ip)).statusCode).toBe(429);
+    await app.services.securityEvents.flush();
+    const { sql } = await import('./helpers/keys.js');
+    const { testDatabase } = await import('./helpers/app.js');
+    const rows = await sql<{ reason: string; n: number }>(
+      (await testDatabase()).url,
+      'SELECT reason, sum(count)::int AS n FROM security_events WHERE ip = $1 GROUP BY reason ORDER BY reason',
+      [ip],
+    );
+    expect(rows).toEqual([
+      { reason: 'API_KEY_INVALID', n: 2 },
+      { reason: 'RATE_LIMITED', n: 5 },
+      { reason: 'UNAUTHENTICATED', n: 2 },
+    ]);
+  });
+
+  it('a spent failure budget does not block a cached key whose entry only needs a refresh (no argon2)', async () => {
+    const app = await buildTestApp({ env: LIMITS });
+    const key = await seedKey(app, { roleIds: [READER] });
+    const ip = addr();
+    expect((await me(app, key.headers, ip)).statusCode).toBe(200); // cached
+    for (let i = 0; i < 4; i++) await me(app, {}, ip); // spend the address's failure budget
+    expect429(await me(app, {}, ip));
+    const { SYSTEM_ACTOR } = await import('../src/services/api-keys.js');
+    await app.services.keys.patch(SYSTEM_ACTOR, key.id, { description: 'changed' }); // entry now stale
+    expect((await me(app, key.headers, ip)).statusCode).toBe(200);
+  });
+
+  it('a forwarded address that is not an IP address is counted as "invalid", not as itself', async () => {
+    const app = await buildTestApp({ env: { ...LIMITS, TRUST_PROXY: '127.0.0.1' } });
+    for (let i = 0; i < 3; i++) await me(app, { 'x-forwarded-for': `junk-${i}-${'x'.repeat(5000)}` }, '127.0.0.1');
+    expect429(await me(app, { 'x-forwarded-for': 'other-junk' }, '127.0.0.1'));
   });
 
   it('X-Forwarded-For counts only through a trusted proxy', async () => {
@@ -109,7 +175,9 @@ async function redisAnswers(): Promise<boolean> {
   });
 }
 
-describe.runIf(await redisAnswers())('rate limits shared through Redis', () => {
+const redis = await redisAnswers();
+if (!redis) console.log('[rate limits] no Redis at 127.0.0.1:6379: the shared-budget test is skipped');
+describe.runIf(redis)('rate limits shared through Redis', () => {
   it('two instances spend one budget', async () => {
     const env = { ...LIMITS, REDIS_URL: 'redis://127.0.0.1:6379' };
     const a = await buildTestApp({ env });

@@ -169,7 +169,12 @@ export function createAuthenticator(deps: {
       return admit(hit, ip, at);
     },
 
-    async authenticate(presented: string, ip: string): Promise<Principal> {
+    /**
+     * The full path. `beforeVerify`, when given, runs just before argon2 would (and only then):
+     * the caller's last chance to refuse the work (a spent failure budget); it returns a release
+     * function called once the verification is over.
+     */
+    async authenticate(presented: string, ip: string, beforeVerify?: () => Promise<() => void>): Promise<Principal> {
       if (!isWellFormedKey(presented)) throw new AuthError('API_KEY_INVALID');
       const digest = digestKey(presented);
       const at = now();
@@ -187,10 +192,16 @@ export function createAuthenticator(deps: {
         include: { roles: { include: { role: true }, orderBy: { roleId: 'asc' } } },
       });
       if (!candidates.length) throw new AuthError('API_KEY_INVALID'); // unknown prefix: no argon2
-      const match = await limiter.run(async () => {
-        for (const row of candidates) if (await hasher.verify(row.hash, presented)) return row;
-        return undefined;
-      });
+      const release = beforeVerify ? await beforeVerify() : undefined;
+      let match: (typeof candidates)[number] | undefined;
+      try {
+        match = await limiter.run(async () => {
+          for (const row of candidates) if (await hasher.verify(row.hash, presented)) return row;
+          return undefined;
+        });
+      } finally {
+        release?.();
+      }
       if (!match) {
         cache.rememberInvalid(digest, now());
         refuse('API_KEY_INVALID', keyPrefixOf(presented));

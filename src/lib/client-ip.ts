@@ -1,4 +1,4 @@
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 
 /**
  * The unit a client is counted by: an IPv4 address as is, an IPv6 address by its /64 (one
@@ -7,6 +7,7 @@ import { isIPv6 } from 'node:net';
 export function clientNetwork(ip: string): string {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
   if (mapped) return mapped[1];
+  if (!isIP(ip)) return 'invalid'; // never let an arbitrary string become a counter or row key
   if (!isIPv6(ip)) return ip;
   const [head, tail = ''] = ip.split('::');
   const left = head ? head.split(':') : [];

@@ -3,8 +3,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuthError, presentedKey, type Principal } from '../auth/authenticator.js';
 import type { Permission } from '../auth/permissions.js';
+import { clientNetwork } from '../lib/client-ip.js';
 import { ForbiddenError } from '../services/api-keys.js';
-import { enforce } from './rate-limit.js';
+import { enforce, RateLimitedError } from './rate-limit.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -26,6 +27,7 @@ export function authorize(permission?: Permission) {
     const { limits, services } = req.server;
     let key: string | null = null;
     let cached: Principal | undefined;
+    let early: Error | undefined;
     try {
       key = presentedKey(req.headers);
       if (key === null) throw new AuthError('UNAUTHENTICATED');
@@ -37,31 +39,57 @@ export function authorize(permission?: Permission) {
         return done();
       }
     } catch (err) {
-      if (!(err instanceof AuthError) || !limits) {
+      if (!limits) {
         if (err instanceof AuthError) services.securityEvents.record(err.matchedPrefix, req.ip, err.code);
         return done(err as Error);
       }
+      early = err as Error;
     }
-    slowPath(req, reply, key, cached, permission).then(() => done(), done);
+    slowPath(req, reply, early, key, cached, permission).then(() => done(), done);
   };
 }
 
-async function slowPath(req: FastifyRequest, reply: FastifyReply, key: string | null, cached: Principal | undefined, permission?: Permission) {
+/** argon2 verifications in progress per client network on this instance (bounded by the argon2 limiter). */
+const verifying = new Map<string, number>();
+
+/**
+ * Just before argon2: refuse when the address's failure budget, less the verifications it
+ * already has in flight, is spent — so a burst of concurrent wrong secrets cannot all reach
+ * argon2 before the first failure is counted.
+ */
+async function reserveVerification(req: FastifyRequest, reply: FastifyReply): Promise<() => void> {
+  const limits = req.server.limits!;
+  const network = clientNetwork(req.ip);
+  const inFlight = verifying.get(network) ?? 0;
+  await enforce(limits.ip, req, reply, NO_VALID_KEY, { increment: false, reserved: inFlight });
+  verifying.set(network, inFlight + 1);
+  return () => {
+    const n = (verifying.get(network) ?? 1) - 1;
+    if (n > 0) verifying.set(network, n);
+    else verifying.delete(network);
+  };
+}
+
+async function slowPath(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  early: Error | undefined,
+  key: string | null,
+  cached: Principal | undefined,
+  permission?: Permission,
+) {
   const { limits, services } = req.server;
   let principal: Principal;
   try {
+    if (early) throw early;
     if (key === null) throw new AuthError('UNAUTHENTICATED');
-    if (cached) {
-      principal = cached;
-    } else {
-      // The failed-request budget is checked before any argon2 work.
-      if (limits) await enforce(limits.ip, req, reply, NO_VALID_KEY, false);
-      principal = cached ?? (await services.auth.authenticate(key, req.ip));
-    }
+    principal = cached ?? (await services.auth.authenticate(key, req.ip, limits ? () => reserveVerification(req, reply) : undefined));
   } catch (err) {
     if (err instanceof AuthError) {
       services.securityEvents.record(err.matchedPrefix, req.ip, err.code);
-      if (limits) await enforce(limits.ip, req, reply, NO_VALID_KEY); // may turn the 401 into a 429
+      if (limits) await enforce(limits.ip, req, reply, NO_VALID_KEY); // counts the failure; may turn it into a 429
+    } else if (err instanceof RateLimitedError) {
+      services.securityEvents.record(undefined, req.ip, 'RATE_LIMITED'); // refused before its key was checked
     }
     throw err;
   }

@@ -6,6 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
+import { clientNetwork } from '../lib/client-ip.js';
 import { AppError } from '../lib/errors.js';
 
 type Check = (req: FastifyRequest, opts?: { increment?: boolean }) => Promise<{
@@ -37,17 +38,29 @@ export class RateLimitedError extends AppError {
   }
 }
 
-/** Applies one limit: sets the RateLimit-* headers, throws 429 when over. */
-export async function enforce(check: Check, req: FastifyRequest, reply: FastifyReply, what: string, increment = true) {
+/**
+ * Applies one limit: sets the RateLimit-* headers, throws 429 when over. With
+ * `increment: false` it only looks (the budget is spent later, on failure), counting `reserved`
+ * requests already under way as spent.
+ */
+export async function enforce(
+  check: Check,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  what: string,
+  opts: { increment?: boolean; reserved?: number } = {},
+) {
+  const increment = opts.increment ?? true;
   const r = await check(req, { increment });
   if (r.isAllowed || r.max === undefined) return;
+  const remaining = Math.max(0, (r.remaining ?? 0) - (opts.reserved ?? 0));
   const headers = {
     'ratelimit-limit': String(r.max),
-    'ratelimit-remaining': String(r.remaining ?? 0),
+    'ratelimit-remaining': String(remaining),
     'ratelimit-reset': String(r.ttlInSeconds ?? 0),
   };
-  // A peek reports the budget before this request; it is over only once it is used up.
-  const over = increment ? r.isExceeded : (r.remaining ?? 0) <= 0;
+  // A look reports the budget before this request; it is over once it is used up.
+  const over = increment ? r.isExceeded : remaining <= 0;
   if (over) throw new RateLimitedError(Math.max(1, r.ttlInSeconds ?? 1), headers, what);
   reply.headers(headers);
 }
@@ -73,12 +86,12 @@ async function rateLimitPlugin(app: FastifyInstance, opts: { config: Config }) {
     redis,
     nameSpace: 'keyward-rl-',
     skipOnError: true,
-    ipv6Subnet: 64,
   });
   const base = { timeWindow: rl.windowMs };
   app.decorate('limits', {
     key: app.createRateLimit({ ...base, max: rl.keyMax, keyGenerator: (req) => `key:${req.principal?.id}` }) as Check,
-    ip: app.createRateLimit({ ...base, max: rl.ipMax }) as Check,
+    // Prefixed so an address can never name another budget (e.g. a key's).
+    ip: app.createRateLimit({ ...base, max: rl.ipMax, keyGenerator: (req) => `ip:${clientNetwork(req.ip)}` }) as Check,
   });
 }
 

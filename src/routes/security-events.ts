@@ -9,7 +9,8 @@ import { createCursorKeyLoader } from '../services/cursor-key.js';
 import { invalidCursor, signCursor, verifyCursor } from '../services/paging.js';
 import { UNPAGED_CAP } from '../services/api-keys.js';
 
-const REASONS = ['UNAUTHENTICATED', 'API_KEY_INVALID', 'API_KEY_DISABLED', 'API_KEY_EXPIRED'] as const;
+/** RATE_LIMITED: refused by the address's failure budget before its key was checked. */
+const REASONS = ['UNAUTHENTICATED', 'API_KEY_INVALID', 'API_KEY_DISABLED', 'API_KEY_EXPIRED', 'RATE_LIMITED'] as const;
 
 const query = z.strictObject({
   from: timestamp.optional().describe('Only aggregates seen at or after this instant'),

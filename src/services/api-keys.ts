@@ -170,11 +170,16 @@ export function createApiKeyService(deps: {
     }
   }
 
-  async function writeHistory(tx: Tx, keyId: string, version: number, operation: string, actor: Actor, reason: string | null | undefined, view: ApiKeyView) {
+  /**
+   * History versions are their own 1, 2, 3… per key (the row version may also move for changes
+   * made outside keyward). The key's row is locked, so this read-then-insert cannot race.
+   */
+  async function writeHistory(tx: Tx, keyId: string, operation: string, actor: Actor, reason: string | null | undefined, view: ApiKeyView) {
+    const last = await tx.apiKeyChange.aggregate({ where: { apiKeyId: keyId }, _max: { version: true } });
     await tx.apiKeyChange.create({
       data: {
         apiKeyId: keyId,
-        version,
+        version: (last._max.version ?? 0) + 1,
         operation,
         actorType: actor.type,
         actorId: actor.id,
@@ -230,7 +235,7 @@ export function createApiKeyService(deps: {
         include: keyInclude,
       });
       const view = toView(row);
-      await writeHistory(tx, id, version, 'update', actor, reason, view);
+      await writeHistory(tx, id, 'update', actor, reason, view);
       await announce(tx, id, 'update');
       return { key: view, etag: etagOf(row) };
     });
@@ -309,7 +314,7 @@ export function createApiKeyService(deps: {
           include: keyInclude,
         });
         const view = toView(row);
-        await writeHistory(tx, row.id, 1, 'create', actor, input.changeReason, view);
+        await writeHistory(tx, row.id, 'create', actor, input.changeReason, view);
         await announce(tx, row.id, 'create'); // other instances drop negative-cache entries
         return { key: view, secret, etag: etagOf(row) };
       };
@@ -360,7 +365,7 @@ export function createApiKeyService(deps: {
         guard(actor, effectivePermissions(current.roles.map((r) => r.role.permissions)), 'delete this key');
         const before = toView(current);
         await tx.apiKey.delete({ where: { id } });
-        await writeHistory(tx, id, current.version + 1, 'delete', actor, reason, before);
+        await writeHistory(tx, id, 'delete', actor, reason, before);
         await announce(tx, id, 'delete');
         return before;
       });
