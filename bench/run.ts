@@ -15,6 +15,7 @@ import { generateKey } from '../src/auth/key-format.js';
 import { loadConfig } from '../src/config.js';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres.js';
 import { applyMigrations } from '../src/db/migrate.js';
+import { listStatement } from '../src/services/api-keys.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -256,21 +257,9 @@ async function main() {
     }
     report('6_list_100k_prefix_p50_ms', round(pct(listTimes, 50)));
     report('6_list_100k_prefix_p99_ms', round(pct(listTimes, 99)));
-    // The plan of the statement list() sends, with its parameters bound as they are at run time.
-    const plan = await query<{ 'QUERY PLAN': string }>(
-      url,
-      `EXPLAIN SELECT k.id, k.name, k.description, k.key_prefix, k.is_enabled, k.is_infrastructure_key,
-               k.expires_at, k.created_at, k.updated_at, k.last_used_at, k.last_used_from_ip,
-               lower(k.name) AS sort_name,
-               coalesce((SELECT json_agg(json_build_object('id', r.id, 'name', r.name) ORDER BY r.id)
-                           FROM api_key_roles kr JOIN roles r ON r.id = kr.role_id
-                          WHERE kr.api_key_id = k.id), '[]') AS roles
-          FROM api_keys k
-         WHERE (lower(name) COLLATE "C") LIKE (lower($1) COLLATE "C") ESCAPE '\\'
-         ORDER BY lower(k.name) COLLATE "C", k.id
-         LIMIT $2`,
-      ['svc-12%', 101],
-    );
+    // The plan of the very statement list() sends, with its parameters bound as at run time.
+    const statement = listStatement({ name: 'svc-12*', take: 101 });
+    const plan = await query<{ 'QUERY PLAN': string }>(url, `EXPLAIN ${statement.text}`, statement.values);
     report(
       '6_query_plan',
       plan

@@ -49,8 +49,8 @@ export function authorize(permission?: Permission) {
   };
 }
 
-/** argon2 verifications in progress per client network on this instance (bounded by the argon2 limiter). */
-const verifying = new Map<string, number>();
+/** argon2 verifications in progress per client network, per app instance (bounded by the argon2 limiter). */
+const inFlightByApp = new WeakMap<object, Map<string, number>>();
 
 /**
  * Just before argon2: refuse when the address's failure budget, less the verifications it
@@ -59,14 +59,16 @@ const verifying = new Map<string, number>();
  */
 async function reserveVerification(req: FastifyRequest, reply: FastifyReply): Promise<() => void> {
   const limits = req.server.limits!;
+  let verifying = inFlightByApp.get(req.server);
+  if (!verifying) inFlightByApp.set(req.server, (verifying = new Map()));
   const network = clientNetwork(req.ip);
   const inFlight = verifying.get(network) ?? 0;
   await enforce(limits.ip, req, reply, NO_VALID_KEY, { increment: false, reserved: inFlight });
   verifying.set(network, inFlight + 1);
   return () => {
-    const n = (verifying.get(network) ?? 1) - 1;
-    if (n > 0) verifying.set(network, n);
-    else verifying.delete(network);
+    const n = (verifying!.get(network) ?? 1) - 1;
+    if (n > 0) verifying!.set(network, n);
+    else verifying!.delete(network);
   };
 }
 

@@ -20,6 +20,8 @@ export interface Services {
   keys: ApiKeyService;
   history: HistoryService;
   securityEvents: SecurityEventRecorder;
+  /** The shared key that signs paging cursors. */
+  cursorKey: () => Promise<Buffer>;
   auth: Authenticator;
   lastUsed: LastUsedRecorder;
   cache: KeyCache;
@@ -60,7 +62,7 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
     retentionDays: config.securityEvents.retentionDays,
     maxBuckets: config.securityEvents.maxBuckets,
   });
-  app.decorate('services', { hasher, keys, history, auth, lastUsed, cache, limiter, listener, securityEvents });
+  app.decorate('services', { hasher, keys, history, auth, lastUsed, cache, limiter, listener, securityEvents, cursorKey });
 
   await listener.start();
   app.addHook('onClose', () => listener.stop());

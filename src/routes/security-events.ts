@@ -5,7 +5,6 @@ import { problemResponses } from '../lib/problem.js';
 import { authorize, SECURITY } from '../plugins/auth.js';
 import { timestamp } from '../schemas/api-keys.js';
 import { text } from '../schemas/text.js';
-import { createCursorKeyLoader } from '../services/cursor-key.js';
 import { invalidCursor, signCursor, verifyCursor } from '../services/paging.js';
 import { UNPAGED_CAP } from '../services/api-keys.js';
 
@@ -38,7 +37,7 @@ const cursorShape = z.tuple([z.literal(3), z.string(), z.string().regex(/^\d+$/)
 type Row = { id: bigint; window_start: Date; key_prefix: string; ip: string; reason: string; count: number; first_seen_at: Date; last_seen_at: Date };
 
 export const securityEventRoutes: FastifyPluginAsyncZod = async (app) => {
-  const cursorKey = createCursorKeyLoader(app.prisma);
+  const cursorKey = () => app.services.cursorKey();
 
   app.get(
     '/security-events',

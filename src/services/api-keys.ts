@@ -81,6 +81,32 @@ function listRowToView(r: ListRow): ApiKeyView {
   };
 }
 
+/**
+ * The listing query (exported so the benchmark can EXPLAIN exactly what is sent): one round
+ * trip for the page and each key's roles. Filters are written against the index expression
+ * (lower(name) COLLATE "C"), so a prefix pattern is an index range scan whatever the database's
+ * default collation.
+ */
+export function listStatement(q: { name?: string; isEnabled?: boolean; after?: { name: string; id: string } | null; take: number }) {
+  const where: Prisma.Sql[] = [];
+  if (q.name !== undefined) {
+    where.push(Prisma.sql`(lower(name) COLLATE "C") LIKE (lower(${wildcardToLike(q.name)}) COLLATE "C") ESCAPE '\\'`);
+  }
+  if (q.isEnabled !== undefined) where.push(Prisma.sql`is_enabled = ${q.isEnabled}`);
+  if (q.after) where.push(Prisma.sql`(lower(name) COLLATE "C", id) > (${q.after.name} COLLATE "C", ${q.after.id}::uuid)`);
+  return Prisma.sql`
+    SELECT k.id, k.name, k.description, k.key_prefix, k.is_enabled, k.is_infrastructure_key,
+           k.expires_at, k.created_at, k.updated_at, k.last_used_at, k.last_used_from_ip,
+           lower(k.name) AS sort_name,
+           coalesce((SELECT json_agg(json_build_object('id', r.id, 'name', r.name) ORDER BY r.id)
+                       FROM api_key_roles kr JOIN roles r ON r.id = kr.role_id
+                      WHERE kr.api_key_id = k.id), '[]') AS roles
+      FROM api_keys k
+    ${where.length ? Prisma.sql`WHERE ${Prisma.join(where, ' AND ')}` : Prisma.empty}
+    ORDER BY lower(k.name) COLLATE "C", k.id
+    LIMIT ${q.take}`;
+}
+
 export const etagOf = (row: { id: string; version: number }) => `"${row.version}"`;
 
 function snapshot(view: ApiKeyView) {
@@ -248,26 +274,7 @@ export function createApiKeyService(deps: {
       const limit = opts.limit ?? UNPAGED_CAP;
       const signing = opts.cursor !== undefined || opts.limit !== undefined ? await loadCursorKey() : null;
       const after = opts.cursor !== undefined ? decodeCursor(opts.cursor, signing!) : null;
-      const where: Prisma.Sql[] = [];
-      // Written against the index expression (lower(name) COLLATE "C"), so a prefix pattern is
-      // an index range scan whatever the database's default collation.
-      if (opts.name !== undefined) {
-        where.push(Prisma.sql`(lower(name) COLLATE "C") LIKE (lower(${wildcardToLike(opts.name)}) COLLATE "C") ESCAPE '\\'`);
-      }
-      if (opts.isEnabled !== undefined) where.push(Prisma.sql`is_enabled = ${opts.isEnabled}`);
-      if (after) where.push(Prisma.sql`(lower(name) COLLATE "C", id) > (${after.name} COLLATE "C", ${after.id}::uuid)`);
-      // One round trip: the page and each key's roles together.
-      const rows = await prisma.$queryRaw<ListRow[]>`
-        SELECT k.id, k.name, k.description, k.key_prefix, k.is_enabled, k.is_infrastructure_key,
-               k.expires_at, k.created_at, k.updated_at, k.last_used_at, k.last_used_from_ip,
-               lower(k.name) AS sort_name,
-               coalesce((SELECT json_agg(json_build_object('id', r.id, 'name', r.name) ORDER BY r.id)
-                           FROM api_key_roles kr JOIN roles r ON r.id = kr.role_id
-                          WHERE kr.api_key_id = k.id), '[]') AS roles
-          FROM api_keys k
-        ${where.length ? Prisma.sql`WHERE ${Prisma.join(where, ' AND ')}` : Prisma.empty}
-        ORDER BY lower(k.name) COLLATE "C", k.id
-        LIMIT ${limit + 1}`;
+      const rows = await prisma.$queryRaw<ListRow[]>(listStatement({ name: opts.name, isEnabled: opts.isEnabled, after, take: limit + 1 }));
       const page = rows.slice(0, limit);
       const items = page.map(listRowToView);
       const last = page.at(-1);
