@@ -59,7 +59,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
-  await app.register(httpPlugin);
+  await app.register(httpPlugin, { requestTimeoutMs: config.timeouts.requestMs });
   await app.register(errorsPlugin);
   await app.register(openapiPlugin);
   await app.register(databasePlugin, { config });

@@ -66,6 +66,21 @@ describe('errors raised by the HTTP parser are problem+json too', () => {
   });
 });
 
+describe('a body that trickles in', () => {
+  it('is cut at REQUEST_TIMEOUT_MS with a 408 problem, counted from the request\'s arrival', async () => {
+    const app = await buildTestApp({ env: { REQUEST_TIMEOUT_MS: '1000' }, ready: false });
+    app.post('/api/v1/__slow-body', async () => ({ ok: true }));
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = app.server.address() as AddressInfo;
+    const started = Date.now();
+    const res = parse(await raw(port, 'POST /api/v1/__slow-body HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"na'));
+    expect(res.status).toBe(408);
+    expect(res.headers['content-type']).toBe('application/problem+json');
+    expect(res.body.code).toBe('REQUEST_TIMEOUT');
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+});
+
 describe('while closing', () => {
   it('an in-flight reply says Connection: close and the server hangs up after it (no keep-alive wait)', async () => {
     const app = await buildTestApp({ ready: false });

@@ -66,7 +66,8 @@ export function handleError(error: unknown, req: FastifyRequest, reply: FastifyR
   if (hasZodFastifySchemaValidationErrors(err)) {
     const fields = validationFields(err);
     const where = (err as { validationContext?: string }).validationContext ?? 'request';
-    const detail = `The ${where === 'querystring' ? 'query string' : where} is invalid: ${fields
+    const part = { querystring: 'query string is', params: 'path parameters are', headers: 'headers are', body: 'request body is' }[where] ?? 'request is';
+    const detail = `The ${part} invalid: ${fields
       .map((f) => `${f.field}: ${f.message}`)
       .join('; ')}`;
     return sendProblem(reply, buildProblem(400, 'VALIDATION_FAILED', detail, req, fields));

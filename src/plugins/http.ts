@@ -6,7 +6,28 @@ import secureJsonParse from 'secure-json-parse';
 import { AppError } from '../lib/errors.js';
 import { buildProblem, sendProblem } from '../lib/problem.js';
 
-async function httpPlugin(app: FastifyInstance) {
+const arrivals = new WeakMap<object, number>();
+const startedAt = (req: { raw: object }) => arrivals.get(req.raw) ?? performance.now();
+
+async function httpPlugin(app: FastifyInstance, opts: { requestTimeoutMs: number }) {
+  // Node's requestTimeout does not cover a body that trickles in once the headers are complete:
+  // bound the whole request ourselves, counted from its arrival.
+  app.addHook('preParsing', async (req, _reply, payload) => {
+    if (req.raw.complete) return payload;
+    const remaining = Math.max(1, opts.requestTimeoutMs - (performance.now() - startedAt(req)));
+    const timer = setTimeout(() => {
+      if (!req.raw.complete) {
+        // An error on the body stream ends its parsing with this reply (destroying it would
+        // drop the socket unanswered).
+        payload.emit('error', new AppError(408, 'REQUEST_TIMEOUT', 'The request did not arrive in time.', { headers: { connection: 'close' } }));
+      }
+    }, remaining);
+    const clear = () => clearTimeout(timer);
+    req.raw.once('end', clear);
+    req.raw.once('close', clear);
+    return payload;
+  });
+
   // JSON only: fastify's built-in text/plain parser would hand handlers a string body.
   app.removeContentTypeParser('text/plain');
   // An empty body with a JSON content type is "no body" (clients such as PowerShell send the
@@ -42,6 +63,7 @@ async function httpPlugin(app: FastifyInstance) {
     clearInterval(reaper);
   });
   app.addHook('onRequest', async (req, reply) => {
+    arrivals.set(req.raw, performance.now());
     reply.header('x-request-id', req.id);
     if (closing) {
       reply.header('connection', 'close');
