@@ -173,7 +173,7 @@ describe('on a database whose collation is language-aware (ICU en-US)', () => {
     const { applyMigrations } = await import('../src/db/migrate.js');
     const { databaseUrl, dropDatabase } = await import('./helpers/databases.js');
     const adminUrl = inject('pgAdminUrl');
-    const name = `keyward_icu_${Date.now()}`;
+    const name = `${inject('pgTemplate')}_icu`;
     await sql(adminUrl, `CREATE DATABASE "${name}" TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'`);
     try {
       const url = databaseUrl(adminUrl, name);

@@ -12,7 +12,7 @@ afterAll(async () => {
 });
 
 async function freshDb() {
-  const db = await createDatabase(inject('pgAdminUrl'), { template: inject('pgTemplate') });
+  const db = await createDatabase(inject('pgAdminUrl'), { template: inject('pgTemplate'), prefix: inject('pgTemplate') });
   drops.push(db.drop);
   return db.url;
 }

@@ -16,7 +16,7 @@ afterAll(async () => {
 });
 
 async function emptyDatabase() {
-  const db = await createDatabase(inject('pgAdminUrl'));
+  const db = await createDatabase(inject('pgAdminUrl'), { prefix: inject('pgTemplate') });
   cleanups.push(db.drop);
   return db;
 }

@@ -11,7 +11,7 @@ const apps: App[] = [];
 /** One database per test file, cloned from the migrated template. */
 export function testDatabase() {
   if (!fileDb) {
-    fileDb = createDatabase(inject('pgAdminUrl'), { template: inject('pgTemplate') });
+    fileDb = createDatabase(inject('pgAdminUrl'), { template: inject('pgTemplate'), prefix: inject('pgTemplate') });
     afterAll(async () => {
       await Promise.allSettled(apps.map((a) => a.close()));
       await (await fileDb!).drop();

@@ -21,9 +21,12 @@ export async function dropDatabase(adminUrl: string, name: string): Promise<void
   await withAdmin(adminUrl, (c) => c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`));
 }
 
-/** A fresh database: cloned from the migrated template, or empty. */
-export async function createDatabase(adminUrl: string, opts: { template?: string } = {}) {
-  const name = `keyward_test_${randomBytes(6).toString('hex')}`;
+/**
+ * A fresh database: cloned from the migrated template, or empty. Its name starts with this run's
+ * `prefix`, so the run's teardown can drop whatever a test file left behind.
+ */
+export async function createDatabase(adminUrl: string, opts: { prefix: string; template?: string }) {
+  const name = `${opts.prefix}_${randomBytes(6).toString('hex')}`;
   await withAdmin(adminUrl, async (c) => {
     for (let attempt = 0; ; attempt++) {
       try {
@@ -40,4 +43,13 @@ export async function createDatabase(adminUrl: string, opts: { template?: string
     }
   });
   return { name, url: databaseUrl(adminUrl, name), drop: () => dropDatabase(adminUrl, name) };
+}
+
+/** Drops every database whose name starts with `prefix` (the run's leftovers). */
+export async function dropDatabasesWithPrefix(adminUrl: string, prefix: string): Promise<number> {
+  return withAdmin(adminUrl, async (c) => {
+    const { rows } = await c.query<{ datname: string }>('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [prefix]);
+    for (const { datname } of rows) await c.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+    return rows.length;
+  });
 }

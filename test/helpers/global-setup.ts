@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { applyMigrations } from '../../src/db/migrate.js';
-import { databaseUrl, dropDatabase } from './databases.js';
+import { databaseUrl, dropDatabase, dropDatabasesWithPrefix } from './databases.js';
 import { choosePostgres } from './postgres-source.js';
 
 declare module 'vitest' {
@@ -30,6 +30,8 @@ export default async function setup(project: TestProject) {
   project.provide('pgTemplate', template);
   project.provide('pgSource', source.kind);
   return async () => {
+    // Test files drop their own databases; this catches any they left (on a shared server).
+    await dropDatabasesWithPrefix(source.adminUrl, `${template}_`).catch(() => {});
     await dropDatabase(source.adminUrl, template).catch(() => {});
     await source.stop();
   };
