@@ -14,6 +14,7 @@ import {
   replaceBody,
 } from '../schemas/api-keys.js';
 import type { Actor } from '../services/api-keys.js';
+import { nextLink } from '../services/paging.js';
 
 const TAGS = ['apikeys'];
 const ifMatchHeaders = z.object({
@@ -60,14 +61,7 @@ export const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
         limit: q.limit,
         cursor: q.cursor,
       });
-      if (next) {
-        const params = new URLSearchParams();
-        if (q.name !== undefined) params.set('name', q.name);
-        if (q.isEnabled !== undefined) params.set('isEnabled', q.isEnabled);
-        params.set('limit', String(q.limit));
-        params.set('cursor', next);
-        reply.header('link', `<${req.url.split('?')[0]}?${params}>; rel="next"`);
-      }
+      if (next) reply.header('link', nextLink(req.url, q, next));
       noStore(reply);
       return items;
     },

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { problemResponses } from '../lib/problem.js';
 import { authorize, SECURITY } from '../plugins/auth.js';
+import { nextLink } from '../services/paging.js';
 import { compareQuery, compareSchema, historyEntrySchema, historyQuery, idParams, versionParams } from '../schemas/api-keys.js';
 
 const TAGS = ['apikeys'];
@@ -27,10 +28,7 @@ export const changeHistoryRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (req, reply) => {
       const { items, next } = await history().list(req.params.id, req.query);
-      if (next) {
-        const params = new URLSearchParams({ limit: String(req.query.limit), cursor: next });
-        reply.header('link', `<${req.url.split('?')[0]}?${params}>; rel="next"`);
-      }
+      if (next) reply.header('link', nextLink(req.url, req.query, next));
       reply.header('cache-control', 'no-store');
       return items as never;
     },

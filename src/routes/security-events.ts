@@ -5,7 +5,7 @@ import { problemResponses } from '../lib/problem.js';
 import { authorize, SECURITY } from '../plugins/auth.js';
 import { timestamp } from '../schemas/api-keys.js';
 import { text } from '../schemas/text.js';
-import { invalidCursor, signCursor, verifyCursor } from '../services/paging.js';
+import { invalidCursor, nextLink, signCursor, verifyCursor } from '../services/paging.js';
 import { UNPAGED_CAP } from '../services/api-keys.js';
 
 /** RATE_LIMITED: refused by the address's failure budget before its key was checked. */
@@ -76,10 +76,7 @@ export const securityEventRoutes: FastifyPluginAsyncZod = async (app) => {
       const page = rows.slice(0, limit);
       const last = page.at(-1);
       if (rows.length > limit && key && last) {
-        const params = new URLSearchParams();
-        for (const [k, v] of Object.entries(q)) if (v !== undefined && k !== 'cursor') params.set(k, String(v));
-        params.set('cursor', signCursor([3, last.window_start.toISOString(), String(last.id)], key));
-        reply.header('link', `<${req.url.split('?')[0]}?${params}>; rel="next"`);
+        reply.header('link', nextLink(req.url, q, signCursor([3, last.window_start.toISOString(), String(last.id)], key)));
       }
       reply.header('cache-control', 'no-store');
       return page.map((r) => ({

@@ -57,3 +57,14 @@ export function decodeCursor(cursor: string, key: Buffer): { name: string; id: s
   if (!parsed.success) throw invalidCursor();
   return { name: parsed.data[1], id: parsed.data[2] };
 }
+
+/**
+ * RFC 8288 `Link: <…>; rel="next"` for the request's own path, keeping its query parameters
+ * (filters, limit) and replacing the cursor.
+ */
+export function nextLink(url: string, query: Record<string, unknown>, cursor: string): string {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v !== undefined && k !== 'cursor') params.set(k, String(v));
+  params.set('cursor', cursor);
+  return `<${url.split('?')[0]}?${params}>; rel="next"`;
+}
