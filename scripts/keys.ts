@@ -85,7 +85,7 @@ async function main(): Promise<number> {
   const log = pino({ level: config.log.level === 'info' ? 'warn' : config.log.level }, process.stderr);
   const embedded = config.databaseUrl ? null : await startEmbeddedPostgres(config.dataDir, log, { ifInUse: 'attach' });
   const url = config.databaseUrl ?? embedded!.url;
-  const prisma = createPrismaClient(url, config);
+  const { prisma } = createPrismaClient(url, config);
   try {
     await applyMigrations(url, { info: () => {}, debug: () => {} });
     const keys = createApiKeyService({ prisma, hasher: createKeyHasher(config.argon2), log });
