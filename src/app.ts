@@ -12,6 +12,7 @@ import databasePlugin from './plugins/database.js';
 import errorsPlugin, { handleError } from './plugins/errors.js';
 import httpPlugin from './plugins/http.js';
 import lifecyclePlugin from './plugins/lifecycle.js';
+import metricsPlugin from './plugins/metrics.js';
 import openapiPlugin from './plugins/openapi.js';
 import prismaPlugin from './plugins/prisma.js';
 import rateLimitPlugin from './plugins/rate-limit.js';
@@ -32,6 +33,8 @@ export type App = FastifyInstance;
 
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<App> {
   const app = Fastify({
+    // HTTPS straight from the server when TLS_CERT_FILE/TLS_KEY_FILE are set (README "TLS").
+    ...(config.tls ? { https: { cert: config.tls.cert, key: config.tls.key } } : {}),
     logger: loggerOptions(config, options.logStream) as FastifyServerOptions['logger'],
     bodyLimit: BODY_LIMIT_BYTES,
     requestTimeout: config.timeouts.requestMs,
@@ -65,6 +68,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(databasePlugin, { config });
   await app.register(prismaPlugin, { config });
   await app.register(lifecyclePlugin, { deadlineMs: config.timeouts.shutdownMs });
+  await app.register(metricsPlugin, { config });
   await app.register(servicesPlugin, { config, hasher: options.hasher });
   await app.register(rateLimitPlugin, { config });
   app.decorateRequest('principal', null);

@@ -1,5 +1,7 @@
 // The environment is read here, once, at start-up. Nothing else reads process.env.
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { createSecureContext } from 'node:tls';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
@@ -13,6 +15,12 @@ function isAddressOrCidr(value: string): boolean {
   const max = isIP(addr) === 4 ? 32 : 128;
   return /^\d{1,3}$/.test(bits) && Number(bits) <= max;
 }
+
+const bool = (def: 'true' | 'false') =>
+  z
+    .enum(['true', 'false'])
+    .default(def)
+    .transform((v) => v === 'true');
 
 const ms = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
 
@@ -53,10 +61,7 @@ export const envSchema = z.object({
   DB_HEALTH_TIMEOUT_MS: ms(2_000, 100, 60_000),
   DB_CONNECT_TIMEOUT_MS: ms(5_000, 100, 120_000),
   DB_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
-  DB_MIGRATE_ON_START: z
-    .enum(['true', 'false'])
-    .default('true')
-    .transform((v) => v === 'true'),
+  DB_MIGRATE_ON_START: bool('true'),
   /** As JIM: bootstraps an Administrator key with this secret, valid for 24 h. Never logged. */
   JIM_INFRASTRUCTURE_API_KEY: z.string().optional(),
   /** argon2id cost; values below OWASP's minimum (19456 KiB, t=2, p=1) only with NODE_ENV=test. */
@@ -73,10 +78,7 @@ export const envSchema = z.object({
   ARGON2_MAX_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(Math.max(1, availableParallelism() - 1)),
   ARGON2_MAX_QUEUE: z.coerce.number().int().min(0).max(10_000).default(32),
   /** Rate limits (per minute by default); shared through Redis when REDIS_URL is set. */
-  RATE_LIMIT_ENABLED: z
-    .enum(['true', 'false'])
-    .default('true')
-    .transform((v) => v === 'true'),
+  RATE_LIMIT_ENABLED: bool('true'),
   RATE_LIMIT_KEY_MAX: z.coerce.number().int().min(1).max(10_000_000).default(300),
   RATE_LIMIT_IP_MAX: z.coerce.number().int().min(1).max(10_000_000).default(30),
   RATE_LIMIT_WINDOW_MS: ms(60_000, 1_000, 86_400_000),
@@ -99,6 +101,15 @@ export const envSchema = z.object({
       message: 'must be false or a comma-separated list of proxy IP addresses or CIDRs',
     })
     .transform((v): false | string => (v === 'false' ? false : v)),
+  /** Prometheus metrics at GET /metrics: off unless enabled. */
+  METRICS_ENABLED: bool('false'),
+  /** Serve metrics on their own listener (no key needed) instead of the API port (metrics.read). */
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  /** Address of the metrics listener; defaults to HOST. */
+  METRICS_HOST: z.string().trim().min(1).optional(),
+  /** HTTPS directly from the server: PEM certificate (chain) and private key, both or neither. */
+  TLS_CERT_FILE: z.string().trim().min(1).optional(),
+  TLS_KEY_FILE: z.string().trim().min(1).optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -130,6 +141,10 @@ export interface Config {
   lastUsedFlushMs: number;
   rateLimit: { enabled: boolean; keyMax: number; ipMax: number; windowMs: number; redisUrl: string | null };
   securityEvents: { flushMs: number; retentionDays: number; maxBuckets: number };
+  /** `port: null`: on the API port, behind the metrics.read permission. */
+  metrics: { enabled: boolean; port: number | null; host: string };
+  /** PEM material read at start-up; null: plain HTTP. */
+  tls: { cert: Buffer; key: Buffer; certFile: string; keyFile: string } | null;
 }
 
 export class ConfigError extends Error {
@@ -165,6 +180,12 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     if (e.ARGON2_MEMORY_KIB < ARGON2_MINIMUM.memoryKib) weak.push(`ARGON2_MEMORY_KIB: must be at least ${ARGON2_MINIMUM.memoryKib}`);
     if (e.ARGON2_TIME_COST < ARGON2_MINIMUM.timeCost) weak.push(`ARGON2_TIME_COST: must be at least ${ARGON2_MINIMUM.timeCost}`);
     if (weak.length) throw new ConfigError(weak.map((w) => `${w} (lower values are allowed only with NODE_ENV=test)`));
+  }
+  if (e.METRICS_PORT !== undefined && !e.METRICS_ENABLED) {
+    throw new ConfigError(['METRICS_PORT: set METRICS_ENABLED=true as well, or unset METRICS_PORT']);
+  }
+  if (e.METRICS_PORT !== undefined && e.METRICS_PORT !== 0 && e.METRICS_PORT === e.PORT) {
+    throw new ConfigError(['METRICS_PORT: must differ from PORT']);
   }
   return {
     env: e.NODE_ENV,
@@ -210,5 +231,31 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       retentionDays: e.SECURITY_EVENTS_RETENTION_DAYS,
       maxBuckets: e.SECURITY_EVENTS_MAX_BUCKETS,
     },
+    metrics: { enabled: e.METRICS_ENABLED, port: e.METRICS_PORT ?? null, host: e.METRICS_HOST ?? e.HOST },
+    tls: loadTls(e.TLS_CERT_FILE, e.TLS_KEY_FILE),
   };
+}
+
+/** Reads and checks the certificate and key now, so a bad pair stops the start with a clear message. */
+function loadTls(certFile: string | undefined, keyFile: string | undefined): Config['tls'] {
+  if (certFile === undefined && keyFile === undefined) return null;
+  if (certFile === undefined || keyFile === undefined) {
+    throw new ConfigError([`${certFile === undefined ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE'}: required when ${certFile === undefined ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'} is set`]);
+  }
+  const read = (name: string, file: string) => {
+    try {
+      return readFileSync(path.resolve(file));
+    } catch (err) {
+      throw new ConfigError([`${name}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
+    }
+  };
+  const cert = read('TLS_CERT_FILE', certFile);
+  const key = read('TLS_KEY_FILE', keyFile);
+  try {
+    createSecureContext({ cert, key });
+  } catch {
+    // OpenSSL's message names neither file; it never includes key material.
+    throw new ConfigError(['TLS_CERT_FILE/TLS_KEY_FILE: not a PEM certificate and its matching private key']);
+  }
+  return { cert, key, certFile: path.resolve(certFile), keyFile: path.resolve(keyFile) };
 }

@@ -53,9 +53,10 @@ describe('GET /api/v1/roles', () => {
     const res = await app.inject({ method: 'GET', url: '/api/v1/roles', headers: admin.headers });
     expect(res.statusCode).toBe(200);
     expect(res.json()).toEqual([
-      { id: 1, name: 'Administrator', builtIn: true, permissions: ['*', 'apikeys.read', 'apikeys.write', 'audit.read', 'roles.read'] },
+      { id: 1, name: 'Administrator', builtIn: true, permissions: ['*', 'apikeys.read', 'apikeys.write', 'audit.read', 'metrics.read', 'roles.read'] },
       { id: 2, name: 'Operator', builtIn: true, permissions: ['apikeys.read', 'apikeys.write', 'audit.read', 'roles.read'] },
       { id: 3, name: 'Reader', builtIn: true, permissions: ['apikeys.read', 'audit.read', 'roles.read'] },
+      { id: 4, name: 'Monitoring', builtIn: true, permissions: ['metrics.read'] },
     ]);
   });
 });

@@ -65,6 +65,7 @@ describe('migrations', () => {
       { id: 1, name: 'Administrator', built_in: true, permissions: ['*'] },
       { id: 2, name: 'Operator', built_in: true, permissions: ['apikeys.read', 'apikeys.write', 'roles.read', 'audit.read'] },
       { id: 3, name: 'Reader', built_in: true, permissions: ['apikeys.read', 'roles.read', 'audit.read'] },
+      { id: 4, name: 'Monitoring', built_in: true, permissions: ['metrics.read'] },
     ]);
   });
 

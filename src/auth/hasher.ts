@@ -1,5 +1,6 @@
 import argon2 from 'argon2';
 import type { Config } from '../config.js';
+import { NO_METRICS, type Metrics } from '../lib/metrics.js';
 
 export interface KeyHasher {
   hash(secret: string): Promise<string>;
@@ -25,5 +26,23 @@ export function createKeyHasher(params: Config['argon2']): KeyHasher {
       }
     },
     needsRehash: (hash) => argon2.needsRehash(hash, options),
+  };
+}
+
+/** Times hash and verify into the metrics; the hasher itself when metrics are off. */
+export function instrumentHasher(hasher: KeyHasher, metrics: Metrics): KeyHasher {
+  if (metrics === NO_METRICS) return hasher;
+  const timed = async <T>(op: 'hash' | 'verify', work: () => Promise<T>): Promise<T> => {
+    const start = process.hrtime.bigint();
+    try {
+      return await work();
+    } finally {
+      metrics.argon2(op, Number(process.hrtime.bigint() - start) / 1e9);
+    }
+  };
+  return {
+    hash: (secret) => timed('hash', () => hasher.hash(secret)),
+    verify: (hash, secret) => timed('verify', () => hasher.verify(hash, secret)),
+    needsRehash: (hash) => hasher.needsRehash(hash),
   };
 }

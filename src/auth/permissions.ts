@@ -1,4 +1,4 @@
-export const PERMISSIONS = ['apikeys.read', 'apikeys.write', 'audit.read', 'roles.read'] as const;
+export const PERMISSIONS = ['apikeys.read', 'apikeys.write', 'audit.read', 'metrics.read', 'roles.read'] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
 /** Stored on the Administrator role: every permission, including ones added later. */

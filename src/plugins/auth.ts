@@ -4,6 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuthError, presentedKey, type Principal } from '../auth/authenticator.js';
 import type { Permission } from '../auth/permissions.js';
 import { clientNetwork } from '../lib/client-ip.js';
+import { AppError } from '../lib/errors.js';
 import { ForbiddenError } from '../services/api-keys.js';
 import { enforce, RateLimitedError } from './rate-limit.js';
 
@@ -23,8 +24,12 @@ function permit(principal: Principal, permission?: Permission) {
 
 /** onRequest hook: any valid key, or one holding `permission`. */
 export function authorize(permission?: Permission) {
-  return (req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
-    const { limits, services } = req.server;
+  return (req: FastifyRequest, reply: FastifyReply, next: (err?: Error) => void) => {
+    const { limits, services, metrics } = req.server;
+    const done = (err?: Error) => {
+      metrics.authOutcome(err ? (err instanceof AppError ? err.code : 'ERROR') : 'OK');
+      next(err);
+    };
     let key: string | null = null;
     let cached: Principal | undefined;
     let early: Error | undefined;
@@ -32,6 +37,7 @@ export function authorize(permission?: Permission) {
       key = presentedKey(req.headers);
       if (key === null) throw new AuthError('UNAUTHENTICATED');
       cached = services.auth.fromCache(key, req.ip);
+      metrics.cacheLookup(cached !== undefined);
       // No limits configured and a fresh cache hit (nearly every request): done synchronously.
       if (cached && !limits) {
         req.principal = cached;

@@ -61,7 +61,10 @@ export async function enforce(
   };
   // A look reports the budget before this request; it is over once it is used up.
   const over = increment ? r.isExceeded : remaining <= 0;
-  if (over) throw new RateLimitedError(Math.max(1, r.ttlInSeconds ?? 1), headers, what);
+  if (over) {
+    req.server.metrics.rateLimited(check === req.server.limits?.key ? 'key' : 'ip');
+    throw new RateLimitedError(Math.max(1, r.ttlInSeconds ?? 1), headers, what);
+  }
   // A look that lets the request through says nothing yet: the reply carries the headers of the
   // budget it ends up spending (the key's, or the address's on failure).
   if (increment) reply.headers(headers);

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { createAuthenticator, type Authenticator } from '../auth/authenticator.js';
-import { createKeyHasher, type KeyHasher } from '../auth/hasher.js';
+import { createKeyHasher, instrumentHasher, type KeyHasher } from '../auth/hasher.js';
 import { createKeyCache, type KeyCache } from '../auth/key-cache.js';
 import { createLimiter, type Limiter } from '../auth/limiter.js';
 import type { Config } from '../config.js';
@@ -38,7 +38,7 @@ declare module 'fastify' {
 async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hasher?: KeyHasher }) {
   const { prisma, log } = app;
   const { config } = opts;
-  const hasher = opts.hasher ?? createKeyHasher(config.argon2);
+  const hasher = instrumentHasher(opts.hasher ?? createKeyHasher(config.argon2), app.metrics);
   const cache = createKeyCache(config.authCache);
   const limiter = createLimiter(config.argon2.maxConcurrency, config.argon2.maxQueue);
   const lastUsed = createLastUsedRecorder({ prisma, log, flushEveryMs: config.lastUsedFlushMs });
@@ -74,4 +74,4 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
   await bootstrapInfrastructureKey({ secret: opts.config.infrastructureKey, prisma, hasher, keys, log });
 }
 
-export default fp(servicesPlugin, { name: 'services', fastify: '5.x', dependencies: ['prisma', 'lifecycle'] });
+export default fp(servicesPlugin, { name: 'services', fastify: '5.x', dependencies: ['prisma', 'lifecycle', 'metrics'] });
