@@ -26,6 +26,7 @@ type Service = {
   depends_on?: Record<string, { condition: string }>;
   volumes?: string[];
   ports?: string[];
+  init?: boolean;
   networks?: Record<string, { ipv4_address?: string }>;
 };
 type Compose = { services: Record<string, Service>; volumes?: Record<string, unknown> };
@@ -87,6 +88,7 @@ describe('docker-compose.yml', () => {
     const app = compose.services.app;
     expect(app.build).toBe('.');
     expect(app.profiles).toBeUndefined();
+    expect(app.init).toBe(true);
     expect(app.depends_on?.postgres).toEqual({ condition: 'service_healthy' });
     expect(app.environment?.DATABASE_URL).toMatch(/^postgresql:\/\/keyward:\$\{POSTGRES_PASSWORD[^}]*\}@postgres:5432\/keyward$/);
     expect(app.environment?.JIM_INFRASTRUCTURE_API_KEY).toMatch(/^\$\{JIM_INFRASTRUCTURE_API_KEY(:-)?\}$/);
