@@ -32,16 +32,17 @@ export interface BuildOptions {
 export type App = FastifyInstance;
 
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<App> {
+  const connectionsCheckingInterval = config.timeouts.checkingIntervalMs;
   const app = Fastify({
     // HTTPS straight from the server when TLS_CERT_FILE/TLS_KEY_FILE are set (README "TLS").
-    ...(config.tls ? { https: { cert: config.tls.cert, key: config.tls.key } } : {}),
+    // fastify passes only these options to https.createServer, so the interval goes here too.
+    ...(config.tls ? { https: { cert: config.tls.cert, key: config.tls.key, connectionsCheckingInterval } } : {}),
     logger: loggerOptions(config, options.logStream) as FastifyServerOptions['logger'],
     bodyLimit: BODY_LIMIT_BYTES,
     requestTimeout: config.timeouts.requestMs,
     connectionTimeout: config.timeouts.connectionMs,
     keepAliveTimeout: config.timeouts.keepAliveMs,
-    // Node checks request timeouts on this interval (default 30 s, too coarse for them).
-    http: { connectionsCheckingInterval: Math.min(5_000, Math.max(250, Math.floor(config.timeouts.requestMs / 10))) } as never,
+    http: { connectionsCheckingInterval } as never,
     clientErrorHandler,
     // The http plugin answers requests that arrive while closing (as problem+json).
     return503OnClosing: false,

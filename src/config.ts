@@ -131,6 +131,8 @@ export interface Config {
     shutdownMs: number;
     dbHealthMs: number;
     dbConnectMs: number;
+    /** How often Node checks connections against the request timeout (its default, 30 s, is too coarse). */
+    checkingIntervalMs: number;
   };
   db: { poolMax: number; migrateOnStart: boolean };
   trustProxy: false | string;
@@ -201,6 +203,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       shutdownMs: e.SHUTDOWN_TIMEOUT_MS,
       dbHealthMs: e.DB_HEALTH_TIMEOUT_MS,
       dbConnectMs: e.DB_CONNECT_TIMEOUT_MS,
+      checkingIntervalMs: Math.min(5_000, Math.max(250, Math.floor(e.REQUEST_TIMEOUT_MS / 10))),
     },
     db: { poolMax: e.DB_POOL_MAX, migrateOnStart: e.DB_MIGRATE_ON_START },
     trustProxy: e.TRUST_PROXY,

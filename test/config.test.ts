@@ -54,9 +54,11 @@ describe('configuration', () => {
       port: 8080,
       dataDir: '/var/lib/keyward',
       log: { level: 'debug', format: 'json' },
-      timeouts: { requestMs: 5000, connectionMs: 70000, keepAliveMs: 65000, shutdownMs: 4000, dbHealthMs: 500, dbConnectMs: 1500 },
+      timeouts: { requestMs: 5000, connectionMs: 70000, keepAliveMs: 65000, shutdownMs: 4000, dbHealthMs: 500, dbConnectMs: 1500, checkingIntervalMs: 500 },
       db: { migrateOnStart: false, poolMax: 3 },
       lastUsedFlushMs: 1000,
+      metrics: { enabled: false, port: null, host: '0.0.0.0' },
+      tls: null,
     });
   });
 

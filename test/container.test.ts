@@ -27,9 +27,10 @@ type Service = {
   volumes?: string[];
   ports?: string[];
   init?: boolean;
-  networks?: Record<string, { ipv4_address?: string }>;
+  networks?: Record<string, { ipv4_address?: string }> | string[];
+  stop_grace_period?: string;
 };
-type Compose = { services: Record<string, Service>; volumes?: Record<string, unknown> };
+type Compose = { services: Record<string, Service>; volumes?: Record<string, unknown>; networks?: Record<string, unknown> };
 
 async function composeValidator() {
   // The published schema (draft 2019-09) names its parts with the older `id` keyword, which ajv
@@ -60,7 +61,29 @@ function loadCompose(text: string): Compose {
 const SECRET_NAME = /PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE/i;
 const INTERPOLATION = /^\$\{[A-Z0-9_]+(:?[-?][^}]*)?\}$/;
 
+/** A Compose implementation that can interpolate and resolve the file without an engine, if any is installed. */
+function composeCli(): string[] | null {
+  for (const cmd of [['docker', 'compose'], ['docker-compose']]) {
+    const r = spawnSync(cmd[0], [...cmd.slice(1), 'version'], { encoding: 'utf8' });
+    if (r.status === 0) return cmd;
+  }
+  return null;
+}
+
 describe('docker-compose.yml', () => {
+  const cli = composeCli();
+  it.skipIf(!cli)('resolves with the Compose CLI (`config`, no engine needed) and stops without POSTGRES_PASSWORD', async () => {
+    const env = { PATH: process.env.PATH, POSTGRES_PASSWORD: 'pw-from-env', JIM_INFRASTRUCTURE_API_KEY: '' };
+    const ok = spawnSync(cli![0], [...cli!.slice(1), '--profile', 'cluster', 'config'], { cwd: ROOT, env, encoding: 'utf8' });
+    expect(ok.status, ok.stderr).toBe(0);
+    const resolved = parseYaml(ok.stdout) as Compose;
+    expect(Object.keys(resolved.services).sort()).toEqual(['app', 'app-a', 'app-b', 'postgres', 'proxy', 'redis']);
+    expect(resolved.services['app-b'].environment?.DATABASE_URL).toBe('postgresql://keyward:pw-from-env@postgres:5432/keyward');
+    const missing = spawnSync(cli![0], [...cli!.slice(1), 'config'], { cwd: ROOT, env: { PATH: process.env.PATH }, encoding: 'utf8' });
+    expect(missing.status).not.toBe(0);
+    expect(missing.stderr).toContain('set POSTGRES_PASSWORD');
+  });
+
   it('is valid against the Compose specification (and the check catches an unknown key)', async () => {
     const validate = await composeValidator();
     const compose = loadCompose(await read('docker-compose.yml'));
@@ -89,6 +112,9 @@ describe('docker-compose.yml', () => {
     expect(app.build).toBe('.');
     expect(app.profiles).toBeUndefined();
     expect(app.init).toBe(true);
+    // Longer than the server's own shutdown deadlines (SHUTDOWN_TIMEOUT_MS, then flushes).
+    expect(app.stop_grace_period).toBe('30s');
+    expect(pgService.healthcheck?.test.toString()).toContain('-h 127.0.0.1');
     expect(app.depends_on?.postgres).toEqual({ condition: 'service_healthy' });
     expect(app.environment?.DATABASE_URL).toMatch(/^postgresql:\/\/keyward:\$\{POSTGRES_PASSWORD[^}]*\}@postgres:5432\/keyward$/);
     expect(app.environment?.JIM_INFRASTRUCTURE_API_KEY).toMatch(/^\$\{JIM_INFRASTRUCTURE_API_KEY(:-)?\}$/);
@@ -123,9 +149,24 @@ describe('docker-compose.yml', () => {
     expect(redis.profiles).toEqual(['cluster']);
     expect(redis.healthcheck).toBeDefined();
     expect(replicas.map(([n]) => n)).toEqual(['app-a', 'app-b']);
-    const proxyAddress = proxy.networks?.default.ipv4_address;
+    const proxyAddress = (proxy.networks as Record<string, { ipv4_address?: string }>).cluster.ipv4_address!;
     expect(proxyAddress).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    // The fixed address lies in the cluster network's subnet but outside the range handed out.
+    const [ipam] = (compose.networks!.cluster as { ipam: { config: Array<{ subnet: string; ip_range: string }> } }).ipam.config;
+    const inCidr = (ip: string, cidr: string) => {
+      const [base, bits] = cidr.split('/');
+      const n = (a: string) => a.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
+      const size = 2 ** (32 - Number(bits));
+      return Math.floor(n(ip) / size) === Math.floor(n(base) / size);
+    };
+    expect(inCidr(proxyAddress, ipam.subnet)).toBe(true);
+    expect(inCidr(proxyAddress, ipam.ip_range)).toBe(false);
+    expect(compose.networks!.default).toBeUndefined(); // plain `up` claims no fixed subnet
     for (const [, s] of replicas) {
+      // One service builds the image; the replicas run it (parallel builds of one tag collide).
+      expect(s.build).toBeUndefined();
+      expect(s.image).toBe(compose.services.app.image);
+      expect(s.networks).toEqual(['default', 'cluster']);
       expect(s.environment?.REDIS_URL).toBe('redis://redis:6379');
       expect(s.environment?.TRUST_PROXY).toBe(proxyAddress);
       expect(s.environment?.DATABASE_URL).toBe(compose.services.app.environment?.DATABASE_URL);
@@ -134,8 +175,11 @@ describe('docker-compose.yml', () => {
     expect(proxy.profiles).toEqual(['cluster']);
     expect(proxy.depends_on).toEqual({ 'app-a': { condition: 'service_healthy' }, 'app-b': { condition: 'service_healthy' } });
     const conf = await read('deploy/nginx.conf');
-    expect(conf).toMatch(/server app-a:3000/);
-    expect(conf).toMatch(/server app-b:3000/);
+    // Re-resolved (recreated replicas get new addresses); 503 OVERLOADED never retried elsewhere.
+    expect(conf).toMatch(/server app-a:3000 resolve/);
+    expect(conf).toMatch(/server app-b:3000 resolve/);
+    expect(conf).toMatch(/^resolver 127\.0\.0\.11 /m);
+    expect(conf).not.toMatch(/proxy_next_upstream[^;]*http_503/);
     // The proxy overwrites X-Forwarded-For, so a client cannot choose the address it is limited by.
     expect(conf).toMatch(/proxy_set_header X-Forwarded-For \$remote_addr;/);
   });
@@ -205,8 +249,7 @@ describe('Dockerfile', () => {
         const env = {
           PATH: `${path.dirname(process.execPath)}:${process.env.PATH}`,
           HOME: process.env.HOME ?? '/tmp',
-          ...stageEnv(runtime),
-          HOST: '127.0.0.1',
+          ...stageEnv(runtime), // HOST=0.0.0.0 as in the image: the HEALTHCHECK must map it to loopback
           PORT: String(port),
           DATABASE_URL: db.url,
           DATA_DIR: path.join(root, 'data'),

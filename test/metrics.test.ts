@@ -1,6 +1,6 @@
 // GET /metrics: off by default; on the API port behind metrics.read; or on its own port.
 import { randomBytes } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import { connect as netConnect, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { NO_METRICS } from '../src/lib/metrics.js';
 import { buildTestApp, testConfig } from './helpers/app.js';
@@ -133,6 +133,17 @@ describe('metrics on their own port (METRICS_PORT)', () => {
     const post = await fetch(`${base}/metrics`, { method: 'POST' });
     expect(post.status).toBe(405);
     expect(post.headers.get('allow')).toBe('GET, HEAD');
+
+    // Garbage on that port gets a problem+json 400 too, as on the API port.
+    const garbage = await new Promise<string>((resolve, reject) => {
+      const socket = netConnect({ host: '127.0.0.1', port }, () => socket.write('NOT HTTP\r\n\r\n'));
+      let data = '';
+      socket.on('data', (d) => (data += d));
+      socket.on('end', () => resolve(data));
+      socket.on('error', reject);
+    });
+    expect(garbage).toMatch(/^HTTP\/1\.1 400 /);
+    expect(garbage).toContain('application/problem+json');
 
     const onApi = await app.inject({ method: 'GET', url: '/metrics', headers: admin.headers });
     expect(onApi.statusCode).toBe(404);

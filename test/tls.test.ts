@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
+import { connect } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -90,6 +91,25 @@ describe('TLS', () => {
     expect(await probe()).toBe(0);
     await app.close();
     expect(await probe()).toBe(1);
+  });
+
+  it('enforces REQUEST_TIMEOUT_MS over TLS too: headers that never finish get a 408 problem', async () => {
+    const ca = await readFile(files.cert, 'utf8');
+    const app = await buildTestApp({ env: { TLS_CERT_FILE: files.cert, TLS_KEY_FILE: files.key, REQUEST_TIMEOUT_MS: '1000' } });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = app.server.address() as AddressInfo;
+    const started = Date.now();
+    const reply = await new Promise<string>((resolve, reject) => {
+      const socket = connect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () => socket.write('GET /api/v1/health HTTP/1.1\r\nHost: x\r\n'));
+      let data = '';
+      socket.on('data', (d) => (data += d));
+      socket.on('end', () => resolve(data));
+      socket.on('error', reject);
+    });
+    expect(reply).toMatch(/^HTTP\/1\.1 408 /);
+    expect(reply).toContain('"code":"REQUEST_TIMEOUT"');
+    // Node's default check interval is 30 s; the configured one answers within a few seconds.
+    expect(Date.now() - started).toBeLessThan(4_000);
   });
 
   it('refuses to start on a missing half, an unreadable file, or a key that does not match the certificate', () => {

@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { z } from 'zod';
 import type { Config } from '../config.js';
+import { clientErrorHandler } from '../lib/client-error.js';
 import { createMetrics, NO_METRICS, type Metrics } from '../lib/metrics.js';
 import { buildProblem, problemResponses } from '../lib/problem.js';
 import { authorize, SECURITY } from './auth.js';
@@ -70,7 +71,14 @@ async function metricsPlugin(app: FastifyInstance, opts: { config: Config }) {
 
   let server: Server | undefined;
   app.addHook('onReady', async () => {
-    server = createServer((req, res) => {
+    const { timeouts } = opts.config;
+    const limits = {
+      requestTimeout: timeouts.requestMs,
+      headersTimeout: Math.min(timeouts.requestMs, 60_000),
+      keepAliveTimeout: timeouts.keepAliveMs,
+      connectionsCheckingInterval: timeouts.checkingIntervalMs,
+    };
+    server = createServer(limits, (req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       const reply = (status: number, type: string, body: string, headers: Record<string, string> = {}) => {
         res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', ...headers }).end(req.method === 'HEAD' ? undefined : body);
@@ -87,6 +95,9 @@ async function metricsPlugin(app: FastifyInstance, opts: { config: Config }) {
         },
       );
     });
+    // The API listener's protections: problem+json for unparsable requests, the same timeouts.
+    server.on('clientError', clientErrorHandler);
+    server.timeout = timeouts.connectionMs;
     await new Promise<void>((resolve, reject) => {
       server!.once('error', reject);
       server!.listen({ port, host }, () => {
@@ -94,6 +105,7 @@ async function metricsPlugin(app: FastifyInstance, opts: { config: Config }) {
         resolve();
       });
     });
+    server.on('error', (err) => app.log.error({ err }, 'metrics listener error'));
     const address = server.address();
     app.log.info({ address }, 'metrics listener started');
   });
