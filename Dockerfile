@@ -14,6 +14,7 @@ COPY prisma ./prisma
 COPY scripts/prisma-generate.mjs ./scripts/prisma-generate.mjs
 RUN npm ci
 COPY src ./src
+COPY bin ./bin
 RUN npm run build
 # `prune --omit=dev` alone keeps prisma and typescript: @prisma/client names them as optional
 # peers, which npm keeps once installed. Dropping the devDependencies list first lets them go.
@@ -29,6 +30,7 @@ WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/bin ./bin
 COPY --from=build /app/prisma ./prisma
 # The embedded PostgreSQL (used when DATABASE_URL is unset) keeps its data here: mount a volume.
 RUN mkdir -p /var/lib/keyward && chown node:node /var/lib/keyward

@@ -8,6 +8,7 @@ import { ConfigError, loadConfig } from '../src/config.js';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres.js';
 import { applyMigrations } from '../src/db/migrate.js';
 import { createPrismaClient } from '../src/plugins/prisma.js';
+import { EXPIRES_IN_HINT, expiresIn } from '../src/lib/duration.js';
 import { AppError } from '../src/lib/errors.js';
 import { createBody } from '../src/schemas/api-keys.js';
 import { createApiKeyService } from '../src/services/api-keys.js';
@@ -51,10 +52,9 @@ function parse(argv: string[]) {
     });
   let expiresAt = values['expires-at'];
   if (values['expires-in']) {
-    const m = /^(\d+)([mhdw])$/.exec(values['expires-in']);
-    if (!m) throw new UsageError('--expires-in: use a number and a unit, e.g. 30m, 12h, 90d, 4w');
-    const unit = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }[m[2] as 'm' | 'h' | 'd' | 'w'];
-    expiresAt = new Date(Date.now() + Number(m[1]) * unit).toISOString();
+    const at = expiresIn(values['expires-in']);
+    if (!at) throw new UsageError(`--expires-in: ${EXPIRES_IN_HINT}`);
+    expiresAt = at;
   }
   // The same rules as POST /api/v1/apikeys.
   const parsed = createBody.safeParse({

@@ -277,12 +277,25 @@ describe('Dockerfile', () => {
             body: JSON.stringify({ name: 'from-the-image', roleIds: [3] }),
           });
           expect(created.status, output).toBe(201);
-          const { key } = (await created.json()) as { key: string };
+          const { key, id } = (await created.json()) as { key: string; id: string };
           const me = await fetch(`${base}/userinfo`, { headers: { 'x-api-key': key } });
           expect(await me.json()).toMatchObject({ name: 'from-the-image', roles: [{ name: 'Reader' }] });
           const migrations = (await readdir(path.join(ROOT, 'prisma/migrations'), { withFileTypes: true })).filter((d) => d.isDirectory());
           const applied = await sql<{ n: number }>(db.url, 'SELECT count(*)::int AS n FROM _prisma_migrations WHERE finished_at IS NOT NULL');
           expect(applied[0].n).toBe(migrations.length);
+          // The command line runs from the image too (compiled: there is no tsx or src/ there).
+          const cliRun = await new Promise<{ code: number | null; out: string }>((resolve) => {
+            const c = spawn(process.execPath, ['bin/keyward.mjs', 'apikey', 'get', id, '--json'], {
+              cwd: runtimeDir,
+              env: { PATH: env.PATH, KEYWARD_URL: `http://127.0.0.1:${port}`, KEYWARD_API_KEY: key },
+            });
+            let out = '';
+            c.stdout.on('data', (d) => (out += d));
+            c.stderr.on('data', (d) => (out += d));
+            c.on('close', (code) => resolve({ code, out }));
+          });
+          expect(cliRun.code, cliRun.out).toBe(0);
+          expect(JSON.parse(cliRun.out)).toMatchObject({ id, name: 'from-the-image' });
           // Production logs are JSON lines (LOG_FORMAT=json) and never carry the secrets.
           const first = output.split('\n').find((l) => l.trim());
           expect(() => JSON.parse(first!)).not.toThrow();

@@ -1,0 +1,316 @@
+// The `keyward` command line, run as its own process against a real server (this file's app on
+// a real socket): every command and flag, what-if, confirmation on a terminal, and pipes.
+import { spawn } from 'node:child_process';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { App } from '../src/app.js';
+import { buildTestApp, testDatabase } from './helpers/app.js';
+import { ADMIN, READER, seedKey, sql, type SeededKey } from './helpers/keys.js';
+import { freePort, ROOT } from './helpers/server-process.js';
+
+const CLI = path.join(ROOT, 'bin/keyward.mjs');
+let app: App;
+let admin: SeededKey;
+let url: string;
+let dbUrl: string;
+let dir: string;
+
+beforeAll(async () => {
+  app = await buildTestApp();
+  dbUrl = (await testDatabase()).url;
+  admin = await seedKey(app, { roleIds: [ADMIN], name: 'cli-admin' });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  dir = await mkdtemp(path.join(tmpdir(), 'keyward-cli-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI; `tty` runs it under script(1), so its standard input is a terminal fed `input`. */
+function cli(args: string[], opts: { input?: string; env?: Record<string, string>; tty?: boolean; key?: string | null } = {}): Promise<Run> {
+  const env: Record<string, string> = { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', KEYWARD_URL: url, ...opts.env };
+  if (opts.key !== null) env.KEYWARD_API_KEY = opts.key ?? admin.secret;
+  const quoted = [process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const child = opts.tty
+    ? spawn('script', ['-qec', quoted, '/dev/null'], { env, cwd: dir })
+    : // A new session: no controlling terminal, so /dev/tty cannot be opened either.
+      spawn(process.execPath, [CLI, ...args], { env, cwd: dir, detached: true });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  child.stdin.end(opts.input ?? '');
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+}
+
+const keyRow = async (name: string) =>
+  (await sql<{ id: string; name: string; description: string | null; is_enabled: boolean; expires_at: Date | null }>(
+    dbUrl,
+    'SELECT id, name, description, is_enabled, expires_at FROM api_keys WHERE name = $1',
+    [name],
+  ))[0];
+const roleIdsOf = async (id: string) =>
+  (await sql<{ role_id: number }>(dbUrl, 'SELECT role_id FROM api_key_roles WHERE api_key_id = $1 ORDER BY role_id', [id])).map((r) => r.role_id);
+const countKeys = async () => (await sql<{ n: number }>(dbUrl, 'SELECT count(*)::int AS n FROM api_keys'))[0].n;
+
+describe('keyward roles list', () => {
+  it('prints a table, or JSON with --json', async () => {
+    const table = await cli(['roles', 'list']);
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout.split('\n')[0]).toMatch(/^ID\s+NAME\s+BUILT-IN\s+PERMISSIONS$/);
+    expect(table.stdout).toMatch(/^3\s+Reader\s+yes\s+apikeys\.read, audit\.read, roles\.read$/m);
+    const asJson = await cli(['roles', 'list', '--json']);
+    expect(JSON.parse(asJson.stdout).map((r: { name: string }) => r.name)).toEqual(['Administrator', 'Operator', 'Reader', 'Monitoring']);
+  });
+});
+
+describe('keyward apikey new', () => {
+  it('creates silently without --pass-thru (as the cmdlet)', async () => {
+    const r = await cli(['apikey', 'new', '--name', 'cli-silent', '--role-ids', '3', '--description', 'made by the cli', '--change-reason', 'ticket 42']);
+    expect(r).toEqual({ code: 0, stdout: '', stderr: '' });
+    const row = await keyRow('cli-silent');
+    expect(row).toMatchObject({ description: 'made by the cli', is_enabled: true, expires_at: null });
+    expect(await roleIdsOf(row.id)).toEqual([READER]);
+    const history = await sql<{ change_reason: string }>(dbUrl, 'SELECT change_reason FROM api_key_changes WHERE api_key_id = $1', [row.id]);
+    expect(history.map((h) => h.change_reason)).toEqual(['ticket 42']);
+  });
+
+  it('--pass-thru prints the key once with a warning to store it; --json prints it as JSON', async () => {
+    const r = await cli(['apikey', 'new', '--name', 'cli-passthru', '--role-ids', '1,3', '--expires-in', '90d', '--pass-thru']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/only time the full key is shown: store it now/);
+    const key = /^Key\s+: (jim_ak_\S+)$/m.exec(r.stdout)![1];
+    expect(r.stdout).toMatch(/^Roles\s+: Administrator \(1\), Reader \(3\)$/m);
+    const me = await app.inject({ method: 'GET', url: '/api/v1/userinfo', headers: { 'x-api-key': key } });
+    expect(me.json().name).toBe('cli-passthru');
+    const row = await keyRow('cli-passthru');
+    const days = (row.expires_at!.getTime() - Date.now()) / 86_400_000;
+    expect(days).toBeGreaterThan(89.9);
+    expect(days).toBeLessThan(90.1);
+
+    const j = await cli(['apikey', 'new', '--name', 'cli-json', '--expires-at', '2031-01-01T00:00:00Z', '--pass-thru', '--json']);
+    const body = JSON.parse(j.stdout);
+    expect(body).toMatchObject({ name: 'cli-json', expiresAt: '2031-01-01T00:00:00.000Z', roles: [] });
+    expect(body.key).toMatch(/^jim_ak_/);
+  });
+
+  it('--what-if prints what would be created and creates nothing', async () => {
+    const before = await countKeys();
+    const r = await cli(['apikey', 'new', '--name', 'cli-whatif', '--role-ids', '2', '--what-if', '--pass-thru']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('What if: would create API key "cli-whatif" (roles [2], expires none)\n');
+    expect(await countKeys()).toBe(before);
+  });
+
+  it.each([
+    [['--role-ids', 'x,1']],
+    [['--expires-in', 'soon']],
+    [['--expires-at', '2030-01-01T00:00:00Z', '--expires-in', '1d']],
+    [['--bogus']],
+  ])('refuses %j with exit 3, creating nothing', async (extra) => {
+    const before = await countKeys();
+    const r = await cli(['apikey', 'new', '--name', 'cli-bad', ...extra]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).not.toBe('');
+    expect(await countKeys()).toBe(before);
+  });
+
+  it('a missing --name is a usage error (3); the server refusing is an error (1) with its detail', async () => {
+    expect((await cli(['apikey', 'new'])).code).toBe(3);
+    const r = await cli(['apikey', 'new', '--name', 'cli-badrole', '--role-ids', '99']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('keyward: One or more role IDs are invalid: 99. (VALIDATION_FAILED)\n');
+  });
+});
+
+describe('keyward apikey list and get', () => {
+  it('lists as a table; filters by --name and --enabled/--disabled; --json', async () => {
+    await seedKey(app, { name: 'lst-alpha', roleIds: [READER] });
+    await seedKey(app, { name: 'lst-beta', isEnabled: false });
+    const all = await cli(['apikey', 'list', '--name', 'lst-*']);
+    expect(all.code).toBe(0);
+    const lines = all.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^ID\s+NAME\s+PREFIX\s+ENABLED\s+ROLES\s+EXPIRES\s+LAST USED$/);
+    expect(lines.slice(2).map((l) => l.split(/\s{2,}/)[1])).toEqual(['lst-alpha', 'lst-beta']);
+    expect(lines[2]).toMatch(/\s+yes\s+Reader\s+-\s+-$/);
+    const enabled = JSON.parse((await cli(['apikey', 'list', '--name', 'lst-*', '--enabled', '--json'])).stdout);
+    expect(enabled.map((k: { name: string }) => k.name)).toEqual(['lst-alpha']);
+    const disabled = JSON.parse((await cli(['apikey', 'list', '--name', 'LST-?ETA', '--disabled', '--json'])).stdout);
+    expect(disabled.map((k: { name: string }) => k.name)).toEqual(['lst-beta']);
+    expect((await cli(['apikey', 'list', '--enabled', '--disabled'])).code).toBe(3);
+  });
+
+  it('gets one key (never its secret); unknown id exits 2; a malformed id exits 1', async () => {
+    const k = await seedKey(app, { name: 'get-me', description: 'hello' });
+    const r = await cli(['apikey', 'get', k.id]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^Id\\s+: ${k.id}$`, 'm'));
+    expect(r.stdout).toMatch(/^Description\s+: hello$/m);
+    expect(r.stdout).not.toMatch(/^Key\s/m);
+    expect(r.stdout).not.toContain(k.secret);
+    expect(JSON.parse((await cli(['apikey', 'get', k.id, '--json'])).stdout)).toMatchObject({ id: k.id, name: 'get-me' });
+    const missing = await cli(['apikey', 'get', '00000000-0000-4000-8000-000000000000']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/^keyward: .*\(API_KEY_NOT_FOUND\)\n$/);
+    const bad = await cli(['apikey', 'get', 'not-a-guid']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/VALIDATION_FAILED/);
+  });
+});
+
+describe('keyward apikey set', () => {
+  it('sends only the given fields (PATCH), and the clearing forms', async () => {
+    const k = await seedKey(app, { name: 'set-me', description: 'keep', roleIds: [READER], expiresAt: '2030-01-01T00:00:00Z' });
+    expect(await cli(['apikey', 'set', k.id, '--name', 'set-me-2'])).toEqual({ code: 0, stdout: '', stderr: '' });
+    expect(await keyRow('set-me-2')).toMatchObject({ description: 'keep', is_enabled: true });
+    expect(await roleIdsOf(k.id)).toEqual([READER]);
+
+    expect((await cli(['apikey', 'set', k.id, '--disable', '--change-reason', 'leaver'])).code).toBe(0);
+    expect((await keyRow('set-me-2')).is_enabled).toBe(false);
+    expect((await cli(['apikey', 'set', k.id, '--enable', '--expires-at', 'none', '--description', '', '--role-ids', ''])).code).toBe(0);
+    expect(await keyRow('set-me-2')).toMatchObject({ is_enabled: true, expires_at: null, description: null });
+    expect(await roleIdsOf(k.id)).toEqual([]);
+
+    const passThru = await cli(['apikey', 'set', k.id, '--role-ids', '2', '--pass-thru', '--json']);
+    expect(JSON.parse(passThru.stdout)).toMatchObject({ id: k.id, roles: [{ id: 2, name: 'Operator' }] });
+  });
+
+  it('--what-if shows each change and changes nothing; usage errors exit 3', async () => {
+    const k = await seedKey(app, { name: 'set-whatif', roleIds: [READER] });
+    const r = await cli(['apikey', 'set', k.id, '--name', 'renamed', '--disable', '--what-if']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`What if: would update API key "set-whatif" (${k.id}): name "set-whatif" -> "renamed", isEnabled true -> false\n`);
+    expect(await keyRow('set-whatif')).toMatchObject({ is_enabled: true });
+    expect((await cli(['apikey', 'set', k.id, '--enable', '--disable'])).code).toBe(3);
+    expect((await cli(['apikey', 'set', k.id])).code).toBe(3);
+    expect((await cli(['apikey', 'set', '--disable'])).code).toBe(3);
+    expect((await cli(['apikey', 'set', '00000000-0000-4000-8000-000000000000', '--disable'])).code).toBe(2);
+  });
+
+  it('takes ids from standard input: `list --json | set --stdin`, or one id per line', async () => {
+    const a = await seedKey(app, { name: 'pipe-set-a' });
+    const b = await seedKey(app, { name: 'pipe-set-b' });
+    const listed = await cli(['apikey', 'list', '--name', 'pipe-set-*', '--json']);
+    const r = await cli(['apikey', 'set', '--stdin', '--disable', '--pass-thru', '--json'], { input: listed.stdout });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).map((k: { isEnabled: boolean }) => k.isEnabled)).toEqual([false, false]);
+    const lines = await cli(['apikey', 'set', '--stdin', '--enable'], { input: `${a.id}\n\n${b.id}\n00000000-0000-4000-8000-000000000000\n` });
+    expect(lines.code).toBe(2); // the unknown id; the others were still changed
+    expect(lines.stderr).toMatch(/^keyward: 00000000-0000-4000-8000-000000000000: .*API_KEY_NOT_FOUND/m);
+    expect((await keyRow('pipe-set-a')).is_enabled).toBe(true);
+    expect((await keyRow('pipe-set-b')).is_enabled).toBe(true);
+  });
+});
+
+describe('keyward apikey remove', () => {
+  it('refuses without --force when standard input is not a terminal; --force deletes; --pass-thru prints the deleted key', async () => {
+    const k = await seedKey(app, { name: 'rm-me' });
+    const refused = await cli(['apikey', 'remove', k.id]);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/standard input is not a terminal \(add --force/);
+    expect(await keyRow('rm-me')).toBeDefined();
+    const r = await cli(['apikey', 'remove', k.id, '--force', '--change-reason', 'rotated', '--pass-thru', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ id: k.id, name: 'rm-me' });
+    expect(await keyRow('rm-me')).toBeUndefined();
+    const history = await sql<{ operation: string; change_reason: string }>(dbUrl, 'SELECT operation, change_reason FROM api_key_changes WHERE api_key_id = $1 ORDER BY version', [k.id]);
+    expect(history.at(-1)).toMatchObject({ change_reason: 'rotated' });
+    const again = await cli(['apikey', 'remove', k.id, '--force']);
+    expect(again.code).toBe(2);
+  });
+
+  it('--what-if deletes nothing, even with --force (unlike the PowerShell module)', async () => {
+    const k = await seedKey(app, { name: 'rm-whatif' });
+    const r = await cli(['apikey', 'remove', k.id, '--force', '--what-if']);
+    expect(r).toEqual({ code: 0, stdout: `What if: would delete API key "rm-whatif" (${k.id})\n`, stderr: '' });
+    expect(await keyRow('rm-whatif')).toBeDefined();
+  });
+
+  it('the pipeline: `list --name temp-* --json | remove --force --stdin` deletes exactly those', async () => {
+    for (const n of ['temp-1', 'temp-2', 'temp-3']) await seedKey(app, { name: n });
+    await seedKey(app, { name: 'keep-temp' });
+    const listed = await cli(['apikey', 'list', '--name', 'temp-*', '--json']);
+    const r = await cli(['apikey', 'remove', '--force', '--stdin'], { input: listed.stdout });
+    expect(r).toEqual({ code: 0, stdout: '', stderr: '' });
+    const left = await sql<{ name: string }>(dbUrl, "SELECT name FROM api_keys WHERE name LIKE '%temp%' ORDER BY name");
+    expect(left.map((x) => x.name)).toEqual(['keep-temp']);
+    expect((await cli(['apikey', 'remove', '--force', '--stdin'], { input: '' })).code).toBe(3);
+  });
+
+  it('on a terminal, asks first: "n" keeps the key, "y" deletes it; --confirm asks for new and set too', async () => {
+    const k = await seedKey(app, { name: 'rm-tty' });
+    const no = await cli(['apikey', 'remove', k.id], { tty: true, input: 'n\n' });
+    expect(no.code).toBe(0);
+    expect(no.stdout).toContain(`Really delete API key "rm-tty" (${k.id})? [y/N]`);
+    expect(await keyRow('rm-tty')).toBeDefined();
+    const yes = await cli(['apikey', 'remove', k.id], { tty: true, input: 'y\n' });
+    expect(yes.code, yes.stdout).toBe(0);
+    expect(await keyRow('rm-tty')).toBeUndefined();
+
+    const declined = await cli(['apikey', 'new', '--name', 'tty-new', '--confirm'], { tty: true, input: 'n\n' });
+    expect(declined.stdout).toContain('Really create API key "tty-new"');
+    expect(await keyRow('tty-new')).toBeUndefined();
+    expect((await cli(['apikey', 'new', '--name', 'tty-new', '--confirm'], { tty: true, input: 'yes\n' })).code).toBe(0);
+    const created = await keyRow('tty-new');
+    expect(created).toBeDefined();
+    await cli(['apikey', 'set', created.id, '--disable', '--confirm'], { tty: true, input: '\n' });
+    expect((await keyRow('tty-new')).is_enabled).toBe(true);
+    // --confirm with no terminal at all cannot ask: a usage error, nothing done.
+    const noTty = await cli(['apikey', 'set', created.id, '--disable', '--confirm']);
+    expect(noTty.code).toBe(3);
+    expect(noTty.stderr).toMatch(/cannot ask for confirmation: there is no terminal/);
+    expect((await keyRow('tty-new')).is_enabled).toBe(true);
+  });
+});
+
+describe('where the key comes from', () => {
+  it('KEYWARD_API_KEY, --api-key-file (warns when others can read it), --api-key-stdin, --api-key (warns); none is a usage error', async () => {
+    const file = path.join(dir, 'key');
+    await writeFile(file, `${admin.secret}\n`, { mode: 0o600 });
+    await chmod(file, 0o600);
+    const viaFile = await cli(['--api-key-file', file, 'roles', 'list', '--json'], { key: null });
+    expect(viaFile.code, viaFile.stderr).toBe(0);
+    expect(viaFile.stderr).toBe('');
+    await chmod(file, 0o644);
+    expect((await cli(['--api-key-file', file, 'roles', 'list'], { key: null })).stderr).toMatch(/readable by other users/);
+
+    const viaStdin = await cli(['--api-key-stdin', 'roles', 'list', '--json'], { key: null, input: `${admin.secret}\n` });
+    expect(viaStdin.code, viaStdin.stderr).toBe(0);
+    // The key on the first line, ids after it.
+    const k = await seedKey(app, { name: 'stdin-both' });
+    const both = await cli(['--api-key-stdin', 'apikey', 'remove', '--force', '--stdin'], { key: null, input: `${admin.secret}\n${k.id}\n` });
+    expect(both.code, both.stderr).toBe(0);
+    expect(await keyRow('stdin-both')).toBeUndefined();
+
+    const viaFlag = await cli(['--api-key', admin.secret, 'roles', 'list'], { key: null });
+    expect(viaFlag.code).toBe(0);
+    expect(viaFlag.stderr).toMatch(/visible to other users in the process list/);
+
+    const none = await cli(['roles', 'list'], { key: null });
+    expect(none.code).toBe(3);
+    expect(none.stderr).toMatch(/no API key: set KEYWARD_API_KEY/);
+  });
+
+  it('a wrong key prints the server detail (exit 1); an unreachable server exits 1; secrets are never echoed', async () => {
+    const wrong = `${admin.secret.slice(0, -4)}AAAA`;
+    const r = await cli(['apikey', 'list'], { key: wrong });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^keyward: .*\(API_KEY_INVALID\)\n$/);
+    expect(r.stderr + r.stdout).not.toContain(wrong);
+    const closed = await freePort();
+    const down = await cli(['apikey', 'list'], { env: { KEYWARD_URL: `http://127.0.0.1:${closed}` } });
+    expect(down.code).toBe(1);
+    expect(down.stderr).toBe(`keyward: cannot reach http://127.0.0.1:${closed}: ECONNREFUSED\n`);
+    expect((await cli(['--url', 'ftp://x', 'apikey', 'list'])).code).toBe(3);
+  });
+});
