@@ -2,6 +2,7 @@
 // a real socket): every command and flag, what-if, confirmation on a terminal, and pipes.
 import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -18,8 +19,15 @@ let url: string;
 let dbUrl: string;
 let dir: string;
 
+/** What reached the server: method and JSON body of every /api/v1/apikeys request. */
+const bodies: Array<{ method: string; body: unknown }> = [];
+
 beforeAll(async () => {
-  app = await buildTestApp();
+  app = await buildTestApp({ ready: false });
+  app.addHook('preHandler', async (req) => {
+    if (req.url.startsWith('/api/v1/apikeys')) bodies.push({ method: req.method, body: req.body });
+  });
+  await app.ready();
   dbUrl = (await testDatabase()).url;
   admin = await seedKey(app, { roleIds: [ADMIN], name: 'cli-admin' });
   await app.listen({ host: '127.0.0.1', port: 0 });
@@ -37,10 +45,12 @@ interface Run {
 }
 
 /** Runs the CLI; `tty` runs it under script(1), so its standard input is a terminal fed `input`. */
-function cli(args: string[], opts: { input?: string; env?: Record<string, string>; tty?: boolean; key?: string | null } = {}): Promise<Run> {
+function cli(args: string[], opts: { input?: string; env?: Record<string, string>; tty?: boolean; key?: string | null; pipeIn?: string } = {}): Promise<Run> {
   const env: Record<string, string> = { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', KEYWARD_URL: url, ...opts.env };
   if (opts.key !== null) env.KEYWARD_API_KEY = opts.key ?? admin.secret;
-  const quoted = [process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const q = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
+  // Under script(1), `pipeIn` is piped to the CLI's stdin while the terminal stays /dev/tty.
+  const quoted = (opts.pipeIn !== undefined ? `printf '%s\\n' ${q(opts.pipeIn)} | ` : '') + [process.execPath, CLI, ...args].map(q).join(' ');
   const child = opts.tty
     ? spawn('script', ['-qec', quoted, '/dev/null'], { env, cwd: dir })
     : // A new session: no controlling terminal, so /dev/tty cannot be opened either.
@@ -244,7 +254,9 @@ describe('keyward apikey remove', () => {
     expect(r).toEqual({ code: 0, stdout: '', stderr: '' });
     const left = await sql<{ name: string }>(dbUrl, "SELECT name FROM api_keys WHERE name LIKE '%temp%' ORDER BY name");
     expect(left.map((x) => x.name)).toEqual(['keep-temp']);
-    expect((await cli(['apikey', 'remove', '--force', '--stdin'], { input: '' })).code).toBe(3);
+    // A list that matched nothing: nothing to do, not an error (as in a PowerShell pipeline).
+    expect(await cli(['apikey', 'remove', '--force', '--stdin'], { input: '[]\n' })).toEqual({ code: 0, stdout: '', stderr: '' });
+    expect((await cli(['apikey', 'remove', '--force', '--stdin'], { input: '' })).code).toBe(0);
   });
 
   it('on a terminal, asks first: "n" keeps the key, "y" deletes it; --confirm asks for new and set too', async () => {
@@ -263,13 +275,107 @@ describe('keyward apikey remove', () => {
     expect((await cli(['apikey', 'new', '--name', 'tty-new', '--confirm'], { tty: true, input: 'yes\n' })).code).toBe(0);
     const created = await keyRow('tty-new');
     expect(created).toBeDefined();
-    await cli(['apikey', 'set', created.id, '--disable', '--confirm'], { tty: true, input: '\n' });
+    const kept = await cli(['apikey', 'set', created.id, '--disable', '--confirm'], { tty: true, input: '\n' });
+    expect(kept.code).toBe(0);
+    expect(kept.stdout).toContain(`Really update API key "tty-new" (${created.id}): isEnabled true -> false? [y/N]`);
     expect((await keyRow('tty-new')).is_enabled).toBe(true);
+    expect((await cli(['apikey', 'set', created.id, '--disable', '--confirm'], { tty: true, input: 'y\n' })).code).toBe(0);
+    expect((await keyRow('tty-new')).is_enabled).toBe(false);
+
+    // --force on a terminal does not ask; --confirm asks even with --force.
+    const forced = await seedKey(app, { name: 'rm-forced' });
+    const noQuestion = await cli(['apikey', 'remove', forced.id, '--force'], { tty: true, input: '' });
+    expect(noQuestion.code).toBe(0);
+    expect(noQuestion.stdout).not.toContain('Really');
+    expect(await keyRow('rm-forced')).toBeUndefined();
+    const asked = await seedKey(app, { name: 'rm-confirm' });
+    const confirmNo = await cli(['apikey', 'remove', asked.id, '--force', '--confirm'], { tty: true, input: 'n\n' });
+    expect(confirmNo.stdout).toContain('Really delete API key "rm-confirm"');
+    expect(await keyRow('rm-confirm')).toBeDefined();
+
+    // Ids piped in while a terminal is there: the question goes to the terminal (/dev/tty).
+    const piped = await cli(['apikey', 'remove', '--force', '--confirm', '--stdin'], { tty: true, input: 'y\n', pipeIn: asked.id });
+    expect(piped.code, piped.stdout).toBe(0);
+    expect(piped.stdout).toContain('Really delete API key "rm-confirm"');
+    expect(await keyRow('rm-confirm')).toBeUndefined();
     // --confirm with no terminal at all cannot ask: a usage error, nothing done.
-    const noTty = await cli(['apikey', 'set', created.id, '--disable', '--confirm']);
+    const noTty = await cli(['apikey', 'set', created.id, '--enable', '--confirm']);
     expect(noTty.code).toBe(3);
     expect(noTty.stderr).toMatch(/cannot ask for confirmation: there is no terminal/);
-    expect((await keyRow('tty-new')).is_enabled).toBe(true);
+    expect((await keyRow('tty-new')).is_enabled).toBe(false);
+  });
+});
+
+describe('usage, help and options', () => {
+  it('help and --version exit 0; a bare command, an unknown command or option exit 3', async () => {
+    for (const args of [['--help'], ['help'], ['help', 'apikey'], ['apikey', 'help', 'remove'], ['apikey', 'remove', '--help']]) {
+      const r = await cli(args);
+      expect(r.code, args.join(' ')).toBe(0);
+      expect(r.stdout).toMatch(/^Usage: keyward/);
+    }
+    const v = await cli(['--version']);
+    expect(v).toEqual({ code: 0, stdout: '0.1.0\n', stderr: '' });
+    for (const args of [[], ['apikey'], ['frobnicate'], ['apikey', 'list', '--frob']]) expect((await cli(args)).code, args.join(' ')).toBe(3);
+  });
+
+  it('--url overrides KEYWARD_URL; a wrong path is an error (1), not "not found" (2); redirects are not followed', async () => {
+    const ok = await cli(['--url', url, 'roles', 'list', '--json'], { env: { KEYWARD_URL: 'http://127.0.0.1:9' } });
+    expect(ok.code, ok.stderr).toBe(0);
+    const wrongPath = await cli(['--url', `${url}/nowhere`, 'apikey', 'get', admin.id]);
+    expect(wrongPath.code).toBe(1);
+    // A redirecting front: the key must not follow it anywhere.
+    const seen: string[] = [];
+    const front = createServer((req, res) => {
+      seen.push(String(req.headers['x-api-key'] ?? ''));
+      res.writeHead(308, { location: `${url}${req.url}` }).end();
+    });
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+    const redirected = await cli(['--url', `http://127.0.0.1:${(front.address() as AddressInfo).port}`, 'apikey', 'list']);
+    front.close();
+    expect(redirected.code).toBe(1);
+    expect(redirected.stderr).toMatch(/answered 308 with a redirect to http:\/\/127\.0\.0\.1:\d+\/api\/v1\/apikeys.*use that address as --url/);
+    expect(seen).toHaveLength(1);
+  });
+
+  it('set: each field form is sent as given, and only those fields (the requests are recorded)', async () => {
+    const k = await seedKey(app, { name: 'set-forms', description: 'old', roleIds: [READER] });
+    bodies.length = 0;
+    expect((await cli(['apikey', 'set', k.id, '--description', 'new text', '--expires-at', '2031-05-01T12:00:00Z'])).code).toBe(0);
+    expect((await cli(['apikey', 'set', k.id, '--expires-in', '2d', '--change-reason', 'extend'])).code).toBe(0);
+    const patches = bodies.filter((b) => b.method === 'PATCH');
+    expect(patches[0].body).toEqual({ description: 'new text', expiresAt: '2031-05-01T12:00:00Z' });
+    expect(Object.keys(patches[1].body as object)).toEqual(['expiresAt', 'changeReason']);
+    const days = (Date.parse((patches[1].body as { expiresAt: string }).expiresAt) - Date.now()) / 86_400_000;
+    expect(days).toBeGreaterThan(1.99);
+    expect(await keyRow('set-forms')).toMatchObject({ description: 'new text' });
+    expect(await roleIdsOf(k.id)).toEqual([READER]);
+  });
+
+  it('--what-if with piped ids previews each and changes nothing; CRLF lines and `get --json` input work; --stdin on a terminal is refused', async () => {
+    const a = await seedKey(app, { name: 'wi-a' });
+    const b = await seedKey(app, { name: 'wi-b' });
+    const r = await cli(['apikey', 'set', '--stdin', '--disable', '--what-if'], { input: `${a.id}\r\n${b.id}\r\n${a.id}\r\n` });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trimEnd().split('\n')).toEqual([
+      `What if: would update API key "wi-a" (${a.id}): isEnabled true -> false`,
+      `What if: would update API key "wi-b" (${b.id}): isEnabled true -> false`,
+    ]);
+    expect((await keyRow('wi-a')).is_enabled).toBe(true);
+    const one = (await cli(['apikey', 'get', a.id, '--json'])).stdout;
+    expect((await cli(['apikey', 'set', '--stdin', '--name', 'wi-a2'], { input: one })).code).toBe(0);
+    expect(await keyRow('wi-a2')).toBeDefined();
+    const onTty = await cli(['apikey', 'set', '--stdin', '--disable'], { tty: true, input: '' });
+    expect(onTty.code).toBe(3);
+    expect(onTty.stdout).toContain('pipe the ids in');
+  });
+
+  it('pass-thru tables for set and remove; an empty list says so on stderr', async () => {
+    const k = await seedKey(app, { name: 'pt-table' });
+    const set = await cli(['apikey', 'set', k.id, '--description', 'shown', '--pass-thru']);
+    expect(set.stdout).toMatch(/^Description\s+: shown$/m);
+    const rm = await cli(['apikey', 'remove', k.id, '--force', '--pass-thru']);
+    expect(rm.stdout).toMatch(/^Name\s+: pt-table$/m);
+    expect(await cli(['apikey', 'list', '--name', 'no-such-*'])).toEqual({ code: 0, stdout: '', stderr: 'keyward: no API keys match\n' });
   });
 });
 
@@ -291,6 +397,21 @@ describe('where the key comes from', () => {
     const both = await cli(['--api-key-stdin', 'apikey', 'remove', '--force', '--stdin'], { key: null, input: `${admin.secret}\n${k.id}\n` });
     expect(both.code, both.stderr).toBe(0);
     expect(await keyRow('stdin-both')).toBeUndefined();
+
+    // A key file's first line only; a key a header cannot carry is refused without showing it.
+    await writeFile(file, `${admin.secret}\n# rotated monthly\n`, { mode: 0o600 });
+    await chmod(file, 0o600);
+    expect((await cli(['--api-key-file', file, 'roles', 'list'], { key: null })).code).toBe(0);
+    await writeFile(file, `jim_ak_abc def${admin.secret}\n`);
+    const badFile = await cli(['--api-key-file', file, 'roles', 'list'], { key: null });
+    expect(badFile.code).toBe(3);
+    expect(badFile.stderr).not.toContain(admin.secret);
+    const badEnv = await cli(['roles', 'list'], { key: `${admin.secret}\nx` });
+    expect(badEnv.code).toBe(3);
+    expect(badEnv.stderr).not.toContain(admin.secret);
+    const typo = await cli(['apikey', 'list', `--apikey=${admin.secret}`]);
+    expect(typo.code).toBe(3);
+    expect(typo.stderr).not.toContain(admin.secret.slice(7));
 
     const viaFlag = await cli(['--api-key', admin.secret, 'roles', 'list'], { key: null });
     expect(viaFlag.code).toBe(0);

@@ -43,8 +43,10 @@ export function createClient(baseUrl: string, apiKey: string): Client {
     throw new UsageError(`not an http(s) URL: ${baseUrl}`);
   }
 
-  async function call<T>(method: string, path: string, opts: { body?: unknown; query?: Record<string, string>; headers?: Record<string, string> } = {}): Promise<T> {
-    const url = new URL(path, base);
+  /** One request; `url` is a path under the base, or an absolute URL on the same origin (a next-page link). */
+  async function send(method: string, target: string | URL, opts: { body?: unknown; query?: Record<string, string>; headers?: Record<string, string> } = {}) {
+    const url = new URL(target, base);
+    if (url.origin !== base.origin) throw new CliError(`the server pointed to another origin (${url.origin}); not sending the key there`);
     for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v);
     let res: Response;
     try {
@@ -57,13 +59,20 @@ export function createClient(baseUrl: string, apiKey: string): Client {
           ...opts.headers,
         },
         body: opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
+        // Never follow a redirect: it would resend the key (and a DELETE) to wherever it points.
+        redirect: 'manual',
         signal: AbortSignal.timeout(TIMEOUT_MS),
       });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      throw new CliError(`cannot reach ${base.origin}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
+      // Only the cause's code: an error's own message can quote a header value (the key).
+      const cause = (err as { cause?: { code?: string } }).cause;
+      const why = (err as Error).name === 'TimeoutError' ? `no answer within ${TIMEOUT_MS / 1000} s` : (cause?.code ?? 'the request failed');
+      throw new CliError(`cannot reach ${base.origin}: ${why}`);
     }
     const text = await res.text();
+    if (res.status >= 300 && res.status < 400) {
+      throw new CliError(`the server answered ${res.status} with a redirect to ${res.headers.get('location') ?? '(nowhere)'}; use that address as --url`);
+    }
     if (!res.ok) {
       let detail = `${res.status} ${res.statusText}`;
       let code: string | undefined;
@@ -74,17 +83,33 @@ export function createClient(baseUrl: string, apiKey: string): Client {
       } catch {
         // not problem+json (a proxy's page): keep the status line
       }
-      throw new CliError(code ? `${detail} (${code})` : detail, res.status === 404 ? EXIT.NOT_FOUND : EXIT.ERROR);
+      // Exit 2 means "no such key", not "no such route" (a wrong --url is an error).
+      throw new CliError(code ? `${detail} (${code})` : detail, code === 'API_KEY_NOT_FOUND' ? EXIT.NOT_FOUND : EXIT.ERROR);
     }
-    return (text ? JSON.parse(text) : undefined) as T;
+    return { res, body: text ? (JSON.parse(text) as unknown) : undefined };
+  }
+
+  const call = async <T>(method: string, path: string, opts?: Parameters<typeof send>[2]) => (await send(method, path, opts)).body as T;
+
+  /** Every matching key: pages of 1,000 following `Link: <…>; rel="next"` (no 10,000 cap). */
+  async function listAll(query: Record<string, string>): Promise<ApiKey[]> {
+    const keys: ApiKey[] = [];
+    let next: string | URL | null = 'api/v1/apikeys';
+    let params: Record<string, string> | undefined = { ...query, limit: '1000' };
+    while (next) {
+      const { res, body } = await send('GET', next, { query: params });
+      keys.push(...(body as ApiKey[]));
+      const link = /<([^>]+)>;\s*rel="next"/.exec(res.headers.get('link') ?? '');
+      next = link ? new URL(link[1], base) : null;
+      params = undefined; // the link carries them
+    }
+    return keys;
   }
 
   const keyPath = (id: string) => `api/v1/apikeys/${encodeURIComponent(id)}`;
   return {
     list: ({ name, isEnabled }) =>
-      call('GET', 'api/v1/apikeys', {
-        query: { ...(name !== undefined ? { name } : {}), ...(isEnabled !== undefined ? { isEnabled: String(isEnabled) } : {}) },
-      }),
+      listAll({ ...(name !== undefined ? { name } : {}), ...(isEnabled !== undefined ? { isEnabled: String(isEnabled) } : {}) }),
     get: (id) => call('GET', keyPath(id)),
     create: (body) => call('POST', 'api/v1/apikeys', { body }),
     patch: (id, body) => call('PATCH', keyPath(id), { body }),

@@ -70,9 +70,10 @@ async function targetIds(ctx: Context, id: string | undefined, opts: ChangeOpts)
     if (id === undefined) throw new UsageError('an id is required (or --stdin to read ids from standard input)');
     return [id];
   }
-  const ids = idsFromText(await ctx.stdin());
-  if (!ids.length) throw new UsageError('--stdin: no ids on standard input');
-  return ids;
+  // Typing ids by hand would look like a hang; a pipe (or a file) is what --stdin is for.
+  if (ctx.io.stdin.isTTY) throw new UsageError('--stdin: pipe the ids in (standard input is a terminal)');
+  // Nothing piped (e.g. a list that matched nothing) means nothing to do, as in a PowerShell pipeline.
+  return [...new Set(idsFromText(await ctx.stdin()))];
 }
 
 /** Runs `work` for each id; a failure is reported and the rest go on; the worst code is kept. */
@@ -113,6 +114,7 @@ export function registerKeyCommands(apikey: Command, ctx: Context) {
       const isEnabled = opts.enabled ? true : opts.disabled ? false : undefined;
       const keys = await (await ctx.client()).list({ name: opts.name, isEnabled });
       out.write(opts.json ? json(keys) : keyTable(keys));
+      if (!opts.json && !keys.length) ctx.io.stderr.write('keyward: no API keys match\n');
     });
 
   apikey
@@ -214,8 +216,9 @@ export function registerKeyCommands(apikey: Command, ctx: Context) {
     .exitOverride()
     .action(async (id: string | undefined, opts: ChangeOpts) => {
       const ask = !opts.whatIf && (opts.confirm || !opts.force);
-      // Piped input cannot answer a question: without --force the removal is refused outright.
-      if (ask && !opts.confirm && !ctx.io.stdin.isTTY) {
+      // Piped input cannot answer a question: without --force the removal is refused outright
+      // (with --force and --confirm, the question goes to the terminal).
+      if (!opts.whatIf && !opts.force && !ctx.io.stdin.isTTY) {
         throw new UsageError('refusing to delete without confirmation: standard input is not a terminal (add --force, or --what-if to preview)');
       }
       const client = await ctx.client(); // first: with --api-key-stdin the key is stdin's first line

@@ -19,32 +19,40 @@ export interface Context {
 
 const DEFAULT_URL = 'http://127.0.0.1:3000';
 
+/** A key as a header can carry it; the message never repeats it. */
+function checkedKey(key: string, from: string): string {
+  if (!key) throw new UsageError(`${from}: the API key is empty`);
+  if (!/^[\x21-\x7e]+$/.test(key)) throw new UsageError(`${from}: the API key has spaces or characters a header cannot carry (value not shown)`);
+  return key;
+}
+
 async function resolveKey(opts: Record<string, unknown>, env: Record<string, string | undefined>, ctx: Context): Promise<string> {
   const sources = ['apiKeyFile', 'apiKeyStdin', 'apiKey'].filter((k) => opts[k] !== undefined);
   if (sources.length > 1) throw new UsageError('give the key one way: --api-key-file, --api-key-stdin or --api-key');
   if (opts.apiKeyFile !== undefined) {
     const file = String(opts.apiKeyFile);
     const info = await stat(file).catch(() => null);
-    if (!info) throw new UsageError(`--api-key-file: cannot read ${file}`);
+    if (!info?.isFile()) throw new UsageError(`--api-key-file: cannot read ${file}`);
     if (info.mode & 0o077) ctx.io.stderr.write(`keyward: warning: ${file} is readable by other users; chmod 600 it\n`);
-    return (await readFile(file, 'utf8')).trim();
+    // The first line: a trailing newline (or a comment after it) is not part of the key.
+    return checkedKey((await readFile(file, 'utf8')).split(/\r?\n/)[0].trim(), '--api-key-file');
   }
   if (opts.apiKeyStdin) {
+    if (ctx.io.stdin.isTTY) throw new UsageError('--api-key-stdin: pipe the key in (standard input is a terminal, where it would be echoed)');
     const text = await ctx.stdin();
     const newline = text.indexOf('\n');
     // The first line is the key; what follows stays available to --stdin.
     const key = (newline < 0 ? text : text.slice(0, newline)).trim();
     ctx.stdin = async () => (newline < 0 ? '' : text.slice(newline + 1));
-    if (!key) throw new UsageError('--api-key-stdin: standard input is empty');
-    return key;
+    return checkedKey(key, '--api-key-stdin');
   }
-  if (opts.apiKey !== undefined) {
-    ctx.io.stderr.write('keyward: warning: a key given with --api-key is visible to other users in the process list; use KEYWARD_API_KEY or --api-key-file\n');
-    return String(opts.apiKey);
-  }
-  if (env.KEYWARD_API_KEY) return env.KEYWARD_API_KEY;
+  if (opts.apiKey !== undefined) return checkedKey(String(opts.apiKey), '--api-key');
+  if (env.KEYWARD_API_KEY) return checkedKey(env.KEYWARD_API_KEY.trim(), 'KEYWARD_API_KEY');
   throw new UsageError('no API key: set KEYWARD_API_KEY, or use --api-key-file PATH or --api-key-stdin');
 }
+
+/** Whatever the parser echoes (an unknown option with its value) never shows a key. */
+const redact = (text: string) => text.replace(/jim_ak_[\x21-\x7e]*/g, 'jim_ak_…');
 
 export function buildProgram(ctx: Context, env: Record<string, string | undefined>): Command {
   const program = new Command('keyward')
@@ -56,10 +64,15 @@ export function buildProgram(ctx: Context, env: Record<string, string | undefine
     .addOption(new Option('--api-key <key>', 'the API key itself (shows in the process list: prefer the others)'))
     .showHelpAfterError('(add --help for usage)')
     .configureOutput({
-      writeOut: (s) => ctx.io.stdout.write(s),
-      writeErr: (s) => ctx.io.stderr.write(s),
+      writeOut: (s) => ctx.io.stdout.write(redact(s)),
+      writeErr: (s) => ctx.io.stderr.write(redact(s)),
     })
-    .exitOverride();
+    .exitOverride()
+    .hook('preAction', () => {
+      if (program.opts().apiKey !== undefined) {
+        ctx.io.stderr.write('keyward: warning: a key given with --api-key is visible to other users in the process list; use KEYWARD_API_KEY or --api-key-file\n');
+      }
+    });
 
   ctx.client = async () => {
     const opts = program.opts();
@@ -102,15 +115,14 @@ export async function main(argv: string[], env: Record<string, string | undefine
     return ctx.exitCode;
   } catch (err) {
     if (err instanceof CommanderError) {
-      // --help and --version end here too, successfully.
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT.OK;
-      return EXIT.USAGE;
+      // --help, `help`, --version end here with 0; usage mistakes (and a bare `keyward`) with 3.
+      return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
     }
     if (err instanceof CliError) {
-      io.stderr.write(`keyward: ${err.message}\n`);
+      io.stderr.write(`keyward: ${redact(err.message)}\n`);
       return err.exitCode;
     }
-    io.stderr.write(`keyward: ${err instanceof Error ? err.message : String(err)}\n`);
+    io.stderr.write(`keyward: ${redact(err instanceof Error ? err.message : String(err))}\n`);
     return EXIT.ERROR;
   }
 }

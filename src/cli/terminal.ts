@@ -12,6 +12,7 @@ export interface Io {
 
 /** All of standard input. */
 export async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  stream.setEncoding('utf8'); // whole characters, even when a chunk ends inside one
   let text = '';
   for await (const chunk of stream) text += chunk;
   return text;
@@ -22,7 +23,7 @@ export async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
  * `--pass-thru --json` print (an array of keys, one key, or an array of ids).
  */
 export function idsFromText(text: string): string[] {
-  const trimmed = text.trim();
+  const trimmed = text.replace(/^\uFEFF/, '').trim();
   if (!trimmed) return [];
   if (trimmed.startsWith('[') || trimmed.startsWith('{')) {
     let parsed: unknown;
