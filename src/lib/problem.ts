@@ -86,6 +86,42 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   412: 'If-Match does not match the current ETag (PRECONDITION_FAILED)',
 };
 
+/** Example texts for the document (openapi-tidy puts one on every problem response). */
+const EXAMPLE_DETAILS: Record<string, [string, FieldError[]?]> = {
+  VALIDATION_FAILED: ['The request is invalid.', [{ field: 'name', message: 'Required.' }]],
+  UNAUTHENTICATED: ['An API key is required: send it in the X-API-Key header (or Authorization: Bearer).'],
+  API_KEY_INVALID: ['The API key is invalid.'],
+  FORBIDDEN: ['This requires the apikeys.write permission, which your key does not have.'],
+  API_KEY_NOT_FOUND: ['API key not found.'],
+  PRECONDITION_FAILED: ['The key has changed since the ETag you sent.'],
+  RATE_LIMITED: ['Too many requests for this API key; retry in 12 s.'],
+  DATABASE_UNAVAILABLE: ['The database is not available; retry shortly.'],
+  SHUTTING_DOWN: ['The server is shutting down; retry on another instance.'],
+};
+const DEFAULT_CODE: Record<number, string> = {
+  400: 'VALIDATION_FAILED',
+  401: 'API_KEY_INVALID',
+  403: 'FORBIDDEN',
+  404: 'API_KEY_NOT_FOUND',
+  412: 'PRECONDITION_FAILED',
+  429: 'RATE_LIMITED',
+  503: 'DATABASE_UNAVAILABLE',
+};
+
+/** An example problem (fixed id and time, so the committed document does not drift). */
+export function exampleProblem(status: number, code = DEFAULT_CODE[status]): Problem {
+  const [detail, errors] = EXAMPLE_DETAILS[code ?? ''] ?? [TITLES[status] ?? 'Error'];
+  return {
+    ...buildProblem(status, code ?? 'ERROR', detail, undefined, errors),
+    instance: '/api/v1/apikeys',
+    requestId: '5f0c2d1e-8b7a-4c3d-9e2f-1a0b9c8d7e6f',
+    timestamp: '2026-11-26T09:00:00.000Z',
+  };
+}
+
+/** Whether `code` has an example text. */
+export const hasExample = (code: string) => code in EXAMPLE_DETAILS;
+
 /** OpenAPI responses for the given error statuses, as application/problem+json. */
 export function problemResponses(...statuses: number[]) {
   return Object.fromEntries(

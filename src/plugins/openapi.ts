@@ -3,6 +3,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
+import { addProblemExamples, tidyOpenApi } from '../lib/openapi-tidy.js';
 
 export const OPENAPI_INFO = {
   title: 'keyward',
@@ -11,11 +12,41 @@ export const OPENAPI_INFO = {
     "API key lifecycle server, wire-compatible with JIM's `/api/v1/apikeys` API and `X-API-Key` header. Every route is also served under `/api/` without the version.",
 };
 
+/**
+ * The explorer's Content-Security-Policy: everything from this origin only. Swagger UI sets
+ * element styles through the DOM (allowed) but also injects a few <style> rules, hence
+ * 'unsafe-inline' for styles only; no inline script runs.
+ */
+export const EXPLORER_CSP = [
+  "default-src 'self'",
+  "base-uri 'self'",
+  "connect-src 'self'",
+  "font-src 'self' data:",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+  "img-src 'self' data:",
+  "object-src 'none'",
+  "script-src 'self'",
+  "script-src-attr 'none'",
+  "style-src 'self' 'unsafe-inline'",
+].join('; ');
+
+const EXPLORER_HEADERS = {
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-resource-policy': 'same-origin',
+  'permissions-policy': 'camera=(), microphone=(), geolocation=(), payment=()',
+};
+
 async function openapiPlugin(app: FastifyInstance) {
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
       info: OPENAPI_INFO,
+      // Relative: the server that serves the document (the explorer and generated clients use it).
+      servers: [{ url: '/', description: 'This server' }],
       components: {
         securitySchemes: {
           ApiKeyHeader: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'JIM-style API key' },
@@ -31,11 +62,20 @@ async function openapiPlugin(app: FastifyInstance) {
       ],
     },
     transform: jsonSchemaTransform,
-    transformObject: jsonSchemaTransformObject,
+    transformObject: (input) => addProblemExamples(tidyOpenApi(jsonSchemaTransformObject(input) as Parameters<typeof tidyOpenApi>[0])) as never,
   });
   await app.register(swaggerUi, {
     routePrefix: '/docs',
-    uiConfig: { validatorUrl: null, deepLinking: true },
+    // No validator badge: it would send the document to validator.swagger.io.
+    uiConfig: { validatorUrl: null, deepLinking: true, persistAuthorization: false },
+    // The page loads its own scripts and styles only, and talks to this server only.
+    staticCSP: EXPLORER_CSP,
+    uiHooks: {
+      onRequest: (_req, reply, done) => {
+        reply.headers(EXPLORER_HEADERS);
+        done();
+      },
+    },
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 }

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { buildProblem, PROBLEM_CONTENT_TYPE, problemSchema, sendProblem } from '../lib/problem.js';
+import { buildProblem, PROBLEM_CONTENT_TYPE, problemResponses, problemSchema, sendProblem } from '../lib/problem.js';
 
 const healthSchema = z
   .object({ status: z.literal('healthy'), database: z.literal('ok') })
@@ -19,7 +19,11 @@ export const healthRoutes: FastifyPluginAsyncZod<{ dbHealthMs: number }> = async
         operationId: 'getLiveness',
         summary: 'Liveness (no database check)',
         description: 'Anonymous. 200 while the process serves HTTP; touches nothing else (a liveness probe, and the benchmark baseline).',
-        response: { 200: z.object({ status: z.literal('alive') }).meta({ id: 'Liveness' }).describe('The process is serving') },
+        security: [],
+        response: {
+          200: z.object({ status: z.literal('alive') }).meta({ id: 'Liveness' }).describe('The process is serving'),
+          503: { ...problemResponses(503)[503], description: 'The server is shutting down (SHUTTING_DOWN)' },
+        },
       },
     },
     async () => ({ status: 'alive' as const }),
@@ -32,6 +36,7 @@ export const healthRoutes: FastifyPluginAsyncZod<{ dbHealthMs: number }> = async
         tags: ['health'],
         operationId: 'getHealth',
         summary: 'Liveness and database health',
+        security: [],
         description:
           'Anonymous. 200 when the database answers within the health timeout; otherwise 503 application/problem+json (code DATABASE_UNAVAILABLE, `database: "unavailable"`) with Retry-After.',
         response: {

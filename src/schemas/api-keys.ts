@@ -37,7 +37,11 @@ export const createBody = z
     expiresAt: expiresAt.optional(),
     changeReason: changeReason.optional(),
   })
-  .meta({ id: 'CreateApiKeyRequest', description: 'New-JIMApiKey body. Unknown fields are rejected.' });
+  .meta({
+    id: 'CreateApiKeyRequest',
+    description: 'New-JIMApiKey body. Unknown fields are rejected.',
+    examples: [{ name: 'ci-deploy', description: 'Deploys from CI', roleIds: [3], expiresAt: '2027-02-24T10:00:00Z', changeReason: 'CHG-1042' }],
+  });
 
 export const replaceBody = z
   .strictObject({
@@ -77,6 +81,21 @@ export const deleteQuery = z.strictObject({ changeReason: changeReason.unwrap().
 
 export const roleRef = z.object({ id: z.number().int(), name: z.string() }).meta({ id: 'RoleRef' });
 
+const EXAMPLE_KEY = {
+  id: '0b9f8c3e-6d2a-4f1b-9a7e-2c5d8e1f4a6b',
+  name: 'ci-deploy',
+  description: 'Deploys from CI',
+  keyPrefix: 'jim_ak_EXAMPLE_n',
+  roles: [{ id: 3, name: 'Reader' }],
+  isEnabled: true,
+  isInfrastructureKey: false,
+  expiresAt: '2027-02-24T10:00:00.000Z',
+  createdAt: '2026-11-26T09:00:00.000Z',
+  updatedAt: '2026-11-26T09:00:00.000Z',
+  lastUsedAt: '2026-11-26T09:30:00.000Z',
+  lastUsedFromIp: '192.0.2.10',
+};
+
 export const apiKeySchema = z
   .object({
     id: keyId,
@@ -92,11 +111,12 @@ export const apiKeySchema = z
     lastUsedAt: z.string().nullable(),
     lastUsedFromIp: z.string().nullable(),
   })
-  .meta({ id: 'ApiKey' });
+  .meta({ id: 'ApiKey', examples: [EXAMPLE_KEY] });
 
 export const createdApiKeySchema = apiKeySchema
   .extend({ key: z.string().describe('The full secret. Shown in this response only: store it now.') })
-  .meta({ id: 'CreatedApiKey' });
+  // The example secret is a visible placeholder: no example holds a real key.
+  .meta({ id: 'CreatedApiKey', examples: [{ ...EXAMPLE_KEY, lastUsedAt: null, lastUsedFromIp: null, key: 'jim_ak_EXAMPLE_not_a_real_key_EXAMPLE_not_a_real_key' }] });
 
 export const roleSchema = z
   .object({

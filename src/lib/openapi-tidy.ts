@@ -1,0 +1,86 @@
+// The zod type provider registers an input and an output variant of every named schema
+// ("X" and "XInput"); most are never referenced. Dropping the unreferenced ones, and giving a
+// lone input variant its plain name, keeps the document (and clients generated from it) clean.
+import { exampleProblem, hasExample, PROBLEM_CONTENT_TYPE } from './problem.js';
+
+type Json = unknown;
+type Doc = { paths?: Json; components?: { schemas?: Record<string, Json> } };
+
+const PREFIX = '#/components/schemas/';
+
+function refsIn(node: Json, out: Set<string>) {
+  if (Array.isArray(node)) {
+    for (const item of node) refsIn(item, out);
+  } else if (node && typeof node === 'object') {
+    for (const [k, v] of Object.entries(node)) {
+      if (k === '$ref' && typeof v === 'string' && v.startsWith(PREFIX)) out.add(v.slice(PREFIX.length));
+      else refsIn(v, out);
+    }
+  }
+}
+
+function renameRefs(node: Json, renames: Map<string, string>): Json {
+  if (Array.isArray(node)) return node.map((n) => renameRefs(n, renames));
+  if (node && typeof node === 'object') {
+    return Object.fromEntries(
+      Object.entries(node).map(([k, v]) => {
+        if (k === '$ref' && typeof v === 'string' && v.startsWith(PREFIX)) {
+          const name = v.slice(PREFIX.length);
+          return [k, `${PREFIX}${renames.get(name) ?? name}`];
+        }
+        return [k, renameRefs(v, renames)];
+      }),
+    );
+  }
+  return node;
+}
+
+export function tidyOpenApi<T extends Doc>(doc: T): T {
+  const schemas = doc.components?.schemas;
+  if (!schemas) return doc;
+  // Everything reachable from the paths, following references between schemas.
+  const used = new Set<string>();
+  refsIn(doc.paths, used);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const name of [...used]) {
+      const before = used.size;
+      refsIn(schemas[name], used);
+      if (used.size > before) grew = true;
+    }
+  }
+  const renames = new Map<string, string>();
+  for (const name of used) {
+    const plain = name.replace(/Input$/, '');
+    if (plain !== name && !used.has(plain)) renames.set(name, plain);
+  }
+  const kept: Record<string, Json> = {};
+  for (const name of Object.keys(schemas).sort()) {
+    if (used.has(name)) kept[renames.get(name) ?? name] = schemas[name];
+  }
+  return renameRefs({ ...doc, components: { ...doc.components, schemas: kept } }, renames) as T;
+}
+
+type Media = { schema?: Json; example?: Json };
+type Operation = { responses?: Record<string, { description?: string; content?: Record<string, Media> }> };
+
+/**
+ * Every problem+json response gets an example of its own status (the shared Problem schema
+ * can carry only one, which would show a 404 under "400 Invalid request").
+ */
+export function addProblemExamples<T extends Doc>(doc: T): T {
+  for (const item of Object.values((doc.paths ?? {}) as Record<string, Record<string, Operation>>)) {
+    for (const op of Object.values(item)) {
+      for (const [status, response] of Object.entries(op.responses ?? {})) {
+        const media = response.content?.[PROBLEM_CONTENT_TYPE];
+        const isProblem = (media?.schema as { $ref?: string } | undefined)?.$ref === '#/components/schemas/Problem';
+        // The first code the response's description names, e.g. "… (SHUTTING_DOWN)", else the status's usual one.
+        const named = /\(([A-Z_]+)[,)]/.exec(response.description ?? '')?.[1];
+        if (media && isProblem && /^\d{3}$/.test(status)) {
+          media.example = exampleProblem(Number(status), named && hasExample(named) ? named : undefined);
+        }
+      }
+    }
+  }
+  return doc;
+}
