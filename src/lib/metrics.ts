@@ -80,14 +80,29 @@ export function createMetrics(): Metrics {
   for (const scope of ['key', 'ip'] as const) rejections.inc({ scope }, 0);
   for (const op of ['hash', 'verify'] as const) argon2.zero({ op });
 
+  // Label lookups hash the label set on every call; the combinations are few (route templates,
+  // statuses, outcome codes), so their children are looked up once and kept.
+  const perRequest = new Map<string, { count: ReturnType<typeof requests.labels>; time: ReturnType<typeof latency.labels> }>();
+  const perOutcome = new Map<string, ReturnType<typeof auth.labels>>();
+
   return {
     registry,
     request(method, route, status, seconds) {
-      const labels = { method, route, status: String(status) };
-      requests.inc(labels);
-      latency.observe(labels, seconds);
+      const key = `${method} ${status} ${route}`;
+      let series = perRequest.get(key);
+      if (!series) {
+        const labels = { method, route, status: String(status) };
+        series = { count: requests.labels(labels), time: latency.labels(labels) };
+        perRequest.set(key, series);
+      }
+      series.count.inc();
+      series.time.observe(seconds);
     },
-    authOutcome: (outcome) => auth.inc({ outcome }),
+    authOutcome(outcome) {
+      let child = perOutcome.get(outcome);
+      if (!child) perOutcome.set(outcome, (child = auth.labels({ outcome })));
+      child.inc();
+    },
     cacheLookup: (hit) => (hit ? cacheHits.inc() : cacheMisses.inc()),
     argon2: (op, seconds) => argon2.observe({ op }, seconds),
     rateLimited: (scope) => rejections.inc({ scope }),
