@@ -139,7 +139,7 @@ describe('openapi/openapi.json', () => {
     expect(r.code).toBe(0);
   }, 60_000);
 
-  it('every operation has an operationId, a summary and problem+json errors with examples; no example holds a real-looking secret', async () => {
+  it('every operation has an operationId, a summary and problem+json errors with examples; bodies have examples; no example holds a real-looking secret', async () => {
     const doc = JSON.parse(await readFile(path.join(ROOT, 'openapi/openapi.json'), 'utf8')) as { paths: Record<string, Record<string, Operation>> };
     const ops = Object.entries(doc.paths).flatMap(([p, item]) => Object.entries(item).map(([m, op]) => ({ at: `${m.toUpperCase()} ${p}`, op })));
     expect(ops.length).toBeGreaterThan(10);
@@ -153,9 +153,30 @@ describe('openapi/openapi.json', () => {
       }
       if (at.includes('/apikeys')) expect(errors.map(([s]) => s), at).toEqual(expect.arrayContaining(['401', '403']));
     }
-    // Examples (and everything else in the document): a key-shaped string must say it is an example.
-    const keys = JSON.stringify(doc).match(/jim_ak_[\x21-\x7e]{8,}/g) ?? [];
-    expect(keys.length).toBeGreaterThan(0);
-    for (const k of keys) expect(k).toMatch(/^jim_ak_EXAMPLE/);
+    // Examples: every problem response and every request body has one.
+    for (const { at, op } of ops) {
+      for (const [status, res] of Object.entries(op.responses)) {
+        const problem = res.content?.['application/problem+json'];
+        if (problem) expect(problem.example, `${at} ${status}`).toMatchObject({ status: Number(status), code: expect.any(String) });
+      }
+      const body = (op as { requestBody?: { content: Record<string, { schema: { $ref: string } }> } }).requestBody;
+      if (body) {
+        const name = body.content['application/json'].schema.$ref.split('/').pop()!;
+        const schema = (doc as unknown as { components: { schemas: Record<string, { examples?: unknown[] }> } }).components.schemas[name];
+        expect(schema.examples?.length, `${at} request body ${name}`).toBeGreaterThan(0);
+      }
+    }
+    // Every string in the document (examples included): a key-shaped one must say it is an example.
+    const strings: string[] = [];
+    const walk = (v: unknown): void => {
+      if (typeof v === 'string') strings.push(v);
+      else if (Array.isArray(v)) v.forEach(walk);
+      else if (v && typeof v === 'object') Object.values(v).forEach(walk);
+    };
+    walk(doc);
+    const keyLike = strings.flatMap((t) => t.match(/jim_ak_[A-Za-z0-9_-]{8,}/g) ?? []);
+    expect(keyLike.length).toBeGreaterThan(0);
+    for (const k of keyLike) expect(k).toMatch(/^jim_ak_EXAMPLE/);
+    expect(strings.filter((t) => /^jim_ak_[0-9a-f]{64}$/.test(t))).toEqual([]);
   });
 });

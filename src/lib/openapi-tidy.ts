@@ -62,24 +62,46 @@ export function tidyOpenApi<T extends Doc>(doc: T): T {
 }
 
 type Media = { schema?: Json; example?: Json };
-type Operation = { responses?: Record<string, { description?: string; content?: Record<string, Media> }> };
+type Response = { description?: string; content?: Record<string, Media> };
+type Operation = { security?: unknown[]; responses?: Record<string, Response> };
+
+const operations = (doc: Doc) => Object.values((doc.paths ?? {}) as Record<string, Record<string, Operation>>).flatMap((item) => Object.values(item));
+
+const COMMON: Record<string, string> = {
+  429: 'Rate limited: too many requests for this key, or too many failed ones from this address (RATE_LIMITED); see Retry-After',
+  503: 'The database is unavailable (DATABASE_UNAVAILABLE), too many key verifications are in progress (OVERLOADED), or the server is shutting down (SHUTTING_DOWN); see Retry-After',
+};
+
+/**
+ * Every authenticated route can be rate limited, and every route can meet an outage or a
+ * shutdown: the error handler answers those for all of them, so they are declared on all.
+ */
+export function addCommonErrors<T extends Doc>(doc: T): T {
+  for (const op of operations(doc)) {
+    const authenticated = (op.security ?? []).length > 0;
+    for (const status of authenticated ? ['429', '503'] : []) {
+      op.responses ??= {};
+      op.responses[status] ??= { description: COMMON[status], content: { [PROBLEM_CONTENT_TYPE]: { schema: { $ref: '#/components/schemas/Problem' } } } };
+    }
+  }
+  return doc;
+}
 
 /**
  * Every problem+json response gets an example of its own status (the shared Problem schema
  * can carry only one, which would show a 404 under "400 Invalid request").
  */
 export function addProblemExamples<T extends Doc>(doc: T): T {
-  for (const item of Object.values((doc.paths ?? {}) as Record<string, Record<string, Operation>>)) {
-    for (const op of Object.values(item)) {
-      for (const [status, response] of Object.entries(op.responses ?? {})) {
-        const media = response.content?.[PROBLEM_CONTENT_TYPE];
-        const isProblem = (media?.schema as { $ref?: string } | undefined)?.$ref === '#/components/schemas/Problem';
-        // The first code the response's description names, e.g. "… (SHUTTING_DOWN)", else the status's usual one.
-        const named = /\(([A-Z_]+)[,)]/.exec(response.description ?? '')?.[1];
-        if (media && isProblem && /^\d{3}$/.test(status)) {
-          media.example = exampleProblem(Number(status), named && hasExample(named) ? named : undefined);
-        }
-      }
+  for (const op of operations(doc)) {
+    for (const [status, response] of Object.entries(op.responses ?? {})) {
+      const media = response.content?.[PROBLEM_CONTENT_TYPE];
+      if (!media || !/^\d{3}$/.test(status)) continue;
+      // The first code the response's description names, e.g. "… (SHUTTING_DOWN)", else the status's usual one.
+      const named = /\(([A-Z_]+)[,)]/.exec(response.description ?? '')?.[1];
+      const example: Record<string, unknown> = exampleProblem(Number(status), named && hasExample(named) ? named : undefined);
+      // The health check's problem also says what the database is doing.
+      if ((media.schema as { $ref?: string } | undefined)?.$ref === '#/components/schemas/Unhealthy') example.database = 'unavailable';
+      media.example = example;
     }
   }
   return doc;

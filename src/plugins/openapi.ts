@@ -3,7 +3,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
-import { addProblemExamples, tidyOpenApi } from '../lib/openapi-tidy.js';
+import { addCommonErrors, addProblemExamples, tidyOpenApi } from '../lib/openapi-tidy.js';
 
 export const OPENAPI_INFO = {
   title: 'keyward',
@@ -62,20 +62,23 @@ async function openapiPlugin(app: FastifyInstance) {
       ],
     },
     transform: jsonSchemaTransform,
-    transformObject: (input) => addProblemExamples(tidyOpenApi(jsonSchemaTransformObject(input) as Parameters<typeof tidyOpenApi>[0])) as never,
+    transformObject: (input) =>
+      addProblemExamples(addCommonErrors(tidyOpenApi(jsonSchemaTransformObject(input) as Parameters<typeof tidyOpenApi>[0]))) as never,
   });
-  await app.register(swaggerUi, {
-    routePrefix: '/docs',
-    // No validator badge: it would send the document to validator.swagger.io.
-    uiConfig: { validatorUrl: null, deepLinking: true, persistAuthorization: false },
-    // The page loads its own scripts and styles only, and talks to this server only.
-    staticCSP: EXPLORER_CSP,
-    uiHooks: {
-      onRequest: (_req, reply, done) => {
-        reply.headers(EXPLORER_HEADERS);
-        done();
-      },
-    },
+  // A scope of its own, so the headers reach every /docs reply, static files included (the
+  // plugin's own route hooks do not cover those).
+  await app.register(async (docs) => {
+    docs.addHook('onRequest', (_req, reply, done) => {
+      reply.headers(EXPLORER_HEADERS);
+      done();
+    });
+    await docs.register(swaggerUi, {
+      routePrefix: '/docs',
+      // No validator badge: it would send the document to validator.swagger.io.
+      uiConfig: { validatorUrl: null, deepLinking: true, persistAuthorization: false },
+      // The page loads its own scripts and styles only, and talks to this server only.
+      staticCSP: EXPLORER_CSP,
+    });
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 }

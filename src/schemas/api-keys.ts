@@ -40,7 +40,7 @@ export const createBody = z
   .meta({
     id: 'CreateApiKeyRequest',
     description: 'New-JIMApiKey body. Unknown fields are rejected.',
-    examples: [{ name: 'ci-deploy', description: 'Deploys from CI', roleIds: [3], expiresAt: '2027-02-24T10:00:00Z', changeReason: 'CHG-1042' }],
+    examples: [{ name: 'ci-deploy', description: 'Deploys from CI', roleIds: [3], expiresAt: '2099-01-01T00:00:00Z', changeReason: 'CHG-1042' }],
   });
 
 export const replaceBody = z
@@ -55,6 +55,7 @@ export const replaceBody = z
   .meta({
     id: 'ReplaceApiKeyRequest',
     description: 'Full replacement, as Set-JIMApiKey sends it: an absent description or expiresAt means null.',
+    examples: [{ name: 'ci-deploy', description: 'Deploys from CI', roleIds: [3], isEnabled: true, expiresAt: '2099-01-01T00:00:00Z', changeReason: 'CHG-1043' }],
   });
 
 export const patchBody = z
@@ -66,7 +67,11 @@ export const patchBody = z
     expiresAt: expiresAt.optional(),
     changeReason: changeReason.optional(),
   })
-  .meta({ id: 'PatchApiKeyRequest', description: 'Absent fields stay unchanged; expiresAt: null removes the expiry.' });
+  .meta({
+    id: 'PatchApiKeyRequest',
+    description: 'Absent fields stay unchanged; expiresAt: null removes the expiry.',
+    examples: [{ isEnabled: false, changeReason: 'CHG-1044: leaver' }],
+  });
 
 export const listQuery = z.strictObject({
   name: text({ max: 200, label: 'name' })
