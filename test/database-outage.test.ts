@@ -13,14 +13,25 @@ describe('database outage', () => {
     db = await startOwnedEmbedded();
     const app = await buildTestApp({ databaseUrl: db.url, env: { DB_CONNECT_TIMEOUT_MS: '1000' } });
     const admin = await seedKey(app, { roleIds: [ADMIN] });
+    // Verified and cached before the outage.
+    expect((await app.inject({ method: 'GET', url: '/api/v1/userinfo', headers: admin.headers })).statusCode).toBe(200);
+    expect(app.services.cache.stats().entries).toBe(1);
     await db.pause();
+    // The key-change listener loses its connection: the cache is emptied and stops filling, so
+    // no key is accepted on the strength of what was true before the outage.
+    const deadline = Date.now() + 10_000;
+    while (app.services.cache.stats().entries > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(app.services.cache.stats().entries).toBe(0);
 
     for (const request of [
       { method: 'GET' as const, url: '/api/v1/apikeys', headers: admin.headers },
       { method: 'GET' as const, url: '/api/v1/userinfo', headers: admin.headers },
       { method: 'POST' as const, url: '/api/v1/apikeys', headers: { ...admin.headers, ...json }, payload: { name: 'during-outage' } },
     ]) {
+      const started = Date.now();
       const res = await app.inject(request);
+      // Fails within the connect timeout (1 s here) plus the pool's own bookkeeping: no hang.
+      expect(Date.now() - started, request.url).toBeLessThan(6_000);
       expect(res.statusCode, request.url).toBe(503);
       expect(res.headers['content-type']).toBe('application/problem+json');
       expect(res.headers['retry-after']).toBe('2');
@@ -28,10 +39,27 @@ describe('database outage', () => {
       expect(res.body).not.toMatch(/127\.0\.0\.1|prisma|findMany/i);
     }
 
+    const health = await app.inject({ method: 'GET', url: '/api/v1/health' });
+    expect(health.statusCode).toBe(503);
+    expect(health.headers['content-type']).toBe('application/problem+json');
+    expect(health.json()).toMatchObject({ database: 'unavailable', code: 'DATABASE_UNAVAILABLE' });
+
     await db.start();
     const back = await app.inject({ method: 'GET', url: '/api/v1/apikeys', headers: admin.headers });
     expect(back.statusCode).toBe(200);
     expect(back.json().map((k: { name: string }) => k.name)).not.toContain('during-outage');
     expect(await sql(db.url, "SELECT count(*)::int AS n FROM api_keys WHERE name = 'during-outage'")).toEqual([{ n: 0 }]);
+    // Recovered without a restart: health, the same key, writes, and the cache fills again.
+    expect((await app.inject({ method: 'GET', url: '/api/v1/health' })).statusCode).toBe(200);
+    const after = await app.inject({ method: 'POST', url: '/api/v1/apikeys', headers: { ...admin.headers, ...json }, payload: { name: 'after-outage' } });
+    expect(after.statusCode).toBe(201);
+    const recovery = Date.now() + 15_000;
+    let me = await app.inject({ method: 'GET', url: '/api/v1/userinfo', headers: admin.headers });
+    while (app.services.cache.stats().entries === 0 && Date.now() < recovery) {
+      await new Promise((r) => setTimeout(r, 200));
+      me = await app.inject({ method: 'GET', url: '/api/v1/userinfo', headers: admin.headers });
+    }
+    expect(me.json().id).toBe(admin.id);
+    expect(app.services.cache.stats().entries).toBe(1);
   });
 });

@@ -1,0 +1,200 @@
+// The real server process under a burst of writes: killed with SIGKILL (nothing acknowledged is
+// lost, nothing half-written is left, history matches the keys), or stopped with SIGTERM
+// (in-flight requests finish, new connections are refused, buffered writes are flushed, exit 0).
+import { randomUUID } from 'node:crypto';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { generateKey } from '../src/auth/key-format.js';
+import { createDatabase } from './helpers/databases.js';
+import { sql } from './helpers/keys.js';
+import { freePort, portAnswers, startServer, waitForHealthy, type RunningServer } from './helpers/server-process.js';
+
+const running: RunningServer[] = [];
+const drops: Array<() => Promise<void>> = [];
+afterAll(async () => {
+  for (const s of running) if (s.child.exitCode === null) s.child.kill('SIGKILL');
+  for (const d of drops) await d().catch(() => {});
+});
+
+const CHEAP = { NODE_ENV: 'test', ARGON2_MEMORY_KIB: '1024', ARGON2_TIME_COST: '1', RATE_LIMIT_ENABLED: 'false', LOG_LEVEL: 'info' };
+
+async function database() {
+  const db = await createDatabase(inject('pgAdminUrl'), { template: inject('pgTemplate'), prefix: `${inject('pgTemplate')}_proc` });
+  drops.push(db.drop);
+  return db;
+}
+
+async function launch(env: Record<string, string>) {
+  const port = await freePort();
+  const server = startServer({ ...CHEAP, PORT: String(port), ...env });
+  running.push(server);
+  await waitForHealthy(port, server);
+  return { server, port, base: `http://127.0.0.1:${port}/api/v1` };
+}
+
+/** The node process itself (npm start is its parent): from its own log lines. */
+const serverPid = (s: RunningServer) => s.logs.find((l) => typeof l.pid === 'number')!.pid as number;
+
+describe('kill -9 during a burst of creates and updates', () => {
+  it('after a restart every acknowledged write is there and exact; nothing half-written; history matches', async () => {
+    const db = await database();
+    const infra = generateKey();
+    const env = { DATABASE_URL: db.url, JIM_INFRASTRUCTURE_API_KEY: infra };
+    const first = await launch(env);
+    const headers = { 'x-api-key': infra, 'content-type': 'application/json' };
+
+    // Keys to update during the burst.
+    const existing: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const r = await fetch(`${first.base}/apikeys`, { method: 'POST', headers, body: JSON.stringify({ name: `pre-${i}`, roleIds: [3] }) });
+      existing.push(((await r.json()) as { id: string }).id);
+    }
+
+    type Outcome = { kind: 'create' | 'update'; marker: string; id?: string; status: number | 'failed'; key?: string };
+    const outcomes: Outcome[] = [];
+    let n = 0;
+    let dead = false;
+    /** One writer: creates and updates in turn until the server is gone. */
+    const writer = async () => {
+      while (!dead) {
+        const i = n++;
+        const marker = randomUUID();
+        if (i % 2 === 0) {
+          try {
+            const r = await fetch(`${first.base}/apikeys`, { method: 'POST', headers, body: JSON.stringify({ name: `burst-${marker}`, description: marker, roleIds: [3] }) });
+            const body = (await r.json().catch(() => ({}))) as { id?: string; key?: string };
+            outcomes.push({ kind: 'create', marker, status: r.status, id: body.id, key: body.key });
+          } catch {
+            outcomes.push({ kind: 'create', marker, status: 'failed' });
+          }
+        } else {
+          const id = existing[(i >> 1) % existing.length];
+          try {
+            const r = await fetch(`${first.base}/apikeys/${id}`, { method: 'PATCH', headers, body: JSON.stringify({ description: marker }) });
+            await r.arrayBuffer();
+            outcomes.push({ kind: 'update', marker, id, status: r.status });
+          } catch {
+            outcomes.push({ kind: 'update', marker, id, status: 'failed' });
+          }
+        }
+      }
+    };
+    const burst = Array.from({ length: 12 }, writer);
+    // Mid-burst: once some writes were acknowledged, while others are in flight.
+    while (outcomes.filter((o) => o.status !== 'failed').length < 60) await new Promise((r) => setTimeout(r, 5));
+    process.kill(serverPid(first.server), 'SIGKILL');
+    dead = true;
+    await Promise.all(burst);
+    await first.server.exited;
+    const acked = outcomes.filter((o) => o.status !== 'failed' && o.status < 300);
+    const failed = outcomes.filter((o) => o.status === 'failed');
+    expect(acked.length).toBeGreaterThan(0);
+    expect(failed.length).toBeGreaterThan(0);
+    for (const o of outcomes) if (o.status !== 'failed') expect([200, 201, 503]).toContain(o.status);
+
+    const second = await launch(env);
+    // Every acknowledged create is there, exact, and its secret works.
+    for (const o of acked.filter((x) => x.kind === 'create')) {
+      const [row] = await sql<{ name: string; description: string }>(db.url, 'SELECT name, description FROM api_keys WHERE id = $1', [o.id]);
+      expect(row, o.marker).toEqual({ name: `burst-${o.marker}`, description: o.marker });
+      const me = await fetch(`${second.base}/userinfo`, { headers: { 'x-api-key': o.key! } });
+      expect(me.status).toBe(200);
+    }
+    // Each updated key holds the description of one of its acknowledged or in-flight updates,
+    // at least as new as its last acknowledged one (updates to one key were not ordered).
+    for (const id of existing) {
+      const [row] = await sql<{ description: string | null }>(db.url, 'SELECT description FROM api_keys WHERE id = $1', [id]);
+      const mine = outcomes.filter((o) => o.kind === 'update' && o.id === id);
+      if (!mine.some((o) => o.status !== 'failed')) continue;
+      expect(mine.map((o) => o.marker)).toContain(row.description);
+    }
+    // Nothing half-written: every key has its creation in history, and its latest history
+    // version is its row version with a snapshot equal to the row.
+    const inconsistent = await sql(
+      db.url,
+      `SELECT k.id FROM api_keys k
+        LEFT JOIN LATERAL (SELECT version, snapshot FROM api_key_changes c WHERE c.api_key_id = k.id ORDER BY version DESC LIMIT 1) h ON true
+        WHERE h.version IS DISTINCT FROM k.version
+           OR h.snapshot->>'name' IS DISTINCT FROM k.name
+           OR h.snapshot->>'description' IS DISTINCT FROM k.description
+           OR NOT EXISTS (SELECT 1 FROM api_key_changes c WHERE c.api_key_id = k.id AND c.version = 1)`,
+    );
+    expect(inconsistent).toEqual([]);
+    // A failed create left either a whole key or nothing.
+    for (const o of failed.filter((x) => x.kind === 'create')) {
+      const rows = await sql<{ roles: number }>(
+        db.url,
+        'SELECT (SELECT count(*)::int FROM api_key_roles r WHERE r.api_key_id = k.id) AS roles FROM api_keys k WHERE k.name = $1',
+        [`burst-${o.marker}`],
+      );
+      for (const r of rows) expect(r.roles).toBe(1);
+    }
+    second.server.child.kill('SIGTERM');
+    expect((await second.server.exited).code).toBe(0);
+  }, 120_000);
+});
+
+describe('SIGTERM under load', () => {
+  it('in-flight requests complete, new connections are refused, lastUsedAt and security events are flushed, exit 0 within the deadline', async () => {
+    const db = await database();
+    const infra = generateKey();
+    // Long flush intervals: only the shutdown flush can write what this test checks.
+    const { server, port, base } = await launch({
+      DATABASE_URL: db.url,
+      JIM_INFRASTRUCTURE_API_KEY: infra,
+      LAST_USED_FLUSH_MS: '600000',
+      SECURITY_EVENTS_FLUSH_MS: '600000',
+      SHUTDOWN_TIMEOUT_MS: '5000',
+    });
+    const headers = { 'x-api-key': infra, 'content-type': 'application/json' };
+    const created = (await (await fetch(`${base}/apikeys`, { method: 'POST', headers, body: JSON.stringify({ name: 'used', roleIds: [3] }) })).json()) as {
+      id: string;
+      key: string;
+    };
+    expect((await fetch(`${base}/userinfo`, { headers: { 'x-api-key': created.key } })).status).toBe(200);
+    for (let i = 0; i < 3; i++) await fetch(`${base}/userinfo`, { headers: { 'x-api-key': generateKey() } });
+    expect(await sql(db.url, 'SELECT last_used_at FROM api_keys WHERE id = $1', [created.id])).toEqual([{ last_used_at: null }]);
+
+    // Load: a stream of creates in flight when the signal arrives.
+    let stop = false;
+    const results: Array<number | 'refused' | 'reset'> = [];
+    const worker = async () => {
+      while (!stop) {
+        try {
+          const r = await fetch(`${base}/apikeys`, { method: 'POST', headers, body: JSON.stringify({ name: `load-${randomUUID()}`, roleIds: [] }) });
+          results.push(r.status);
+          await r.arrayBuffer();
+        } catch (err) {
+          results.push((err as { cause?: { code?: string } }).cause?.code === 'ECONNREFUSED' ? 'refused' : 'reset');
+          return;
+        }
+      }
+    };
+    const workers = Array.from({ length: 8 }, worker);
+    await new Promise((r) => setTimeout(r, 300));
+    const signalled = Date.now();
+    process.kill(serverPid(server), 'SIGTERM');
+    await new Promise((r) => setTimeout(r, 100));
+    const refusedNew = !(await portAnswers(port));
+    const { code } = await server.exited;
+    const tookMs = Date.now() - signalled;
+    stop = true;
+    await Promise.all(workers);
+
+    expect(code, server.output()).toBe(0);
+    expect(tookMs).toBeLessThan(5_000 * 2 + 5_000); // the hard deadline the server enforces on itself
+    expect(refusedNew).toBe(true);
+    // Requests either completed (201, or 503 SHUTTING_DOWN on a kept-alive connection) or were
+    // refused a connection; none was cut after being accepted.
+    expect(results.filter((r) => typeof r === 'number' && r !== 201 && r !== 503)).toEqual([]);
+    expect(results.filter((r) => r === 201).length).toBeGreaterThan(0);
+    expect(results).not.toContain('reset');
+    // Everything acknowledged is in the database.
+    const made = await sql<{ n: number }>(db.url, "SELECT count(*)::int AS n FROM api_keys WHERE name LIKE 'load-%'");
+    expect(made[0].n).toBe(results.filter((r) => r === 201).length);
+    // The buffered writes were flushed by the shutdown.
+    const [used] = await sql<{ last_used_at: Date | null }>(db.url, 'SELECT last_used_at FROM api_keys WHERE id = $1', [created.id]);
+    expect(used.last_used_at).not.toBeNull();
+    const events = await sql<{ n: number }>(db.url, "SELECT coalesce(sum(count), 0)::int AS n FROM security_events WHERE reason = 'API_KEY_INVALID'");
+    expect(events[0].n).toBe(3);
+  }, 120_000);
+});
