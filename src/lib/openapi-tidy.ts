@@ -69,7 +69,7 @@ const operations = (doc: Doc) => Object.values((doc.paths ?? {}) as Record<strin
 
 const COMMON: Record<string, string> = {
   429: 'Rate limited: too many requests for this key, or too many failed ones from this address (RATE_LIMITED); see Retry-After',
-  503: 'The database is unavailable (DATABASE_UNAVAILABLE), too many key verifications are in progress (OVERLOADED), or the server is shutting down (SHUTTING_DOWN); see Retry-After',
+  503: 'The database is unavailable (SERVICE_UNAVAILABLE), too many key verifications are in progress (OVERLOADED), or the server is shutting down (SHUTTING_DOWN); see Retry-After',
 };
 
 /**

@@ -95,7 +95,9 @@ const EXAMPLE_DETAILS: Record<string, [string, FieldError[]?]> = {
   API_KEY_NOT_FOUND: ['API key not found.'],
   PRECONDITION_FAILED: ['The key has changed since the ETag you sent.'],
   RATE_LIMITED: ['Too many requests for this API key; retry in 12 s.'],
-  DATABASE_UNAVAILABLE: ['The database is not available; retry shortly.'],
+  DATABASE_UNAVAILABLE: ['The database did not answer in time.'],
+  SERVICE_UNAVAILABLE: ['The database is unavailable; retry shortly.'],
+  OVERLOADED: ['Too many key verifications are in progress; retry shortly.'],
   SHUTTING_DOWN: ['The server is shutting down; retry on another instance.'],
 };
 const DEFAULT_CODE: Record<number, string> = {
@@ -105,7 +107,7 @@ const DEFAULT_CODE: Record<number, string> = {
   404: 'API_KEY_NOT_FOUND',
   412: 'PRECONDITION_FAILED',
   429: 'RATE_LIMITED',
-  503: 'DATABASE_UNAVAILABLE',
+  503: 'SERVICE_UNAVAILABLE',
 };
 
 /** An example problem (fixed id and time, so the committed document does not drift). */

@@ -60,7 +60,9 @@ export function handleError(error: unknown, req: FastifyRequest, reply: FastifyR
   // Framework errors (bad URL, over-long segment) arrive before any hook has run.
   reply.header('x-request-id', req.id);
   if (error instanceof AppError) {
-    if (error.status >= 500) req.log.error({ err: error }, error.message);
+    // A 503 is a state (overload, shutdown), not a bug: one warning line, no stack.
+    if (error.status === 503) req.log.warn({ code: error.code }, error.message);
+    else if (error.status >= 500) req.log.error({ err: error }, error.message);
     return sendProblem(reply, buildProblem(error.status, error.code, error.message, req, error.extra.errors), error.extra.headers);
   }
   if (hasZodFastifySchemaValidationErrors(err)) {

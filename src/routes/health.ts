@@ -42,7 +42,7 @@ export const healthRoutes: FastifyPluginAsyncZod<{ dbHealthMs: number }> = async
         response: {
           200: healthSchema.describe('The server and its database are up'),
           503: {
-            description: 'The database did not answer in time',
+            description: 'The database did not answer in time (DATABASE_UNAVAILABLE)',
             content: { [PROBLEM_CONTENT_TYPE]: { schema: unhealthySchema } },
           },
         },
