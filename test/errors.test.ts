@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { App } from '../src/app.js';
 import { AppError } from '../src/lib/errors.js';
-import { buildTestApp } from './helpers/app.js';
+import { buildTestApp, captureLogs } from './helpers/app.js';
 
 // Test-only routes exercise the shared error handler the way real routes will.
 const probeRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -24,13 +24,18 @@ const probeRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/probe-typed', async () => {
     throw new AppError(409, 'PROBE_CONFLICT', 'Something conflicts.');
   });
+  app.get('/probe-overloaded', async () => {
+    throw new AppError(503, 'OVERLOADED', 'Too busy.', { headers: { 'retry-after': '1' } });
+  });
 };
 
 let app: App;
 const ID = '7b0a3f3e-51a6-4f5e-9a55-3c2e2c5f0c11';
 
+const logs = captureLogs();
+
 beforeAll(async () => {
-  app = await buildTestApp({ ready: false });
+  app = await buildTestApp({ ready: false, env: { LOG_LEVEL: 'info' }, logStream: logs.stream });
   await app.register(probeRoutes, { prefix: '/api/v1' });
   await app.ready();
 });
@@ -129,6 +134,22 @@ describe('problem+json for every error class', () => {
   it('malformed URL (bad percent-encoding): 400', async () => {
     const res = await app.inject({ method: 'POST', url: '/api/v1/probe/%E0%A4%A', headers: json, payload: { name: 'x' } });
     expectProblem(res, 400, 'BAD_REQUEST');
+  });
+
+  it('a route that takes the method but finds nothing (a missing explorer asset) is 404, not 405', async () => {
+    const res = await app.inject({ method: 'GET', url: '/docs/static/no-such-file.js' });
+    expect(res.statusCode).toBe(404);
+    expect(res.headers['content-type']).toBe('application/problem+json');
+    expect(res.headers.allow).toBeUndefined();
+    expect((await app.inject({ method: 'DELETE', url: '/docs/static/no-such-file.js' })).statusCode).toBe(405);
+  });
+
+  it('a 503 state (overload, shutdown) is logged as one warning without a stack, not an error', async () => {
+    const res = await app.inject({ method: 'GET', url: '/api/v1/probe-overloaded' });
+    expectProblem(res, 503, 'OVERLOADED');
+    const line = logs.records().find((l) => l.reqId === res.headers['x-request-id'] && l.msg === 'Too busy.');
+    expect(line).toMatchObject({ level: 40, code: 'OVERLOADED' });
+    expect(JSON.stringify(line)).not.toContain('stack');
   });
 
   it('typed application error keeps its status and code', async () => {

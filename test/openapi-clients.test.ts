@@ -166,6 +166,13 @@ describe('openapi/openapi.json', () => {
         expect(schema.examples?.length, `${at} request body ${name}`).toBeGreaterThan(0);
       }
     }
+    // The documented codes are the ones the server sends (database-outage.test and health.test
+    // assert these on real replies).
+    const example = (p: string, status: string) =>
+      (doc.paths[p].get.responses[status].content!['application/problem+json'].example as { code: string }).code;
+    expect(example('/api/v1/apikeys', '503')).toBe('SERVICE_UNAVAILABLE');
+    expect(example('/api/v1/health', '503')).toBe('DATABASE_UNAVAILABLE');
+    expect(example('/api/v1/apikeys', '429')).toBe('RATE_LIMITED');
     // Every string in the document (examples included): a key-shaped one must say it is an example.
     const strings: string[] = [];
     const walk = (v: unknown): void => {

@@ -118,7 +118,8 @@ async function errorsPlugin(app: FastifyInstance) {
     // The router ignores a trailing slash; so does this check.
     const path = req.url.split('?')[0].replace(/(.)\/+$/, '$1');
     const allowed = METHODS.filter((m) => shadow.find(m, path));
-    if (allowed.length) {
+    // A route that does take this method but found nothing (a missing static file) is a 404.
+    if (allowed.length && !allowed.includes(req.method as (typeof METHODS)[number])) {
       return sendProblem(
         reply,
         buildProblem(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed here; use ${allowed.join(', ')}.`, req),
