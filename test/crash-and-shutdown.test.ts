@@ -89,6 +89,7 @@ describe('kill -9 during a burst of creates and updates', () => {
     const failed = outcomes.filter((o) => o.status === 'failed');
     expect(acked.length).toBeGreaterThan(0);
     expect(failed.length).toBeGreaterThan(0);
+    console.log(`[crash] ${outcomes.length} writes: ${acked.length} acknowledged, ${failed.length} cut by the kill`);
     for (const o of outcomes) if (o.status !== 'failed') expect([200, 201, 503]).toContain(o.status);
 
     const second = await launch(env);
