@@ -61,6 +61,8 @@ export const envSchema = z.object({
   DB_HEALTH_TIMEOUT_MS: ms(2_000, 100, 60_000),
   DB_CONNECT_TIMEOUT_MS: ms(5_000, 100, 120_000),
   DB_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+  /** A query with no answer by then fails (a frozen database must not hold requests forever). */
+  DB_QUERY_TIMEOUT_MS: ms(10_000, 100, 600_000),
   DB_MIGRATE_ON_START: bool('true'),
   /** As JIM: bootstraps an Administrator key with this secret, valid for 24 h. Never logged. */
   JIM_INFRASTRUCTURE_API_KEY: z.string().optional(),
@@ -134,7 +136,7 @@ export interface Config {
     /** How often Node checks connections against the request timeout (its default, 30 s, is too coarse). */
     checkingIntervalMs: number;
   };
-  db: { poolMax: number; migrateOnStart: boolean };
+  db: { poolMax: number; migrateOnStart: boolean; queryTimeoutMs: number };
   trustProxy: false | string;
   /** The raw JIM_INFRASTRUCTURE_API_KEY (a secret), validated by the bootstrap. */
   infrastructureKey: string | null;
@@ -205,7 +207,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       dbConnectMs: e.DB_CONNECT_TIMEOUT_MS,
       checkingIntervalMs: Math.min(5_000, Math.max(250, Math.floor(e.REQUEST_TIMEOUT_MS / 10))),
     },
-    db: { poolMax: e.DB_POOL_MAX, migrateOnStart: e.DB_MIGRATE_ON_START },
+    db: { poolMax: e.DB_POOL_MAX, migrateOnStart: e.DB_MIGRATE_ON_START, queryTimeoutMs: e.DB_QUERY_TIMEOUT_MS },
     trustProxy: e.TRUST_PROXY,
     infrastructureKey: e.JIM_INFRASTRUCTURE_API_KEY ?? null,
     argon2: {

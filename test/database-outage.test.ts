@@ -62,4 +62,40 @@ describe('database outage', () => {
     expect(me.json().id).toBe(admin.id);
     expect(app.services.cache.stats().entries).toBe(1);
   });
+
+  it('a database that stops answering (frozen): requests fail with 503 within DB_QUERY_TIMEOUT_MS, never hang or 500; it recovers', async () => {
+    const frozen = await startOwnedEmbedded();
+    try {
+      const app = await buildTestApp({ databaseUrl: frozen.url, env: { DB_CONNECT_TIMEOUT_MS: '1000', DB_QUERY_TIMEOUT_MS: '1500' } });
+      const admin = await seedKey(app, { roleIds: [ADMIN] });
+      // Warm pool connections, then freeze the server under them.
+      await Promise.all(Array.from({ length: 4 }, () => app.inject({ method: 'GET', url: '/api/v1/apikeys', headers: admin.headers })));
+      frozen.freeze('SIGSTOP');
+      const requests = [
+        { method: 'GET' as const, url: '/api/v1/apikeys', headers: admin.headers },
+        { method: 'POST' as const, url: '/api/v1/apikeys', headers: { ...admin.headers, ...json }, payload: { name: 'while-frozen' } },
+        { method: 'GET' as const, url: '/api/v1/userinfo', headers: { 'x-api-key': `${admin.secret.slice(0, 16)}${'f'.repeat(48)}` } },
+        { method: 'GET' as const, url: '/api/v1/userinfo', headers: { 'x-api-key': 'jim_ak_unknownunknownunknownunknown0000' } },
+      ];
+      const results = await Promise.all(
+        requests.map(async (r) => {
+          const started = Date.now();
+          const res = await app.inject(r);
+          return { url: `${r.method} ${r.url}`, status: res.statusCode, code: res.json().code, ms: Date.now() - started, retryAfter: res.headers['retry-after'] };
+        }),
+      );
+      frozen.freeze('SIGCONT');
+      for (const r of results) {
+        expect(r, JSON.stringify(r)).toMatchObject({ status: 503, retryAfter: expect.any(String) });
+        // Bounded by the query timeout (plus a transaction's wait for a connection): no hang.
+        expect(r.ms, r.url).toBeLessThan(15_000);
+      }
+      const back = await app.inject({ method: 'GET', url: '/api/v1/apikeys', headers: admin.headers });
+      expect(back.statusCode).toBe(200);
+      await app.close();
+    } finally {
+      frozen.freeze('SIGCONT');
+      await frozen.stop();
+    }
+  }, 60_000);
 });

@@ -33,15 +33,21 @@ const FRAMEWORK_ERRORS: Record<string, { status: number; code: string; detail: s
 
 /** Prisma errors that mean "the database is unreachable or overloaded", not a bug: 503. */
 const UNAVAILABLE_CODES = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024', 'P2028', 'P2034']);
-const UNAVAILABLE_MESSAGE = /Can't reach database server|Connection terminated|ECONNREFUSED|ECONNRESET|timeout exceeded when trying to connect|terminating connection/i;
+const UNAVAILABLE_MESSAGE =
+  /Can't reach database server|Connection terminated|ECONNREFUSED|ECONNRESET|timeout exceeded when trying to connect|terminating connection|Query read timeout|Connection is closed/i;
 
-export function isDatabaseUnavailable(err: unknown): boolean {
+/**
+ * Whether `err` (or anything in its cause chain) means the database is unreachable, frozen or
+ * overloaded. pg-pool's own errors are plain `Error`s ("Connection terminated due to connection
+ * timeout", "Query read timeout"), so the message decides, whatever the name.
+ */
+export function isDatabaseUnavailable(err: unknown, depth = 0): boolean {
   const e = err as { name?: string; code?: unknown; message?: string; cause?: unknown };
-  if (!e || typeof e !== 'object') return false;
+  if (!e || typeof e !== 'object' || depth > 5) return false;
   if (e.name === 'PrismaClientInitializationError') return true;
   if (typeof e.code === 'string' && UNAVAILABLE_CODES.has(e.code) && /^PrismaClient/.test(e.name ?? '')) return true;
-  if (/^(PrismaClient|DriverAdapter)/.test(e.name ?? '') && UNAVAILABLE_MESSAGE.test(e.message ?? '')) return true;
-  return false;
+  if (UNAVAILABLE_MESSAGE.test(e.message ?? '')) return true;
+  return e.cause !== undefined && isDatabaseUnavailable(e.cause, depth + 1);
 }
 
 const METHODS: HTTPMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];

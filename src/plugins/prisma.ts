@@ -20,6 +20,11 @@ export function createPrismaClient(url: string, config: Config): { prisma: Prism
     max: config.db.poolMax,
     connectionTimeoutMillis: config.timeouts.dbConnectMs,
     idleTimeoutMillis: 30_000,
+    // A database that stops answering (frozen, partitioned) would otherwise hold every query,
+    // and the request with it, until TCP gives up minutes later.
+    query_timeout: config.db.queryTimeoutMs,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
   });
   const adapter = new PrismaPg(pool, { disposeExternalPool: true });
   // Wait for a pooled connection and run transactions with bounds that fit the request timeout;

@@ -2,6 +2,8 @@
 // answers, else an embedded PostgreSQL in a temporary folder.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { startEmbeddedPostgres } from '../../src/db/embedded-postgres.js';
 
@@ -40,6 +42,12 @@ export async function startOwnedEmbedded() {
     dataDir,
     /** Stops the server but keeps its data, so `start()` brings it back on the same port. */
     pause: () => db.stop(),
+    /** SIGSTOP (or SIGCONT) the postmaster and every backend: a database that stops answering. */
+    freeze: (signal: 'SIGSTOP' | 'SIGCONT' = 'SIGSTOP') => {
+      const pid = Number(readFileSync(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
+      const children = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+      for (const p of [pid, ...children]) process.kill(p, signal);
+    },
     start: async () => {
       db = await startEmbeddedPostgres(dataDir, quietLog, { port });
     },
