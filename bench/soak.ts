@@ -1,8 +1,9 @@
 // npm run soak — mixed traffic at a steady rate against a real server process for SOAK_SECONDS
 // (default 120; CI runs 30), from a separate load process (bench/soak-load.ts). Prints requests
 // by status, p50/p99 per route, and the server's RSS at start, end and peak. Fails (exit 1) on
-// any 5xx other than 503 OVERLOADED (counted), or when the RSS peaks above SOAK_MAX_RSS_MB (V8
-// collects its old space lazily, so the RSS climbs and falls back: the bound is a ceiling).
+// any 5xx other than 503 OVERLOADED (counted), when the server dies, when the RSS peaks above
+// SOAK_MAX_RSS_MB, or when the JS heap's floor (its lowest samples, after V8's lazy major GCs)
+// rises by more than SOAK_MAX_HEAP_GROWTH_MB from the first half of the run to the second.
 // Database: a fresh one on BENCH_DATABASE_URL / DATABASE_URL, else an embedded PostgreSQL.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -20,6 +21,7 @@ const SECONDS = Number(process.env.SOAK_SECONDS ?? 120);
 // Sustainable on 2 cores with production argon2 (creations and wrong secrets cost ~46 ms each).
 const RPS = Number(process.env.SOAK_RPS ?? 50);
 const MAX_RSS_MB = Number(process.env.SOAK_MAX_RSS_MB ?? 768);
+const MAX_HEAP_GROWTH_MB = Number(process.env.SOAK_MAX_HEAP_GROWTH_MB ?? 64);
 
 const freePort = () =>
   new Promise<number>((resolve) => {
@@ -29,9 +31,14 @@ const freePort = () =>
     });
   });
 
-const rssMb = (pid: number) => {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Math.round(Number(m[1]) / 1024) : NaN;
+/** The process's RSS in MB; null once it is gone. */
+const rssMb = (pid: number): number | null => {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 1024) : null;
+  } catch {
+    return null;
+  }
 };
 
 async function admin(url: string, sql: string) {
@@ -76,15 +83,17 @@ async function main() {
     },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
+  const serverExited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
+  const alive = () => server.exitCode === null && server.signalCode === null;
   let status = 1;
   try {
     const base = `http://127.0.0.1:${port}`;
     for (let i = 0; ; i++) {
-      if (i > 600) throw new Error('server did not become healthy');
+      if (i > 600 || !alive()) throw new Error('server did not become healthy');
       if (await fetch(`${base}/api/v1/health`).then((r) => r.ok, () => false)) break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    const rssStart = rssMb(server.pid!);
+    const rssStart = rssMb(server.pid!) ?? NaN;
     let rssPeak = rssStart;
     const samples: number[] = [];
     const heap: number[] = [];
@@ -95,9 +104,10 @@ async function main() {
     };
     const sampler = setInterval(() => {
       const now = rssMb(server.pid!);
+      if (now === null) return;
       rssPeak = Math.max(rssPeak, now);
       samples.push(now);
-      void heapUsedMb().then((h) => heap.push(h));
+      void heapUsedMb().then((h) => Number.isFinite(h) && heap.push(h));
     }, 1000);
     process.stdout.write(`soak: ${SECONDS} s at ${RPS} req/s against ${base} (node ${process.version}); RSS at start ${rssStart} MB\n`);
 
@@ -110,7 +120,8 @@ async function main() {
     load.stdout.on('data', (d) => (out += d));
     const code = await new Promise<number | null>((resolve) => load.on('close', resolve));
     clearInterval(sampler);
-    const rssEnd = rssMb(server.pid!);
+    const died = !alive();
+    const rssEnd = rssMb(server.pid!) ?? NaN;
     if (code !== 0) throw new Error(`load generator failed (${code})`);
     type Pcts = { p50: number; p99: number };
     const report = JSON.parse(out) as {
@@ -135,7 +146,15 @@ async function main() {
     const fiveHundreds = Object.entries(report.byStatus)
       .filter(([s]) => Number(s) >= 500)
       .reduce((n, [s, c]) => n + (s === '503' ? c - report.overloaded : c), 0);
+    // The heap's floor: the lowest sample of each half (V8 lets the old space grow between major GCs).
+    const half = Math.floor(heap.length / 2);
+    const floor = (xs: number[]) => (xs.length ? Math.min(...xs) : NaN);
+    const heapGrowth = floor(heap.slice(half)) - floor(heap.slice(0, half));
+    process.stdout.write(`JS heap floor: first half ${floor(heap.slice(0, half))} MB, second half ${floor(heap.slice(half))} MB\n`);
     const problems = [
+      died ? 'the server died' : '',
+      !Number.isFinite(rssPeak) ? 'no RSS samples' : '',
+      heapGrowth > MAX_HEAP_GROWTH_MB ? `JS heap floor rose ${heapGrowth} MB (> ${MAX_HEAP_GROWTH_MB})` : '',
       fiveHundreds ? `${fiveHundreds} 5xx replies other than 503 OVERLOADED` : '',
       report.errors ? `${report.errors} transport errors` : '',
       rssPeak > MAX_RSS_MB ? `RSS peaked at ${rssPeak} MB (> ${MAX_RSS_MB})` : '',
@@ -149,8 +168,8 @@ async function main() {
     process.stdout.write(problems.length ? `soak: FAILED: ${problems.join('; ')}\n` : 'soak: passed\n');
     status = problems.length ? 1 : 0;
   } finally {
-    server.kill('SIGTERM');
-    await new Promise((r) => server.once('exit', r));
+    if (alive()) server.kill('SIGTERM');
+    await serverExited;
     if (embedded) await embedded.stop();
     else await admin(adminUrl, `DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`).catch(() => {});
     await rm(dir, { recursive: true, force: true });

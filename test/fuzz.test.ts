@@ -26,7 +26,8 @@ let db: pg.Client;
 const snapshot = async () => (await db.query(VISIBLE_STATE)).rows;
 
 beforeAll(async () => {
-  app = await buildTestApp();
+  // Metrics on, so GET /metrics is one of the routes under test.
+  app = await buildTestApp({ env: { METRICS_ENABLED: 'true' } });
   dbUrl = (await testDatabase()).url;
   db = new pg.Client({ connectionString: dbUrl });
   await db.connect();
@@ -101,8 +102,16 @@ const body = fc.oneof(
   fc.integer({ min: 1, max: 2000 }).map((depth) => '['.repeat(depth) + ']'.repeat(depth)),
 );
 
+/** Raw JSON text no JSON.stringify produces: deep nesting, numbers out of every range. */
+const rawJson = fc.oneof(
+  fc.integer({ min: 1, max: 30_000 }).map((d) => '['.repeat(d) + ']'.repeat(d)),
+  fc.integer({ min: 1, max: 5_000 }).map((d) => `{"name":${'{"a":'.repeat(d)}1${'}'.repeat(d)}}`),
+  fc.constantFrom('{"name":"n","roleIds":[1e400]}', '{"name":"n","roleIds":[18446744073709551617]}', '{"name":1e400}', '{"name":"n","isEnabled":-0}', '{"name":"\\ud800"}', '{"name":"a\\u0000b"}'),
+);
+
 /** The raw payload: JSON of the body, truncated JSON, or not JSON at all. */
 const payload = fc.oneof(
+  rawJson,
   { weight: 4, arbitrary: body.map((b) => JSON.stringify(b) ?? 'null') },
   body.chain((b) => {
     const text = JSON.stringify(b) ?? 'null';
@@ -130,7 +139,7 @@ const contentType = fc.oneof(
 const headerText = fc.string({ unit: fc.integer({ min: 0x20, max: 0xff }).map((c) => String.fromCharCode(c)), maxLength: 300 });
 
 const credentials = fc.oneof(
-  fc.constant<Record<string, string>>({}),
+  fc.constant<Record<string, string | string[]>>({}),
   // Mostly valid keys, so validation and the handlers behind authentication get fuzzed too.
   { weight: 8, arbitrary: fc.constantFrom('admin', 'reader').map((who) => ({ 'x-api-key': (who === 'admin' ? admin : reader).secret })) },
   headerText.map((v) => ({ 'x-api-key': v })),
@@ -140,6 +149,19 @@ const credentials = fc.oneof(
   fc.constant(0).map(() => ({ 'x-api-key': admin.secret, authorization: `Bearer ${reader.secret}` })),
   fc.constant(0).map(() => ({ 'x-api-key': `${admin.secret} ` })),
   fc.constant(0).map(() => ({ 'x-api-key': admin.secret.toUpperCase() })),
+  // Repeated headers.
+  fc.constant(0).map(() => ({ 'x-api-key': [admin.secret, admin.secret] })),
+  fc.constant(0).map(() => ({ 'x-api-key': [admin.secret, reader.secret] })),
+  fc.constant(0).map(() => ({ authorization: [`Bearer ${admin.secret}`, 'Basic eDp5'] })),
+);
+
+/** Conditional and preference headers the write routes read. */
+const extraHeaders = fc.record(
+  {
+    'if-match': fc.oneof(fc.constantFrom('*', '"1"', '"2"', 'W/"1"', '"1", "2"', ''), headerText),
+    prefer: fc.oneof(fc.constantFrom('return=representation', 'return=minimal', 'handling=strict'), headerText),
+  },
+  { requiredKeys: [] },
 );
 
 /** Percent-encoding; a lone surrogate becomes the bytes of one (invalid UTF-8 on the wire). */
@@ -178,10 +200,24 @@ const ROUTES: Array<[string, string]> = [
   ['GET', '/api/v1/userinfo'],
   ['GET', '/api/v1/roles'],
   ['GET', '/api/v1/health'],
+  ['GET', '/api/v1/health/live'],
+  ['GET', '/metrics'],
+  ['GET', '/openapi.json'],
+  ['GET', '/docs'],
+  ['GET', '/docs/json'],
   ['POST', '/api/apikeys'],
+  ['GET', '/api/apikeys/{id}'],
+  ['PUT', '/api/apikeys/{id}'],
   ['PATCH', '/api/apikeys/{id}'],
+  ['DELETE', '/api/apikeys/{id}'],
+  ['GET', '/api/apikeys/{id}/change-history'],
+  ['GET', '/api/security-events'],
+  ['GET', '/api/userinfo'],
   ['OPTIONS', '/api/v1/apikeys'],
   ['HEAD', '/api/v1/apikeys'],
+  ['HEAD', '/api/v1/apikeys/{id}'],
+  ['OPTIONS', '/api/v1/apikeys/{id}'],
+  ['TRACE', '/api/v1/apikeys'],
 ];
 
 const request = fc.record({
@@ -190,6 +226,7 @@ const request = fc.record({
   version: fc.oneof(fc.integer({ min: -2, max: 5 }).map(String), nasty.map((s) => enc(s).slice(0, 50))),
   query,
   credentials,
+  extraHeaders,
   contentType,
   payload,
   withBody: fc.boolean(),
@@ -207,13 +244,14 @@ type Request = typeof request extends fc.Arbitrary<infer T> ? T : never;
 async function send(r: Request) {
   const [method, template] = r.route;
   const url = template.replace('{id}', r.id).replace('{version}', r.version) + (r.query ? `?${r.query}` : '');
-  const headers: Record<string, string> = { ...r.credentials };
+  const headers: Record<string, string | string[]> = { ...r.extraHeaders, ...r.credentials };
   if (r.contentType) headers['content-type'] = r.contentType;
   return app.inject({ method: method as 'GET', url, headers, payload: r.withBody || method === 'POST' || method === 'PUT' || method === 'PATCH' ? r.payload : undefined });
 }
 
 describe(`fuzzed requests (${RUNS} per property, seed ${SEED})`, () => {
   it('never a 5xx; every 4xx is problem+json with a code; a rejected request changes nothing; no full key but in a creation', async () => {
+    try {
     await fc.assert(
       fc.asyncProperty(request, async (r) => {
         cases++;
@@ -230,7 +268,8 @@ describe(`fuzzed requests (${RUNS} per property, seed ${SEED})`, () => {
         const own = creation ? (res.json() as { key: string }).key : undefined;
         if (creation) expect(own).toMatch(/^jim_ak_[0-9a-f]{32,}$/);
         // A secret shows in its own creation response only (its part after the prefix, even).
-        for (const s of [...secrets(), ...created]) if (s !== own) expect(res.body).not.toContain(s.slice(16));
+        const visible = res.body + JSON.stringify(res.headers);
+        for (const s of [...secrets(), ...created]) if (s !== own) expect(visible).not.toContain(s.slice(16));
         if (own) created.push(own);
         // Keep a key for the id routes to aim at.
         if (r.route[0] === 'DELETE' && r.id === target.id && res.statusCode < 300) {
@@ -239,7 +278,9 @@ describe(`fuzzed requests (${RUNS} per property, seed ${SEED})`, () => {
       }),
       { numRuns: RUNS, seed: SEED, endOnFailure: true },
     );
-    console.log(`[fuzz] ${cases} requests; statuses ${JSON.stringify(Object.fromEntries([...statuses].sort()))}`);
+    } finally {
+      console.log(`[fuzz] ${cases} requests (seed ${SEED}); statuses ${JSON.stringify(Object.fromEntries([...statuses].sort()))}`);
+    }
     expect(cases).toBeGreaterThanOrEqual(RUNS);
   }, 600_000);
 });
