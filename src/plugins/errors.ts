@@ -33,20 +33,23 @@ const FRAMEWORK_ERRORS: Record<string, { status: number; code: string; detail: s
 
 /** Prisma errors that mean "the database is unreachable or overloaded", not a bug: 503. */
 const UNAVAILABLE_CODES = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024', 'P2028', 'P2034']);
-const UNAVAILABLE_MESSAGE =
-  /Can't reach database server|Connection terminated|ECONNREFUSED|ECONNRESET|timeout exceeded when trying to connect|terminating connection|Query read timeout|Connection is closed/i;
+const UNAVAILABLE_MESSAGE = /Can't reach database server|Connection terminated|ECONNREFUSED|ECONNRESET|timeout exceeded when trying to connect|terminating connection/i;
+/** pg and pg-pool's own wording: plain `Error`s that can only come from the database client. */
+const PG_UNAVAILABLE_MESSAGE = /^(Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error)/;
 
 /**
  * Whether `err` (or anything in its cause chain) means the database is unreachable, frozen or
- * overloaded. pg-pool's own errors are plain `Error`s ("Connection terminated due to connection
- * timeout", "Query read timeout"), so the message decides, whatever the name.
+ * overloaded. Prisma's and the adapter's errors say so by name and code; pg-pool's are plain
+ * `Error`s ("Connection terminated due to connection timeout", "Query read timeout") whose
+ * wording is the client's own. A bare ECONNREFUSED from elsewhere stays a 500.
  */
 export function isDatabaseUnavailable(err: unknown, depth = 0): boolean {
   const e = err as { name?: string; code?: unknown; message?: string; cause?: unknown };
   if (!e || typeof e !== 'object' || depth > 5) return false;
   if (e.name === 'PrismaClientInitializationError') return true;
   if (typeof e.code === 'string' && UNAVAILABLE_CODES.has(e.code) && /^PrismaClient/.test(e.name ?? '')) return true;
-  if (UNAVAILABLE_MESSAGE.test(e.message ?? '')) return true;
+  if (/^(PrismaClient|DriverAdapter)/.test(e.name ?? '') && UNAVAILABLE_MESSAGE.test(e.message ?? '')) return true;
+  if (PG_UNAVAILABLE_MESSAGE.test(e.message ?? '')) return true;
   return e.cause !== undefined && isDatabaseUnavailable(e.cause, depth + 1);
 }
 
