@@ -9,12 +9,11 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { generateKey } from '../src/auth/key-format.js';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres.js';
+import { freePort, query } from './support.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 120);
@@ -22,14 +21,6 @@ const SECONDS = Number(process.env.SOAK_SECONDS ?? 120);
 const RPS = Number(process.env.SOAK_RPS ?? 50);
 const MAX_RSS_MB = Number(process.env.SOAK_MAX_RSS_MB ?? 768);
 const MAX_HEAP_GROWTH_MB = Number(process.env.SOAK_MAX_HEAP_GROWTH_MB ?? 64);
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 
 /** The process's RSS in MB; null once it is gone. */
 const rssMb = (pid: number): number | null => {
@@ -41,16 +32,6 @@ const rssMb = (pid: number): number | null => {
   }
 };
 
-async function admin(url: string, sql: string) {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
-
 async function main() {
   let adminUrl = process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL;
   let embedded: Awaited<ReturnType<typeof startEmbeddedPostgres>> | undefined;
@@ -60,7 +41,7 @@ async function main() {
     adminUrl = embedded.url;
   }
   const dbName = `keyward_soak_${randomBytes(4).toString('hex')}`;
-  await admin(adminUrl, `CREATE DATABASE "${dbName}"`);
+  await query(adminUrl, `CREATE DATABASE "${dbName}"`);
   const u = new URL(adminUrl);
   u.pathname = `/${dbName}`;
   const port = await freePort();
@@ -171,7 +152,7 @@ async function main() {
     if (alive()) server.kill('SIGTERM');
     await serverExited;
     if (embedded) await embedded.stop();
-    else await admin(adminUrl, `DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`).catch(() => {});
+    else await query(adminUrl, `DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`).catch(() => {});
     await rm(dir, { recursive: true, force: true });
   }
   process.exit(status);
