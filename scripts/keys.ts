@@ -9,7 +9,8 @@ import { startEmbeddedPostgres } from '../src/db/embedded-postgres.js';
 import { applyMigrations } from '../src/db/migrate.js';
 import { createPrismaClient } from '../src/plugins/prisma.js';
 import { EXPIRES_IN_HINT, expiresIn } from '../src/lib/duration.js';
-import { AppError } from '../src/lib/errors.js';
+import { AppError, sentenceOf } from '../src/lib/errors.js';
+import { fieldErrors, ruleOf } from '../src/lib/validation.js';
 import { createBody } from '../src/schemas/api-keys.js';
 import { createApiKeyService } from '../src/services/api-keys.js';
 
@@ -57,16 +58,9 @@ function parse(argv: string[]) {
     expiresAt = at;
   }
   // The same rules as POST /api/v1/apikeys.
-  const parsed = createBody.safeParse({
-    name: values.name,
-    roleIds,
-    description: values.description,
-    expiresAt,
-    changeReason: values['change-reason'],
-  });
-  if (!parsed.success) {
-    throw new UsageError(parsed.error.issues.map((i) => `${i.path.join('.') || 'input'}: ${i.message}`).join('; '));
-  }
+  const input = { name: values.name, roleIds, description: values.description, expiresAt, changeReason: values['change-reason'] };
+  const parsed = createBody.safeParse(input, { error: ruleOf });
+  if (!parsed.success) throw new UsageError(fieldErrors(parsed.error.issues, input, 'body', createBody).map(sentenceOf).join('; '));
   return parsed.data;
 }
 
@@ -115,7 +109,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err) => {
-    const fields = err instanceof AppError && err.extra.errors?.length ? ` (${err.extra.errors.map((e) => `${e.field}: ${e.message}`).join('; ')})` : '';
+    const fields = err instanceof AppError && err.extra.errors?.length ? ` (${err.extra.errors.map(sentenceOf).join('; ')})` : '';
     const message = (err instanceof ConfigError || err instanceof Error ? err.message : String(err)) + fields;
     process.stderr.write(`keys:create: ${message}\n`);
     process.exit(1);

@@ -2,11 +2,12 @@
 import { randomUUID } from 'node:crypto';
 import type { Writable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { KeyHasher } from './auth/hasher.js';
 import type { Config } from './config.js';
 import { clientErrorHandler } from './lib/client-error.js';
 import { serializerCompiler } from './lib/serializer.js';
+import { validatorCompiler } from './lib/validation.js';
 import { loggerOptions } from './lib/logger.js';
 import databasePlugin from './plugins/database.js';
 import errorsPlugin, { handleError } from './plugins/errors.js';

@@ -16,13 +16,24 @@ function isAddressOrCidr(value: string): boolean {
   return /^\d{1,3}$/.test(bits) && Number(bits) <= max;
 }
 
+// Every rule says what is valid; loadConfig adds the variable's name (and, for a value that is
+// not a secret, what was given).
 const bool = (def: 'true' | 'false') =>
   z
-    .enum(['true', 'false'])
+    .enum(['true', 'false'], { error: 'must be true or false' })
     .default(def)
     .transform((v) => v === 'true');
 
-const ms = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
+/** A whole number from `min` to `max` (without a default: optional). */
+const int = (min: number, max: number) => {
+  const error = `must be a whole number from ${min} to ${max}`;
+  return z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error });
+};
+const ms = (def: number, min: number, max: number) => int(min, max).default(def);
+const oneOf = <T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `must be one of ${values.join(', ')}` });
+
+/** Variables whose values are never repeated in a message. */
+const SECRET_VARIABLES = new Set(['DATABASE_URL', 'REDIS_URL', 'JIM_INFRASTRUCTURE_API_KEY']);
 
 /** A URL with one of `schemes` and a host. The message never echoes it: it may carry a password. */
 const serviceUrl = (...schemes: string[]) =>
@@ -43,13 +54,13 @@ const serviceUrl = (...schemes: string[]) =>
 
 /** Every variable the server reads; README's configuration table mirrors this. */
 export const envSchema = z.object({
-  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  NODE_ENV: oneOf(['development', 'production', 'test']).default('development'),
   DATABASE_URL: serviceUrl('postgres', 'postgresql').optional(),
-  DATA_DIR: z.string().trim().min(1).default('./data'),
-  HOST: z.string().trim().min(1).default('127.0.0.1'),
-  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
-  LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
-  LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
+  DATA_DIR: z.string().trim().min(1, { error: 'must be a folder path' }).default('./data'),
+  HOST: z.string().trim().min(1, { error: 'must be an address to listen on, e.g. 127.0.0.1 or 0.0.0.0' }).default('127.0.0.1'),
+  PORT: int(0, 65535).default(3000),
+  LOG_LEVEL: oneOf(LOG_LEVELS).default('info'),
+  LOG_FORMAT: oneOf(['auto', 'json', 'pretty']).default('auto'),
   /** Whole request, headers and body, must arrive within this. */
   REQUEST_TIMEOUT_MS: ms(30_000, 1_000, 600_000),
   /** Idle socket timeout. */
@@ -60,35 +71,37 @@ export const envSchema = z.object({
   /** The health check's database probe gives up after this. */
   DB_HEALTH_TIMEOUT_MS: ms(2_000, 100, 60_000),
   DB_CONNECT_TIMEOUT_MS: ms(5_000, 100, 120_000),
-  DB_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+  DB_POOL_MAX: int(1, 200).default(10),
   /** A query with no answer by then fails (a frozen database must not hold requests forever). */
   DB_QUERY_TIMEOUT_MS: ms(10_000, 100, 600_000),
   DB_MIGRATE_ON_START: bool('true'),
   /** As JIM: bootstraps an Administrator key with this secret, valid for 24 h. Never logged. */
   JIM_INFRASTRUCTURE_API_KEY: z.string().optional(),
   /** argon2id cost; values below OWASP's minimum (19456 KiB, t=2, p=1) only with NODE_ENV=test. */
-  ARGON2_MEMORY_KIB: z.coerce.number().int().min(8).max(4_194_304).default(19_456),
-  ARGON2_TIME_COST: z.coerce.number().int().min(1).max(100).default(2),
-  ARGON2_PARALLELISM: z.coerce.number().int().min(1).max(64).default(1),
+  ARGON2_MEMORY_KIB: int(8, 4_194_304).default(19_456),
+  ARGON2_TIME_COST: int(1, 100).default(2),
+  ARGON2_PARALLELISM: int(1, 64).default(1),
   /** Verified-key cache: entries, and the age after which an entry's row version is re-read. */
-  AUTH_CACHE_MAX_ENTRIES: z.coerce.number().int().min(0).max(10_000_000).default(100_000),
+  AUTH_CACHE_MAX_ENTRIES: int(0, 10_000_000).default(100_000),
   AUTH_CACHE_MAX_AGE_MS: ms(60_000, 0, 3_600_000),
   /** Wrong secrets for a real prefix, remembered briefly so repeats cost no argon2. */
-  NEGATIVE_CACHE_MAX_ENTRIES: z.coerce.number().int().min(0).max(1_000_000).default(10_000),
+  NEGATIVE_CACHE_MAX_ENTRIES: int(0, 1_000_000).default(10_000),
   NEGATIVE_CACHE_TTL_MS: ms(5_000, 0, 5_000),
   /** argon2 verifications at once, and waiting; beyond that a 503 OVERLOADED. */
-  ARGON2_MAX_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(Math.max(1, availableParallelism() - 1)),
-  ARGON2_MAX_QUEUE: z.coerce.number().int().min(0).max(10_000).default(32),
+  ARGON2_MAX_CONCURRENCY: int(1, 64).default(Math.max(1, availableParallelism() - 1)),
+  ARGON2_MAX_QUEUE: int(0, 10_000).default(32),
   /** Rate limits (per minute by default); shared through Redis when REDIS_URL is set. */
   RATE_LIMIT_ENABLED: bool('true'),
-  RATE_LIMIT_KEY_MAX: z.coerce.number().int().min(1).max(10_000_000).default(300),
-  RATE_LIMIT_IP_MAX: z.coerce.number().int().min(1).max(10_000_000).default(30),
+  RATE_LIMIT_KEY_MAX: int(1, 10_000_000).default(300),
+  RATE_LIMIT_IP_MAX: int(1, 10_000_000).default(30),
+  /** Wrong secrets per window for one real key prefix, checked before argon2. */
+  RATE_LIMIT_PREFIX_MAX: int(1, 10_000_000).default(30),
   RATE_LIMIT_WINDOW_MS: ms(60_000, 1_000, 86_400_000),
   REDIS_URL: serviceUrl('redis', 'rediss').optional(),
   /** Failed authentications: aggregation flush interval, retention, in-memory bound. */
   SECURITY_EVENTS_FLUSH_MS: ms(10_000, 100, 600_000),
-  SECURITY_EVENTS_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(365),
-  SECURITY_EVENTS_MAX_BUCKETS: z.coerce.number().int().min(10).max(10_000_000).default(50_000),
+  SECURITY_EVENTS_RETENTION_DAYS: int(1, 3650).default(365),
+  SECURITY_EVENTS_MAX_BUCKETS: int(10, 10_000_000).default(50_000),
   /** How often batched lastUsedAt writes are flushed. */
   LAST_USED_FLUSH_MS: ms(5_000, 100, 600_000),
   /**
@@ -106,7 +119,7 @@ export const envSchema = z.object({
   /** Prometheus metrics at GET /metrics: off unless enabled. */
   METRICS_ENABLED: bool('false'),
   /** Serve metrics on their own listener (no key needed) instead of the API port (metrics.read). */
-  METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  METRICS_PORT: int(0, 65535).optional(),
   /** Address of the metrics listener; defaults to HOST. */
   METRICS_HOST: z.string().trim().min(1).optional(),
   /** HTTPS directly from the server: PEM certificate (chain) and private key, both or neither. */
@@ -143,7 +156,7 @@ export interface Config {
   argon2: { memoryKib: number; timeCost: number; parallelism: number; maxConcurrency: number; maxQueue: number };
   authCache: { maxEntries: number; maxAgeMs: number; negativeMaxEntries: number; negativeTtlMs: number };
   lastUsedFlushMs: number;
-  rateLimit: { enabled: boolean; keyMax: number; ipMax: number; windowMs: number; redisUrl: string | null };
+  rateLimit: { enabled: boolean; keyMax: number; ipMax: number; prefixMax: number; windowMs: number; redisUrl: string | null };
   securityEvents: { flushMs: number; retentionDays: number; maxBuckets: number };
   /** `port: null`: on the API port, behind the metrics.read permission. */
   metrics: { enabled: boolean; port: number | null; host: string };
@@ -158,7 +171,14 @@ export class ConfigError extends Error {
   }
 }
 
-/** Parses the environment; throws ConfigError naming each bad variable, never its value. */
+/** ` (got "80x")` for a value that is not a secret and cannot hold one; nothing otherwise. */
+function shownValue(name: string, value: string | undefined): string {
+  if (value === undefined || SECRET_VARIABLES.has(name)) return '';
+  if (value.length > 64 || /jim_ak_|@|:\/\//i.test(value)) return ' (value not shown)';
+  return ` (got ${JSON.stringify(value)})`;
+}
+
+/** Parses the environment; throws ConfigError naming each bad variable and what is valid, never a secret. */
 export function loadConfig(source: Record<string, string | undefined>): Config {
   // Empty strings mean "unset", as in most shells' `VAR= cmd`.
   const cleaned = Object.fromEntries(
@@ -169,9 +189,9 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     throw new ConfigError(
       parsed.error.issues.map((i) => {
         const name = String(i.path[0] ?? '(environment)');
-        // zod's own messages can quote the received value; only enum/number hints are safe.
-        const safe = i.code === 'invalid_value' || i.code === 'too_small' || i.code === 'too_big' || i.code === 'custom';
-        return `${name}: ${safe ? i.message : 'invalid value (not shown)'}`;
+        // Our rules never quote the value; zod's defaults (an unexpected case) might.
+        const ours = i.message.startsWith('must ');
+        return `${name}: ${ours ? i.message : 'is invalid'}${shownValue(name, cleaned[name])}`;
       }),
     );
   }
@@ -228,6 +248,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       enabled: e.RATE_LIMIT_ENABLED,
       keyMax: e.RATE_LIMIT_KEY_MAX,
       ipMax: e.RATE_LIMIT_IP_MAX,
+      prefixMax: e.RATE_LIMIT_PREFIX_MAX,
       windowMs: e.RATE_LIMIT_WINDOW_MS,
       redisUrl: e.REDIS_URL ?? null,
     },

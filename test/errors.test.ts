@@ -63,7 +63,7 @@ describe('problem+json for every error class', () => {
     expect(body.errors).toEqual(
       expect.arrayContaining([
         { field: 'name', message: expect.any(String) },
-        expect.objectContaining({ message: expect.stringMatching(/extra/) }),
+        { field: 'extra', message: expect.stringMatching(/^is not a known field/) },
       ]),
     );
     expect(body.validationErrors.name).toEqual([expect.any(String)]);
@@ -75,7 +75,7 @@ describe('problem+json for every error class', () => {
     expect(p.errors[0].field).toBe('id');
     const q = expectProblem(await app.inject({ method: 'POST', url: `/api/v1/probe/${ID}?limit=abc`, headers: json, payload: { name: 'x' } }), 400, 'VALIDATION_FAILED');
     expect(q.errors[0].field).toBe('limit');
-    expect(q.detail).toMatch(/query string/);
+    expect(q.detail).toMatch(/^limit must be/);
   });
 
   it('a valid request passes the same route', async () => {

@@ -50,7 +50,7 @@ describe('npm run keys:create', () => {
     [['--name', 'x', '--expires-in', 'soon'], /--expires-in/],
     [['--name', 'x', '--expires-at', '2001-01-01T00:00:00Z', '--expires-in', '1d'], /not both/],
     [['--name', 'x', '--bogus'], /Unknown option/],
-    [['--name', ' '], /name: name must not be blank/],
+    [['--name', ' '], /^keys:create: name must not be blank$/m],
   ])('refuses %j with a usage error (exit 2), creating nothing', async (args, message) => {
     const before = await sql(url, 'SELECT count(*)::int AS n FROM api_keys');
     const r = keysCreate(args as string[]);

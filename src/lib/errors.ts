@@ -2,9 +2,15 @@
 // them (and every framework error) into RFC 9457 problem details.
 
 export interface FieldError {
+  /** The field as the client wrote it: `name`, `roleIds[0]`, `If-Match`. */
   field: string;
+  /** The rule it broke, as a phrase that follows the field name ("must be in the future"). */
   message: string;
+  /** The whole sentence, when it is not simply "<field> <message>" (an unknown field). Not sent. */
+  sentence?: string;
 }
+
+export const sentenceOf = (e: FieldError) => e.sentence ?? `${e.field} ${e.message}`;
 
 export class AppError extends Error {
   constructor(
@@ -18,8 +24,9 @@ export class AppError extends Error {
   }
 }
 
+/** 400 VALIDATION_FAILED; without a message of its own, the detail lists every field's sentence. */
 export class ValidationError extends AppError {
-  constructor(errors: FieldError[], message = 'The request is invalid.') {
+  constructor(errors: FieldError[], message = errors.map(sentenceOf).join('; ') || 'The request is invalid.') {
     super(400, 'VALIDATION_FAILED', message, { errors });
   }
 }

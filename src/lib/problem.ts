@@ -62,7 +62,7 @@ export function buildProblem(
     timestamp: new Date().toISOString(),
   };
   if (errors?.length) {
-    problem.errors = errors;
+    problem.errors = errors.map(({ field, message }) => ({ field, message }));
     problem.validationErrors = {};
     for (const e of errors) (problem.validationErrors[e.field] ??= []).push(e.message);
   }
@@ -88,7 +88,7 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
 
 /** Example texts for the document (openapi-tidy puts one on every problem response). */
 const EXAMPLE_DETAILS: Record<string, [string, FieldError[]?]> = {
-  VALIDATION_FAILED: ['The request is invalid.', [{ field: 'name', message: 'Required.' }]],
+  VALIDATION_FAILED: ['name is required; expiresAt must be in the future', [{ field: 'name', message: 'is required' }, { field: 'expiresAt', message: 'must be in the future' }]],
   UNAUTHENTICATED: ['An API key is required: send it in the X-API-Key header (or Authorization: Bearer).'],
   API_KEY_INVALID: ['The API key is invalid.'],
   FORBIDDEN: ['This requires the apikeys.write permission, which your key does not have.'],

@@ -2,8 +2,8 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import FindMyWay, { type HTTPMethod } from 'find-my-way';
-import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
-import { AppError, type FieldError } from '../lib/errors.js';
+import { isResponseSerializationError } from 'fastify-type-provider-zod';
+import { AppError } from '../lib/errors.js';
 import { buildProblem, sendProblem } from '../lib/problem.js';
 
 /** Fastify's own client errors (by code) mapped to our stable codes. */
@@ -55,14 +55,6 @@ export function isDatabaseUnavailable(err: unknown, depth = 0): boolean {
 
 const METHODS: HTTPMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
 
-function validationFields(err: FastifyError): FieldError[] {
-  const context = (err as { validationContext?: string }).validationContext ?? 'body';
-  return (err.validation ?? []).map((v) => {
-    const path = (v.instancePath ?? '').split('/').filter(Boolean).join('.');
-    return { field: path || context, message: v.message ?? 'is invalid' };
-  });
-}
-
 /** Maps any thrown value to a problem; exported so framework-level handlers share it. */
 export function handleError(error: unknown, req: FastifyRequest, reply: FastifyReply) {
   const err = error as FastifyError;
@@ -73,15 +65,6 @@ export function handleError(error: unknown, req: FastifyRequest, reply: FastifyR
     if (error.status === 503) req.log.warn({ code: error.code }, error.message);
     else if (error.status >= 500) req.log.error({ err: error }, error.message);
     return sendProblem(reply, buildProblem(error.status, error.code, error.message, req, error.extra.errors), error.extra.headers);
-  }
-  if (hasZodFastifySchemaValidationErrors(err)) {
-    const fields = validationFields(err);
-    const where = (err as { validationContext?: string }).validationContext ?? 'request';
-    const part = { querystring: 'query string is', params: 'path parameters are', headers: 'headers are', body: 'request body is' }[where] ?? 'request is';
-    const detail = `The ${part} invalid: ${fields
-      .map((f) => `${f.field}: ${f.message}`)
-      .join('; ')}`;
-    return sendProblem(reply, buildProblem(400, 'VALIDATION_FAILED', detail, req, fields));
   }
   const known = err?.code ? FRAMEWORK_ERRORS[err.code] : undefined;
   if (known) return sendProblem(reply, buildProblem(known.status, known.code, known.detail, req));

@@ -17,8 +17,16 @@ import type { Actor } from '../services/api-keys.js';
 import { nextLink } from '../services/paging.js';
 
 const TAGS = ['apikeys'];
+/** RFC 9110: `*`, or a comma-separated list of entity tags (`"3"`, `W/"3"`). */
+const IF_MATCH = /^(\*|(W\/)?"[\x21\x23-\x7e]*"([ \t]*,[ \t]*(W\/)?"[\x21\x23-\x7e]*")*)$/;
 const ifMatchHeaders = z.object({
-  'if-match': z.string().max(200).optional().describe('Apply only if the key still has this ETag (412 otherwise)'),
+  'if-match': z
+    .string()
+    .trim()
+    .max(200, { error: 'must have at most 200 characters' })
+    .regex(IF_MATCH, { error: 'must be * or one or more quoted ETags as the ETag header gives them, e.g. "3"' })
+    .optional()
+    .describe('Apply only if the key still has this ETag (412 otherwise); a malformed value is a 400'),
 });
 
 function actorOf(req: FastifyRequest): Actor {
@@ -175,7 +183,7 @@ export const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
         security: SECURITY,
         params: idParams,
         querystring: deleteQuery,
-        headers: ifMatchHeaders.extend({ prefer: z.string().max(200).optional() }),
+        headers: ifMatchHeaders.extend({ prefer: z.string().max(200, { error: 'must have at most 200 characters' }).optional() }),
         response: {
           200: apiKeySchema.describe('The deleted key (with Prefer: return=representation)'),
           204: z.null().describe('Deleted'),

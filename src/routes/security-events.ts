@@ -4,7 +4,7 @@ import { Prisma } from '../generated/prisma/client.js';
 import { problemResponses } from '../lib/problem.js';
 import { authorize, SECURITY } from '../plugins/auth.js';
 import { timestamp } from '../schemas/api-keys.js';
-import { text } from '../schemas/text.js';
+import { text, wholeNumber } from '../schemas/text.js';
 import { invalidCursor, nextLink, signCursor, verifyCursor } from '../services/paging.js';
 import { UNPAGED_CAP } from '../services/api-keys.js';
 
@@ -14,9 +14,9 @@ const REASONS = ['UNAUTHENTICATED', 'API_KEY_INVALID', 'API_KEY_DISABLED', 'API_
 const query = z.strictObject({
   from: timestamp.optional().describe('Only aggregates seen at or after this instant'),
   to: timestamp.optional().describe('Only aggregates that began at or before this instant'),
-  reason: z.enum(REASONS).optional(),
-  ip: text({ min: 1, max: 64, label: 'ip' }).optional().describe('Client address; IPv6 clients are recorded per /64, e.g. 2001:db8:1:2::/64'),
-  limit: z.coerce.number().int().min(1).max(1000).optional().describe('Page size; without it every match (up to 10,000)'),
+  reason: z.enum(REASONS, { error: `must be one of ${REASONS.join(', ')}` }).optional(),
+  ip: text({ min: 1, max: 64 }).optional().describe('Client address; IPv6 clients are recorded per /64, e.g. 2001:db8:1:2::/64'),
+  limit: wholeNumber(1, 1000).optional().describe('Page size; without it every match (up to 10,000)'),
   cursor: z.string().max(4096).optional(),
 });
 

@@ -1,20 +1,40 @@
 import { z } from 'zod';
 import { PERMISSIONS } from '../auth/permissions.js';
-import { text } from './text.js';
+import { DATE_TIME_RULE, GUID_RULE } from '../lib/validation.js';
+import { text, wholeNumber } from './text.js';
 
-export const name = text({ min: 1, max: 200, trim: true, label: 'name' });
-export const description = text({ max: 1000, multiline: true, label: 'description' }).nullable();
-export const changeReason = text({ max: 1000, multiline: true, label: 'changeReason' }).nullable();
-export const roleIds = z
-  .array(z.number().int().positive().max(2_147_483_647))
-  .max(100)
-  .refine((ids) => new Set(ids).size === ids.length, { message: 'roleIds must not repeat an id' })
-  .describe('Ids of the roles the key holds; replaces all assignments');
+// Rule messages are phrases: the validator prefixes the field ("roleIds must not repeat a role id").
+export const name = text({ min: 1, max: 200, trim: true });
+export const description = text({ max: 1000, multiline: true }).nullable();
+export const changeReason = text({ max: 1000, multiline: true }).nullable();
+
+const ROLE_ID_RULE = 'must be a role id (a whole number from 1 to 2147483647)';
+const roleId = z.number().int({ error: ROLE_ID_RULE }).positive({ error: ROLE_ID_RULE }).max(2_147_483_647, { error: ROLE_ID_RULE });
+const roleIdList = z
+  .array(roleId)
+  .max(100, { error: 'must list at most 100 role ids' })
+  .refine((ids) => new Set(ids).size === ids.length, { message: 'must not repeat a role id' });
+export const roleIds = roleIdList.describe('Ids of the roles the key holds; replaces all assignments');
+
+/**
+ * roleIds as PowerShell sends it. Set-JIMApiKey builds `roleIds` from an `if` statement, and
+ * PowerShell unrolls statement output: one role arrives as a bare number, none as null. So PUT
+ * and PATCH take an array, a single id (meaning [id]) or null (meaning []); exactly one of them.
+ */
+export const roleIdsLenient = z
+  .xor([roleIdList, roleId, z.null()], { error: 'must be an array of role ids (e.g. [1, 3]), a single role id, or null for none' })
+  .describe(
+    'Ids of the roles the key holds; replaces all assignments. An array, or — as Set-JIMApiKey sends it when PowerShell unrolls a one- or zero-element array — a single id (meaning [id]) or null (meaning no roles).',
+  );
+
+/** What roleIds means, whichever form it came in (not a schema transform: it would drop the document's examples). */
+export const asRoleIdList = (v: number[] | number | null): number[] => (v === null ? [] : typeof v === 'number' ? [v] : v);
+
 const EARLIEST = Date.UTC(1970, 0, 1);
 const LATEST = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 /** RFC 3339 with an offset; any number of fractional digits (JIM sends seven). */
 export const timestamp = z.iso
-  .datetime({ offset: true })
+  .datetime({ offset: true, error: DATE_TIME_RULE, abort: true })
   .refine(
     (v) => {
       const t = Date.parse(v.replace(/(\.\d{3})\d+/, '$1'));
@@ -25,7 +45,7 @@ export const timestamp = z.iso
 export const expiresAt = timestamp.nullable().describe('RFC 3339 date-time with offset, or null for no expiry');
 
 /** Any 8-4-4-4-12 hex GUID (as .NET and PostgreSQL accept), not only RFC 9562 variants. */
-export const keyId = z.guid();
+export const keyId = z.guid({ error: GUID_RULE });
 export const idParams = z.object({ id: keyId.describe('The key id') });
 
 export const createBody = z
@@ -47,7 +67,7 @@ export const replaceBody = z
   .strictObject({
     name,
     description: description.optional(),
-    roleIds,
+    roleIds: roleIdsLenient,
     isEnabled: z.boolean(),
     expiresAt: expiresAt.optional(),
     changeReason: changeReason.optional(),
@@ -62,7 +82,7 @@ export const patchBody = z
   .strictObject({
     name: name.optional(),
     description: description.optional(),
-    roleIds: roleIds.optional(),
+    roleIds: roleIdsLenient.optional(),
     isEnabled: z.boolean().optional(),
     expiresAt: expiresAt.optional(),
     changeReason: changeReason.optional(),
@@ -74,11 +94,11 @@ export const patchBody = z
   });
 
 export const listQuery = z.strictObject({
-  name: text({ max: 200, label: 'name' })
+  name: text({ max: 200 })
     .optional()
     .describe('Name filter: `*` any run, `?` one character, case-insensitive, everything else literal'),
-  isEnabled: z.enum(['true', 'false']).optional(),
-  limit: z.coerce.number().int().min(1).max(1000).optional().describe('Page size; without it every match is returned (up to 10,000)'),
+  isEnabled: z.enum(['true', 'false'], { error: 'must be true or false' }).optional(),
+  limit: wholeNumber(1, 1000).optional().describe('Page size; without it every match is returned (up to 10,000)'),
   cursor: z.string().max(4096).optional().describe('Opaque cursor from a previous page'),
 });
 
@@ -149,10 +169,10 @@ export type ReplaceInput = z.infer<typeof replaceBody>;
 export type PatchInput = z.infer<typeof patchBody>;
 export type RoleView = z.infer<typeof roleSchema>;
 
-const version = z.coerce.number().int().min(1).max(2_147_483_647);
+const version = wholeNumber(1, 2_147_483_647);
 
 export const historyQuery = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(1000).optional().describe('Page size; without it every entry is returned'),
+  limit: wholeNumber(1, 1000).optional().describe('Page size; without it every entry is returned'),
   cursor: z.string().max(4096).optional().describe('Opaque cursor from a previous page'),
 });
 export const versionParams = z.object({ id: keyId.describe('The key id'), version: version.describe('History version (1, 2, 3…)') });

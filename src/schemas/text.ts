@@ -8,21 +8,31 @@ const wellFormed = (s: string) => (s as string & { isWellFormed(): boolean }).is
 
 /**
  * Text as people mean it: counted in code points, never a lone surrogate, no control characters
- * (tab, CR and LF allowed only where `multiline`).
+ * (tab, CR and LF allowed only where `multiline`). Messages are rule phrases: the validator puts
+ * the field's name in front ("name must not be blank").
  */
-export function text(opts: { min?: number; max: number; multiline?: boolean; trim?: boolean; label: string }) {
+export function text(opts: { min?: number; max: number; multiline?: boolean; trim?: boolean }) {
   const base = opts.trim ? z.string().trim() : z.string();
   const min = opts.min ?? 0;
   return base
-    .refine(wellFormed, { message: `${opts.label} contains an unpaired surrogate (invalid Unicode)`, abort: true })
+    .refine(wellFormed, { message: 'must not contain unpaired surrogates (it is not valid Unicode)', abort: true })
     .refine((s) => !(opts.multiline ? CONTROL_EXCEPT_WHITESPACE : CONTROL).test(s), {
-      message: `${opts.label} must not contain control characters${opts.multiline ? ' (tab and newlines are allowed)' : ''}`,
+      message: `must not contain control characters${opts.multiline ? ' (tab and newlines are allowed)' : ' (no tabs or newlines either)'}`,
       abort: true,
     })
     .refine((s) => codePoints(s) >= min, {
-      message: min === 1 ? `${opts.label} must not be blank` : `${opts.label} must have at least ${min} characters`,
+      message: min === 1 ? 'must not be blank' : `must have at least ${min} characters`,
       abort: true,
     })
-    .refine((s) => codePoints(s) <= opts.max, { message: `${opts.label} must have at most ${opts.max} characters` })
+    .refine((s) => codePoints(s) <= opts.max, { message: `must have at most ${opts.max} characters` })
     .meta({ description: `${min ? `${min}–` : 'up to '}${opts.max} characters (Unicode code points)` });
+}
+
+/**
+ * A whole number from `min` to `max`, from a query string or path (coerced from text). One
+ * message for every way it can be wrong, naming the range.
+ */
+export function wholeNumber(min: number, max: number) {
+  const error = `must be a whole number from ${min} to ${max}`;
+  return z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error });
 }

@@ -7,7 +7,7 @@ import type { KeyHasher } from '../auth/hasher.js';
 import { covers, effectivePermissions } from '../auth/permissions.js';
 import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
 import { AppError, NotFoundError, ValidationError } from '../lib/errors.js';
-import type { ApiKeyView, CreateInput, PatchInput, ReplaceInput } from '../schemas/api-keys.js';
+import { asRoleIdList, type ApiKeyView, type CreateInput, type PatchInput, type ReplaceInput } from '../schemas/api-keys.js';
 import { encodeKeyEvent, KEY_CHANNEL, type KeyEventOp } from '../db/key-events.js';
 import { createCursorKeyLoader } from './cursor-key.js';
 import { decodeCursor, encodeCursor, wildcardToLike } from './paging.js';
@@ -181,7 +181,7 @@ export function createApiKeyService(deps: {
     const missing = ids.filter((id) => !found.has(id));
     if (missing.length) {
       throw new ValidationError(
-        [{ field: 'roleIds', message: `unknown role id${missing.length > 1 ? 's' : ''}: ${missing.join(', ')}` }],
+        [{ field: 'roleIds', message: `names ${missing.length > 1 ? 'roles that do' : 'a role that does'} not exist: ${missing.join(', ')} (GET /api/v1/roles lists them)` }],
         `One or more role IDs are invalid: ${missing.join(', ')}.`,
       );
     }
@@ -295,7 +295,7 @@ export function createApiKeyService(deps: {
     ) {
       const at = extra.at ?? now();
       if (input.expiresAt && new Date(input.expiresAt).getTime() <= at.getTime()) {
-        throw new ValidationError([{ field: 'expiresAt', message: 'expiresAt must be in the future' }]);
+        throw new ValidationError([{ field: 'expiresAt', message: 'must be in the future' }]);
       }
       const secret = extra.secret ?? generateKey();
       const hash = await hasher.hash(secret); // before the transaction: argon2 is slow
@@ -339,7 +339,7 @@ export function createApiKeyService(deps: {
         () => ({
           name: input.name,
           description: input.description ?? null,
-          roleIds: input.roleIds,
+          roleIds: asRoleIdList(input.roleIds),
           isEnabled: input.isEnabled,
           expiresAt: input.expiresAt ? new Date(input.expiresAt) : null,
         }),
@@ -355,7 +355,7 @@ export function createApiKeyService(deps: {
         (current) => ({
           name: input.name ?? current.name,
           description: input.description !== undefined ? input.description : current.description,
-          roleIds: input.roleIds ?? current.roles.map((r) => r.roleId),
+          roleIds: input.roleIds !== undefined ? asRoleIdList(input.roleIds) : current.roles.map((r) => r.roleId),
           isEnabled: input.isEnabled ?? current.isEnabled,
           expiresAt: input.expiresAt !== undefined ? (input.expiresAt ? new Date(input.expiresAt) : null) : current.expiresAt,
         }),

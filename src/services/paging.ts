@@ -21,7 +21,7 @@ const cursorShape = z.tuple([z.literal(1), z.string(), z.guid()]);
 const MAC_LENGTH = 16;
 
 export const invalidCursor = () =>
-  new ValidationError([{ field: 'cursor', message: 'cursor was not issued by this server' }], 'The cursor is invalid.');
+  new ValidationError([{ field: 'cursor', message: 'is not one this server issued: follow the Link header of the previous page' }]);
 
 /** Signs any JSON-able position (the first element names its kind, so cursors do not cross). */
 export function signCursor(values: unknown[], key: Buffer): string {
