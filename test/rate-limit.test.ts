@@ -1,6 +1,7 @@
-// Rate limits: per key, per client address for requests without a valid key (checked before
-// argon2), the infrastructure key exempt, X-Forwarded-For only through trusted proxies, and one
-// budget across instances through Redis.
+// Rate limits: per key; per client address for requests without a valid key, never refusing a
+// key that verifies; per real key prefix for wrong secrets (checked before argon2); the
+// infrastructure key exempt; X-Forwarded-For only through trusted proxies; one budget across
+// instances through Redis.
 import net from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
@@ -9,7 +10,7 @@ import { createKeyHasher, type KeyHasher } from '../src/auth/hasher.js';
 import { buildTestApp } from './helpers/app.js';
 import { READER, seedKey } from './helpers/keys.js';
 
-const LIMITS = { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_KEY_MAX: '5', RATE_LIMIT_IP_MAX: '3', RATE_LIMIT_WINDOW_MS: '60000' };
+const LIMITS = { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_KEY_MAX: '5', RATE_LIMIT_IP_MAX: '3', RATE_LIMIT_PREFIX_MAX: '3', RATE_LIMIT_WINDOW_MS: '60000' };
 const addr = () => `10.${randomInt(1, 250)}.${randomInt(1, 250)}.${randomInt(1, 250)}`;
 const me = (app: App, headers: Record<string, string>, remoteAddress: string) =>
   app.inject({ method: 'GET', url: '/api/v1/userinfo', headers, remoteAddress });
@@ -46,21 +47,31 @@ describe('rate limits', () => {
     expect((await me(app, b.headers, ip)).statusCode).toBe(200);
   });
 
-  it('per address, requests without a valid key: 401 until the budget is spent, then 429 without argon2', async () => {
-    const { hasher, verifies } = counting();
-    const app = await buildTestApp({ env: LIMITS, hasher });
+  it('per address, requests without a valid key: 401 until the budget is spent, then 429; a valid key from there still works', async () => {
+    const app = await buildTestApp({ env: LIMITS });
     const real = await seedKey(app, { roleIds: [READER] });
     const ip = addr();
-    expect((await me(app, real.headers, ip)).statusCode).toBe(200); // cached: a valid key costs no failure budget
-    const wrong = () => ({ 'x-api-key': `${real.secret.slice(0, 16)}${randomBytes(28).toString('hex')}` });
-    for (let i = 0; i < 3; i++) expect((await me(app, wrong(), ip)).statusCode).toBe(401);
-    const before = verifies();
-    const limited = await me(app, wrong(), ip);
-    expect429(limited);
+    const unknown = () => ({ 'x-api-key': `jim_ak_${randomBytes(32).toString('hex')}` });
+    for (let i = 0; i < 3; i++) expect((await me(app, unknown(), ip)).statusCode).toBe(401);
+    expect429(await me(app, unknown(), ip));
     expect(await me(app, {}, ip)).toMatchObject({ statusCode: 429 });
+    expect((await me(app, real.headers, ip)).statusCode).toBe(200); // first use: verified, never refused by the address
+    expect((await me(app, unknown(), addr())).statusCode).toBe(401); // another address has its own budget
+  });
+
+  it('per prefix, wrong secrets: 401 until the prefix budget is spent, then 429 without argon2; other keys unaffected', async () => {
+    const { hasher, verifies } = counting();
+    const app = await buildTestApp({ env: { ...LIMITS, RATE_LIMIT_IP_MAX: '1000' }, hasher });
+    const target = await seedKey(app, { roleIds: [READER] });
+    const other = await seedKey(app, { roleIds: [READER] });
+    const wrong = () => ({ 'x-api-key': `${target.secret.slice(0, 16)}${randomBytes(28).toString('hex')}` });
+    for (let i = 0; i < 3; i++) expect((await me(app, wrong(), addr())).statusCode).toBe(401); // each from a new address
+    const before = verifies();
+    const limited = await me(app, wrong(), addr());
+    expect429(limited);
+    expect(limited.json().detail).toMatch(new RegExp(`^Too many wrong secrets for keys starting ${target.secret.slice(0, 16)}; retry in \\d+ s\\.$`));
     expect(verifies()).toBe(before); // refused before any argon2 work
-    expect((await me(app, real.headers, ip)).statusCode).toBe(200); // the key budget is separate
-    expect((await me(app, wrong(), addr())).statusCode).toBe(401); // another address has its own budget
+    expect((await me(app, other.headers, addr())).statusCode).toBe(200); // another prefix has its own budget
   });
 
   it('the infrastructure key is exempt once verified — not a wrong secret for its prefix', async () => {
@@ -74,14 +85,13 @@ describe('rate limits', () => {
     expect429(await me(app, wrong, other));
   });
 
-  it('a burst of concurrent wrong secrets from one address gets no more argon2 work than the budget', async () => {
+  it('a burst of concurrent wrong secrets for one prefix, from any number of addresses, gets no more argon2 work than its budget', async () => {
     const { hasher, verifies } = counting();
-    const app = await buildTestApp({ env: { ...LIMITS, ARGON2_MAX_CONCURRENCY: '4', ARGON2_MAX_QUEUE: '64' }, hasher });
+    const app = await buildTestApp({ env: { ...LIMITS, RATE_LIMIT_IP_MAX: '1000', ARGON2_MAX_CONCURRENCY: '4', ARGON2_MAX_QUEUE: '64' }, hasher });
     const real = await seedKey(app, { roleIds: [READER] });
-    const ip = addr();
     const before = verifies();
     const results = await Promise.all(
-      Array.from({ length: 40 }, () => me(app, { 'x-api-key': `${real.secret.slice(0, 16)}${randomBytes(28).toString('hex')}` }, ip)),
+      Array.from({ length: 40 }, () => me(app, { 'x-api-key': `${real.secret.slice(0, 16)}${randomBytes(28).toString('hex')}` }, addr())),
     );
     expect(verifies() - before).toBeLessThanOrEqual(3);
     expect(results.filter((r) => r.statusCode === 401).length).toBeLessThanOrEqual(3);
@@ -97,24 +107,28 @@ describe('rate limits', () => {
     expect(both.json()).toMatchObject({ code: 'API_KEY_INVALID', detail: 'X-API-Key and Authorization carry different keys.' });
     const basic = await me(app, { authorization: 'Basic eDp5' }, ip);
     expect(basic.json().detail).toMatch(/Only Bearer authorization is supported/);
-    await me(app, {}, ip); // three failures: the budget is spent
+    await me(app, {}, ip); // three failures: the address's budget is spent
     const real = await seedKey(app, { roleIds: [READER] });
-    // Wrong secrets for a real prefix would need argon2: refused before their key is checked.
+    // Wrong secrets for a real prefix are still verified (a valid key could be among them): the
+    // first three spend the prefix's budget and are answered 429 (the address's is spent); the
+    // next two are refused before their key is checked.
     for (let i = 0; i < 5; i++) expect((await me(app, { 'x-api-key': `${real.secret.slice(0, 16)}${randomBytes(28).toString('hex')}` }, ip)).statusCode).toBe(429);
     // An unknown prefix costs no argon2: it is checked, recorded as invalid, and answered 429.
     expect((await me(app, { 'x-api-key': `jim_ak_${randomBytes(32).toString('hex')}` }, ip)).statusCode).toBe(429);
     await app.services.securityEvents.flush();
     const { sql } = await import('./helpers/keys.js');
     const { testDatabase } = await import('./helpers/app.js');
-    const rows = await sql<{ reason: string; n: number }>(
+    const rows = await sql<{ reason: string; prefix: string; n: number }>(
       (await testDatabase()).url,
-      'SELECT reason, sum(count)::int AS n FROM security_events WHERE ip = $1 GROUP BY reason ORDER BY reason',
+      `SELECT reason, CASE WHEN key_prefix = 'unknown' THEN 'unknown' ELSE 'real' END AS prefix, sum(count)::int AS n
+         FROM security_events WHERE ip = $1 GROUP BY 1, 2 ORDER BY 1, 2`,
       [ip],
     );
     expect(rows).toEqual([
-      { reason: 'API_KEY_INVALID', n: 2 },
-      { reason: 'RATE_LIMITED', n: 5 },
-      { reason: 'UNAUTHENTICATED', n: 2 },
+      { reason: 'API_KEY_INVALID', prefix: 'real', n: 3 },
+      { reason: 'API_KEY_INVALID', prefix: 'unknown', n: 2 },
+      { reason: 'RATE_LIMITED', prefix: 'real', n: 2 },
+      { reason: 'UNAUTHENTICATED', prefix: 'unknown', n: 2 },
     ]);
   });
 
@@ -163,6 +177,47 @@ describe('rate limits', () => {
     const app = await buildTestApp({ env: { ...LIMITS, RATE_LIMIT_ENABLED: 'false' } });
     const ip = addr();
     for (let i = 0; i < 10; i++) expect((await me(app, {}, ip)).statusCode).toBe(401);
+  });
+});
+
+describe('a valid key is never refused for its address (default limits)', () => {
+  const DEFAULTS = { RATE_LIMIT_ENABLED: 'true' };
+
+  it('40 bad requests from an address, then a brand-new valid key from it: 200; its own limit still answers 429 after 300', async () => {
+    const app = await buildTestApp({ env: DEFAULTS });
+    const neighbour = await seedKey(app, { roleIds: [READER] });
+    const ip = addr();
+    const statuses: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      // A typo'd script: half unknown keys, half wrong secrets for a real key's prefix.
+      const key = i % 2 ? `jim_ak_${randomBytes(32).toString('hex')}` : `${neighbour.secret.slice(0, 16)}${randomBytes(28).toString('hex')}`;
+      statuses.push((await me(app, { 'x-api-key': key }, ip)).statusCode);
+    }
+    expect(statuses.slice(0, 30).every((s) => s === 401)).toBe(true);
+    expect(statuses.slice(30).every((s) => s === 429)).toBe(true); // the address is limited for keys that fail
+    const fresh = await seedKey(app, { roleIds: [READER] });
+    const first = await me(app, fresh.headers, ip);
+    expect(first.statusCode).toBe(200);
+    expect(first.json().id).toBe(fresh.id);
+    expect(first.headers['ratelimit-limit']).toBe('300');
+    expect(first.headers['ratelimit-remaining']).toBe('299');
+    for (let i = 1; i < 300; i++) expect((await me(app, fresh.headers, ip)).statusCode).toBe(200);
+    const over = await me(app, fresh.headers, ip);
+    expect429(over);
+    expect(over.json().detail).toMatch(/^Too many requests for this API key; retry in \d+ s\.$/);
+    expect((await me(app, { 'x-api-key': `jim_ak_${randomBytes(32).toString('hex')}` }, ip)).statusCode).toBe(429); // still no way in for bad keys
+  });
+
+  it('the infrastructure key on an instance that has not cached it (after a restart) is not locked out by 40 failures', async () => {
+    const infra = `jim_ak_${randomBytes(32).toString('hex')}`;
+    await buildTestApp({ env: { ...DEFAULTS, JIM_INFRASTRUCTURE_API_KEY: infra } }); // creates it
+    const restarted = await buildTestApp({ env: { ...DEFAULTS, JIM_INFRASTRUCTURE_API_KEY: infra } });
+    const ip = addr();
+    for (let i = 0; i < 40; i++) await me(restarted, { 'x-api-key': `jim_ak_${randomBytes(32).toString('hex')}` }, ip);
+    expect429(await me(restarted, {}, ip));
+    const res = await me(restarted, { 'x-api-key': infra }, ip);
+    expect(res.statusCode).toBe(200);
+    expect(res.json().name).toBe('Infrastructure Key');
   });
 });
 

@@ -170,11 +170,16 @@ export function createAuthenticator(deps: {
     },
 
     /**
-     * The full path. `beforeVerify`, when given, runs just before argon2 would (and only then):
-     * the caller's last chance to refuse the work (a spent failure budget); it returns a release
-     * function called once the verification is over.
+     * The full path. `beforeVerify`, when given, runs just before argon2 would (and only then),
+     * with the prefix that matched stored keys: the caller's last chance to refuse the work (a
+     * spent failure budget). It returns a release function, called once the verification is
+     * over with whether the secret matched (true when argon2 never ran, e.g. on overload).
      */
-    async authenticate(presented: string, ip: string, beforeVerify?: () => Promise<() => void>): Promise<Principal> {
+    async authenticate(
+      presented: string,
+      ip: string,
+      beforeVerify?: (prefix: string) => Promise<(matched: boolean) => Promise<void>>,
+    ): Promise<Principal> {
       if (!isWellFormedKey(presented)) throw new AuthError('API_KEY_INVALID');
       const digest = digestKey(presented);
       const at = now();
@@ -192,15 +197,18 @@ export function createAuthenticator(deps: {
         include: { roles: { include: { role: true }, orderBy: { roleId: 'asc' } } },
       });
       if (!candidates.length) throw new AuthError('API_KEY_INVALID'); // unknown prefix: no argon2
-      const release = beforeVerify ? await beforeVerify() : undefined;
+      const release = beforeVerify ? await beforeVerify(keyPrefixOf(presented)) : undefined;
       let match: (typeof candidates)[number] | undefined;
+      let verified = false;
       try {
         match = await limiter.run(async () => {
+          verified = true;
           for (const row of candidates) if (await hasher.verify(row.hash, presented)) return row;
           return undefined;
         });
       } finally {
-        release?.();
+        // A refusal before argon2 ran (overload) is no wrong secret.
+        await release?.(match !== undefined || !verified);
       }
       if (!match) {
         cache.rememberInvalid(digest, now());

@@ -3,7 +3,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuthError, presentedKey, type Principal } from '../auth/authenticator.js';
 import type { Permission } from '../auth/permissions.js';
-import { clientNetwork } from '../lib/client-ip.js';
 import { AppError } from '../lib/errors.js';
 import { ForbiddenError } from '../services/api-keys.js';
 import { enforce, RateLimitedError } from './rate-limit.js';
@@ -14,7 +13,7 @@ declare module 'fastify' {
   }
 }
 
-const NO_VALID_KEY = 'without a valid API key from this address';
+const NO_VALID_KEY = 'requests without a valid API key from this address';
 
 function permit(principal: Principal, permission?: Permission) {
   if (permission && !principal.permissions.has(permission)) {
@@ -59,26 +58,33 @@ export function authorize(permission?: Permission) {
   };
 }
 
-/** argon2 verifications in progress per client network, per app instance (bounded by the argon2 limiter). */
+/** argon2 verifications in progress per presented key prefix, per app instance (bounded by the argon2 limiter). */
 const inFlightByApp = new WeakMap<object, Map<string, number>>();
 
 /**
- * Just before argon2: refuse when the address's failure budget, less the verifications it
- * already has in flight, is spent — so a burst of concurrent wrong secrets cannot all reach
- * argon2 before the first failure is counted.
+ * Just before argon2, for a key whose prefix matches a stored key: refuse when that prefix's
+ * budget of wrong secrets, less the verifications already under way for it, is spent, so a burst
+ * of concurrent guesses cannot all reach argon2 before the first failure is counted. The
+ * client's address plays no part: a key that verifies is never refused for its neighbours'
+ * failures. The returned release counts a wrong secret against the prefix.
  */
-async function reserveVerification(req: FastifyRequest, reply: FastifyReply): Promise<() => void> {
+async function reserveVerification(req: FastifyRequest, reply: FastifyReply, prefix: string): Promise<(matched: boolean) => Promise<void>> {
   const limits = req.server.limits!;
   let verifying = inFlightByApp.get(req.server);
   if (!verifying) inFlightByApp.set(req.server, (verifying = new Map()));
-  const network = clientNetwork(req.ip);
-  const inFlight = verifying.get(network) ?? 0;
-  await enforce(limits.ip, req, reply, NO_VALID_KEY, { increment: false, reserved: inFlight });
-  verifying.set(network, inFlight + 1);
-  return () => {
-    const n = (verifying!.get(network) ?? 1) - 1;
-    if (n > 0) verifying!.set(network, n);
-    else verifying!.delete(network);
+  const inFlight = verifying.get(prefix) ?? 0;
+  try {
+    await enforce(limits.prefix, req, reply, `wrong secrets for keys starting ${prefix}`, { increment: false, reserved: inFlight });
+  } catch (err) {
+    if (err instanceof RateLimitedError) err.matchedPrefix = prefix;
+    throw err;
+  }
+  verifying.set(prefix, inFlight + 1);
+  return async (matched) => {
+    const n = (verifying!.get(prefix) ?? 1) - 1;
+    if (n > 0) verifying!.set(prefix, n);
+    else verifying!.delete(prefix);
+    if (!matched) await limits.prefix(req, { increment: true });
   };
 }
 
@@ -95,19 +101,20 @@ async function slowPath(
   try {
     if (early) throw early;
     if (key === null) throw new AuthError('UNAUTHENTICATED');
-    principal = cached ?? (await services.auth.authenticate(key, req.ip, limits ? () => reserveVerification(req, reply) : undefined));
+    principal =
+      cached ?? (await services.auth.authenticate(key, req.ip, limits ? (prefix) => reserveVerification(req, reply, prefix) : undefined));
   } catch (err) {
     if (err instanceof AuthError) {
       services.securityEvents.record(err.matchedPrefix, req.ip, err.code);
       if (limits) await enforce(limits.ip, req, reply, NO_VALID_KEY); // counts the failure; may turn it into a 429
     } else if (err instanceof RateLimitedError) {
-      services.securityEvents.record(undefined, req.ip, 'RATE_LIMITED'); // refused before its key was checked
+      services.securityEvents.record(err.matchedPrefix, req.ip, 'RATE_LIMITED'); // refused before its key was checked
     }
     throw err;
   }
   req.principal = principal;
-  // The infrastructure key is exempt once its secret has verified.
-  if (limits && !principal.isInfrastructureKey) await enforce(limits.key, req, reply, 'for this API key');
+  // Only the key's own budget applies to a key that verified; the infrastructure key is exempt.
+  if (limits && !principal.isInfrastructureKey) await enforce(limits.key, req, reply, 'requests for this API key');
   permit(principal, permission);
 }
 

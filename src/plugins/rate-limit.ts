@@ -1,11 +1,14 @@
 // Rate limits with @fastify/rate-limit (its Redis store when REDIS_URL is set, so every
-// instance shares one budget): per authenticated key, and per client IP for requests that carry
-// no valid key. The auth hook applies them (src/plugins/auth.ts).
+// instance shares one budget): per authenticated key; per client IP for requests that carry no
+// valid key; and per real key prefix for wrong secrets, the budget that protects argon2. The
+// auth hook applies them (src/plugins/auth.ts).
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
+import { presentedKey } from '../auth/authenticator.js';
+import { keyPrefixOf } from '../auth/key-format.js';
 import { clientNetwork } from '../lib/client-ip.js';
 import { AppError } from '../lib/errors.js';
 
@@ -20,8 +23,10 @@ type Check = (req: FastifyRequest, opts?: { increment?: boolean }) => Promise<{
 export interface Limits {
   /** Per authenticated key. */
   key: Check;
-  /** Per client IP (IPv6 per /64) for requests without a valid key; peeked before argon2. */
+  /** Per client IP (IPv6 per /64): failed authentications. Never refuses a key that verifies. */
   ip: Check;
+  /** Per presented key prefix (one that matches a stored key): wrong secrets, peeked before argon2. */
+  prefix: Check;
 }
 
 declare module 'fastify' {
@@ -31,12 +36,17 @@ declare module 'fastify' {
 }
 
 export class RateLimitedError extends AppError {
+  /** The presented key's prefix when the prefix budget refused it (for security events only). */
+  matchedPrefix?: string;
+
   constructor(retryAfter: number, headers: Record<string, string>, what: string) {
-    super(429, 'RATE_LIMITED', `Too many requests ${what}; retry in ${retryAfter} s.`, {
+    super(429, 'RATE_LIMITED', `Too many ${what}; retry in ${retryAfter} s.`, {
       headers: { ...headers, 'retry-after': String(retryAfter) },
     });
   }
 }
+
+const SCOPES = ['key', 'ip', 'prefix'] as const;
 
 /**
  * Applies one limit: sets the RateLimit-* headers, throws 429 when over. With
@@ -62,12 +72,22 @@ export async function enforce(
   // A look reports the budget before this request; it is over once it is used up.
   const over = increment ? r.isExceeded : remaining <= 0;
   if (over) {
-    req.server.metrics.rateLimited(check === req.server.limits?.key ? 'key' : 'ip');
+    const limits = req.server.limits;
+    req.server.metrics.rateLimited(SCOPES.find((scope) => limits?.[scope] === check) ?? 'ip');
     throw new RateLimitedError(Math.max(1, r.ttlInSeconds ?? 1), headers, what);
   }
   // A look that lets the request through says nothing yet: the reply carries the headers of the
   // budget it ends up spending (the key's, or the address's on failure).
   if (increment) reply.headers(headers);
+}
+
+/** The prefix of the key a request presents (the prefix budget is only consulted for well-formed keys). */
+export function attemptedPrefix(req: FastifyRequest): string {
+  try {
+    return keyPrefixOf(presentedKey(req.headers) ?? '');
+  } catch {
+    return '';
+  }
 }
 
 async function rateLimitPlugin(app: FastifyInstance, opts: { config: Config }) {
@@ -97,6 +117,7 @@ async function rateLimitPlugin(app: FastifyInstance, opts: { config: Config }) {
     key: app.createRateLimit({ ...base, max: rl.keyMax, keyGenerator: (req) => `key:${req.principal?.id}` }) as Check,
     // Prefixed so an address can never name another budget (e.g. a key's).
     ip: app.createRateLimit({ ...base, max: rl.ipMax, keyGenerator: (req) => `ip:${clientNetwork(req.ip)}` }) as Check,
+    prefix: app.createRateLimit({ ...base, max: rl.prefixMax, keyGenerator: (req) => `prefix:${attemptedPrefix(req)}` }) as Check,
   });
 }
 
