@@ -85,10 +85,14 @@ describe('keyward roles list', () => {
 });
 
 describe('keyward apikey new', () => {
-  it('creates silently without --pass-thru (as the cmdlet)', async () => {
+  it('prints nothing on stdout without --pass-thru (as the cmdlet), and one line on stderr that the secret is gone', async () => {
     const r = await cli(['apikey', 'new', '--name', 'cli-silent', '--role-ids', '3', '--description', 'made by the cli', '--change-reason', 'ticket 42']);
-    expect(r).toEqual({ code: 0, stdout: '', stderr: '' });
     const row = await keyRow('cli-silent');
+    expect(r).toEqual({
+      code: 0,
+      stdout: '',
+      stderr: `keyward: created API key "cli-silent" (id ${row.id}); its secret was not shown and cannot be recovered (use --pass-thru to see it when creating)\n`,
+    });
     expect(row).toMatchObject({ description: 'made by the cli', is_enabled: true, expires_at: null });
     expect(await roleIdsOf(row.id)).toEqual([READER]);
     const history = await sql<{ change_reason: string }>(dbUrl, 'SELECT change_reason FROM api_key_changes WHERE api_key_id = $1', [row.id]);

@@ -16,12 +16,15 @@ function sample(text: string, series: string): number | undefined {
 }
 
 describe('metrics off (the default)', () => {
-  it('serves no /metrics and installs no recorder', async () => {
+  it('serves no /metrics (a 404 saying how to enable them) and installs no recorder', async () => {
     const app = await buildTestApp();
     const admin = await seedKey(app, { roleIds: [ADMIN] });
     const res = await app.inject({ method: 'GET', url: '/metrics', headers: admin.headers });
     expect(res.statusCode).toBe(404);
     expect(res.headers['content-type']).toBe('application/problem+json');
+    // It says how to turn them on, to anyone (it reveals nothing but the setting's name).
+    expect(res.json()).toMatchObject({ code: 'NOT_FOUND', detail: expect.stringContaining('METRICS_ENABLED=true') });
+    expect((await app.inject({ method: 'GET', url: '/metrics' })).json().detail).toMatch(/^Metrics are off: start the server with METRICS_ENABLED=true/);
     expect(app.metrics).toBe(NO_METRICS);
   });
 });

@@ -152,7 +152,12 @@ export function registerKeyCommands(apikey: Command, ctx: Context) {
       if (opts.whatIf) return void out.write(`What if: would ${what}\n`);
       if (opts.confirm && !(await confirm(ctx.io, `Really ${what}?`))) return void ctx.io.stderr.write('keyward: not created\n');
       const created = await (await ctx.client()).create(body);
-      if (!opts.passThru) return;
+      if (!opts.passThru) {
+        // As New-JIMApiKey, nothing on stdout; but a person must not believe they can fetch it later.
+        return void ctx.io.stderr.write(
+          `keyward: created API key "${created.name}" (id ${created.id}); its secret was not shown and cannot be recovered (use --pass-thru to see it when creating)\n`,
+        );
+      }
       ctx.io.stderr.write('keyward: this is the only time the full key is shown: store it now (it cannot be retrieved later).\n');
       out.write(opts.json ? json(created) : keyDetails(created));
     });

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import type { Config } from '../config.js';
 import { clientErrorHandler } from '../lib/client-error.js';
 import { createMetrics, NO_METRICS, type Metrics } from '../lib/metrics.js';
-import { buildProblem, problemResponses } from '../lib/problem.js';
+import { buildProblem, problemResponses, sendProblem } from '../lib/problem.js';
 import { authorize, SECURITY } from './auth.js';
 
 declare module 'fastify' {
@@ -23,6 +23,13 @@ async function metricsPlugin(app: FastifyInstance, opts: { config: Config }) {
   const { enabled, port, host } = opts.config.metrics;
   if (!enabled) {
     app.decorate('metrics', NO_METRICS);
+    // Someone looking for them learns how to turn them on (no key needed to learn that).
+    app.get('/metrics', { schema: { hide: true } }, async (req, reply) =>
+      sendProblem(
+        reply,
+        buildProblem(404, 'NOT_FOUND', 'Metrics are off: start the server with METRICS_ENABLED=true (and optionally METRICS_PORT for a listener of their own).', req),
+      ),
+    );
     return;
   }
   const metrics = createMetrics();

@@ -4,10 +4,11 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import { addCommonErrors, addProblemExamples, tidyOpenApi } from '../lib/openapi-tidy.js';
+import { PRODUCT, VERSION } from '../lib/version.js';
 
 export const OPENAPI_INFO = {
-  title: 'keyward',
-  version: '0.1.0',
+  title: PRODUCT,
+  version: VERSION,
   description:
     "API key lifecycle server, wire-compatible with JIM's `/api/v1/apikeys` API and `X-API-Key` header. Every route is also served under `/api/` without the version.",
 };
@@ -81,6 +82,8 @@ async function openapiPlugin(app: FastifyInstance) {
     });
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  // A browser pointed at the server lands on the explorer.
+  app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/docs', 302));
 }
 
 export default fp(openapiPlugin, { name: 'openapi', fastify: '5.x' });

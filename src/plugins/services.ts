@@ -9,7 +9,7 @@ import { createLimiter, type Limiter } from '../auth/limiter.js';
 import type { Config } from '../config.js';
 import { createKeyEventListener, type KeyEventListener, type KeyEventOp } from '../db/key-events.js';
 import { createApiKeyService, type ApiKeyService } from '../services/api-keys.js';
-import { bootstrapInfrastructureKey } from '../services/bootstrap.js';
+import { bootstrapInfrastructureKey, FIRST_KEY_HINT, hasUsableKey } from '../services/bootstrap.js';
 import { createCursorKeyLoader } from '../services/cursor-key.js';
 import { createHistoryService, type HistoryService } from '../services/history.js';
 import { createSecurityEventRecorder, type SecurityEventRecorder } from '../services/security-events.js';
@@ -72,6 +72,8 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
   app.onFlush('securityEvents', () => securityEvents.stop());
 
   await bootstrapInfrastructureKey({ secret: opts.config.infrastructureKey, prisma, hasher, keys, log });
+  // A hint only: it never delays a start longer than a health check would wait, and never fails one.
+  if ((await hasUsableKey(prisma, config.timeouts.dbHealthMs).catch(() => true)) === false) log.warn(FIRST_KEY_HINT);
 }
 
 export default fp(servicesPlugin, { name: 'services', fastify: '5.x', dependencies: ['prisma', 'lifecycle', 'metrics'] });

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { buildProblem, PROBLEM_CONTENT_TYPE, problemResponses, problemSchema, sendProblem } from '../lib/problem.js';
+import { PRODUCT, VERSION } from '../lib/version.js';
 
 const healthSchema = z
   .object({ status: z.literal('healthy'), database: z.literal('ok') })
@@ -10,7 +11,32 @@ const unhealthySchema = problemSchema
   .extend({ database: z.literal('unavailable') })
   .meta({ id: 'Unhealthy', description: 'Problem details with the database state' });
 
+const versionSchema = z
+  .object({ product: z.literal(PRODUCT), version: z.string().describe('The server\'s version (semver)') })
+  .meta({ id: 'ServerVersion', examples: [{ product: PRODUCT, version: VERSION }] });
+
 export const healthRoutes: FastifyPluginAsyncZod<{ dbHealthMs: number }> = async (app, opts) => {
+  app.get(
+    '/health/version',
+    {
+      schema: {
+        tags: ['health'],
+        operationId: 'getVersion',
+        summary: 'Product and version',
+        description: 'Anonymous; what `Connect-JIM` reads after `/health` (it shows `version`). Touches no database.',
+        security: [],
+        response: {
+          200: versionSchema.describe('The server\'s product name and version'),
+          503: { ...problemResponses(503)[503], description: 'The server is shutting down (SHUTTING_DOWN)' },
+        },
+      },
+    },
+    async (_req, reply) => {
+      reply.header('cache-control', 'no-store');
+      return { product: PRODUCT, version: VERSION };
+    },
+  );
+
   app.get(
     '/health/live',
     {

@@ -67,3 +67,30 @@ export async function bootstrapInfrastructureKey(deps: {
   log.info({ keyId, keyPrefix: prefix }, messages[outcome]);
   return outcome;
 }
+
+/** The one line a new operator needs when there is no key to start with. */
+export const FIRST_KEY_HINT =
+  'no enabled, unexpired key can create keys yet: run `npm run --silent keys:create -- --name admin --role-ids 1 --expires-in 30d` in the checkout ' +
+  '(it prints the key), or restart with JIM_INFRASTRUCTURE_API_KEY=jim_ak_<at least 25 characters> (README: "Getting a first key")';
+
+/**
+ * Whether some enabled, unexpired key holds apikeys.write (so someone can create the others);
+ * undefined when the database did not say within `timeoutMs`.
+ */
+export async function hasUsableKey(prisma: PrismaClient, timeoutMs: number): Promise<boolean | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
+  const query = prisma.$queryRaw<Array<{ usable: boolean }>>`
+    SELECT EXISTS (
+      SELECT 1 FROM api_keys k
+        JOIN api_key_roles kr ON kr.api_key_id = k.id
+        JOIN roles r ON r.id = kr.role_id
+       WHERE k.is_enabled AND (k.expires_at IS NULL OR k.expires_at > now())
+         AND r.permissions && ARRAY['*', 'apikeys.write']::text[]) AS usable`.then((rows) => rows[0]?.usable === true);
+  query.catch(() => {}); // a late failure has nobody to report to
+  try {
+    return await Promise.race([query, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
