@@ -12,6 +12,8 @@ const TABLE = `
 route                                  none garbage wrong disabled expired deleted noroles reader operator admin infra
 GET /api/v1/health                     200  200     200   200      200     200     200     200    200      200   200
 GET /api/v1/health/live                200  200     200   200      200     200     200     200    200      200   200
+GET /api/v1/health/version             200  200     200   200      200     200     200     200    200      200   200
+GET /                                  302  302     302   302      302     302     302     302    302      302   302
 GET /api/v1/userinfo                   U    I       I     D        E       I       200     200    200      200   200
 GET /api/v1/roles                      U    I       I     D        E       I       F       200    200      200   200
 GET /api/v1/apikeys                    U    I       I     D        E       I       F       200    200      200   200
