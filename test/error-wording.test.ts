@@ -113,6 +113,56 @@ describe('validation errors name the field and the rule', () => {
     expect(unknown.errors).toEqual([{ field: 'roleIds', message: 'names roles that do not exist: 99, 77 (GET /api/v1/roles lists them)' }]);
   });
 
+  it('on PUT and PATCH, roleIds in the right form is judged by its own rules', async () => {
+    const put = (roleIds: unknown) => send('PUT', `/api/v1/apikeys/${target.id}`, { name: 'x', isEnabled: true, roleIds });
+    expect((await put([3, 3])).detail).toBe('roleIds must not repeat a role id');
+    expect((await put(Array.from({ length: 101 }, (_, i) => i + 1))).detail).toBe('roleIds must list at most 100 role ids');
+    expect((await put(0)).detail).toBe('roleIds must be a role id (a whole number from 1 to 2147483647)');
+    expect((await put(1.5)).detail).toBe('roleIds must be a role id (a whole number from 1 to 2147483647)');
+    expect((await send('PATCH', `/api/v1/apikeys/${target.id}`, { roleIds: [1, 'x'] })).detail).toBe('roleIds[1] must be a number, not a string');
+  });
+
+  it.each(['constructor', 'toString', 'hasOwnProperty', 'valueOf'])('a field called %s is an unknown field like any other (not a 500)', async (field) => {
+    const p = await send('POST', '/api/v1/apikeys', { name: 'x', [field]: 1 });
+    expect(p.errors).toEqual([{ field, message: expect.stringMatching(/^is not a known field/) }]);
+    expect(p.validationErrors[field]).toEqual([p.errors[0].message]);
+    expect((await send('GET', `/api/v1/apikeys?${field}=1`)).errors[0].field).toBe(field);
+  });
+
+  it('an unknown name that looks like a key, or is long, is not repeated', async () => {
+    const secret = `jim_ak_${'ab'.repeat(32)}`;
+    for (const p of [await send('POST', '/api/v1/apikeys', { name: 'x', [secret]: true }), await send('GET', `/api/v1/apikeys?${secret}`)]) {
+      expect(JSON.stringify(p)).not.toContain(secret);
+      expect(p.detail).toMatch(/^unknown (field|query parameter) \(its name is not repeated: it is long or looks like a key\)/);
+    }
+    const long = 'x'.repeat(65);
+    expect(JSON.stringify(await send('POST', '/api/v1/apikeys', { name: 'x', [long]: 1 }))).not.toContain(long);
+  });
+
+  it('thousands of unknown fields: ten are named, the rest counted, and the reply stays small', async () => {
+    const body: Record<string, number> = { name: 1 as unknown as number };
+    for (let i = 0; i < 5000; i++) body[`f${i}`] = i;
+    const res = await app.inject({ method: 'POST', url: '/api/v1/apikeys', headers: { ...admin.headers, ...json }, payload: JSON.stringify(body) });
+    expect(res.statusCode).toBe(400);
+    expect(res.payload.length).toBeLessThan(16_000);
+    const p = res.json();
+    expect(p.errors).toHaveLength(12); // name, ten unknown fields, and the count
+    expect(p.errors[0]).toEqual({ field: 'name', message: 'must be a string, not a number' });
+    expect(p.detail).toMatch(/; and 4990 more unknown fields$/);
+  });
+
+  it('hundreds of bad elements: at most twenty problems, then a count', async () => {
+    const p = await send('POST', '/api/v1/apikeys', { name: 'x', roleIds: Array.from({ length: 100 }, () => 'x') });
+    expect(p.errors).toHaveLength(20);
+    expect(p.errors[19]).toEqual({ field: 'request', message: 'has 81 more problems' });
+  });
+
+  it('a near miss of a field name, letters swapped included, is suggested; short names only by their own letters', async () => {
+    expect((await send('POST', '/api/v1/apikeys', { nmae: 'x' })).detail).toMatch(/unknown field nmae \(did you mean name\?\)/);
+    expect((await send('GET', '/api/v1/security-events?in=x')).detail).toBe('unknown query parameter in (known query parameters: from, to, reason, ip, limit, cursor)');
+    expect((await send('GET', '/api/v1/security-events?pi=x')).detail).toBe('unknown query parameter pi (did you mean ip?)');
+  });
+
   it('an empty body', async () => {
     const res = await app.inject({ method: 'POST', url: '/api/v1/apikeys', headers: { ...admin.headers, ...json }, payload: '' });
     expect(res.statusCode).toBe(400);
@@ -131,6 +181,10 @@ describe('query strings and paths', () => {
     const p = await send('GET', `/api/v1/apikeys/${target.id}/change-history/compare?fromVersion=abc&toVersion=1`);
     expect(p.detail).toBe('fromVersion must be a whole number from 1 to 2147483647');
     expect((await send('GET', `/api/v1/apikeys/${target.id}/change-history/1.5`)).detail).toBe('version must be a whole number from 1 to 2147483647');
+  });
+
+  it('a query parameter given twice', async () => {
+    expect((await send('GET', '/api/v1/apikeys?limit=1&limit=2')).detail).toBe('limit must be given only once');
   });
 
   it('limit, isEnabled and unknown query parameters', async () => {
@@ -157,6 +211,12 @@ describe('If-Match', () => {
     expect(p.errors).toEqual([{ field: 'If-Match', message: RULE.replace(/^If-Match /, '') }]);
   });
 
+  it('an over-long If-Match gets one message, about its length', async () => {
+    expect((await send('PATCH', `/api/v1/apikeys/${target.id}`, { name: 'renamed' }, { 'if-match': `"${'1'.repeat(200)}"` })).detail).toBe(
+      'If-Match must have at most 200 characters',
+    );
+  });
+
   it('on DELETE too, and nothing is deleted', async () => {
     const p = await send('DELETE', `/api/v1/apikeys/${target.id}`, undefined, { 'if-match': '1' });
     expect(p.detail).toBe(RULE);
@@ -170,6 +230,8 @@ describe('If-Match', () => {
     expect((await patch(`W/${etag}`)).statusCode).toBe(412);
     const ok = await patch(`"998", ${etag}`);
     expect(ok.statusCode).toBe(200);
+    const next = ok.headers.etag as string;
+    expect((await patch(`${next},`)).statusCode).toBe(200); // an empty list element is tolerated (RFC 9110 §5.6.1)
     expect((await patch('*')).statusCode).toBe(200);
   });
 });

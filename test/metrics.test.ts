@@ -150,6 +150,7 @@ describe('metrics on their own port (METRICS_PORT)', () => {
 
     const onApi = await app.inject({ method: 'GET', url: '/metrics', headers: admin.headers });
     expect(onApi.statusCode).toBe(404);
+    expect(onApi.json().detail).toBe(`Metrics are served on their own port (${port}, METRICS_PORT), not on this one.`);
 
     await app.close();
     await expect(fetch(`${base}/metrics`)).rejects.toThrow();

@@ -208,6 +208,18 @@ describe('a valid key is never refused for its address (default limits)', () => 
     expect((await me(app, { 'x-api-key': `jim_ak_${randomBytes(32).toString('hex')}` }, ip)).statusCode).toBe(429); // still no way in for bad keys
   });
 
+  it('nor by wrong secrets for its own prefix: the configured infrastructure secret skips the prefix budget', async () => {
+    const infra = `jim_ak_${randomBytes(32).toString('hex')}`;
+    await buildTestApp({ env: { ...DEFAULTS, JIM_INFRASTRUCTURE_API_KEY: infra } });
+    const restarted = await buildTestApp({ env: { ...DEFAULTS, JIM_INFRASTRUCTURE_API_KEY: infra } });
+    const guess = () => ({ 'x-api-key': `${infra.slice(0, 16)}${randomBytes(28).toString('hex')}` });
+    for (let i = 0; i < 30; i++) expect((await me(restarted, guess(), addr())).statusCode).toBe(401);
+    expect429(await me(restarted, guess(), addr())); // the prefix's budget is spent
+    const res = await me(restarted, { 'x-api-key': infra }, addr());
+    expect(res.statusCode).toBe(200);
+    expect(res.json().name).toBe('Infrastructure Key');
+  });
+
   it('the infrastructure key on an instance that has not cached it (after a restart) is not locked out by 40 failures', async () => {
     const infra = `jim_ak_${randomBytes(32).toString('hex')}`;
     await buildTestApp({ env: { ...DEFAULTS, JIM_INFRASTRUCTURE_API_KEY: infra } }); // creates it
@@ -233,6 +245,19 @@ async function redisAnswers(): Promise<boolean> {
 const redis = await redisAnswers();
 if (!redis) console.log('[rate limits] no Redis at 127.0.0.1:6379: the shared-budget test is skipped');
 describe.runIf(redis)('rate limits shared through Redis', () => {
+  it('a burst of concurrent wrong secrets for one prefix still gets no more argon2 than its budget (the reservation precedes the round trip)', async () => {
+    const { hasher, verifies } = counting();
+    const env = { ...LIMITS, RATE_LIMIT_IP_MAX: '1000', REDIS_URL: 'redis://127.0.0.1:6379', ARGON2_MAX_CONCURRENCY: '4', ARGON2_MAX_QUEUE: '64' };
+    const app = await buildTestApp({ env, hasher });
+    const real = await seedKey(app, { roleIds: [READER] });
+    const before = verifies();
+    const results = await Promise.all(
+      Array.from({ length: 40 }, () => me(app, { 'x-api-key': `${real.secret.slice(0, 16)}${randomBytes(28).toString('hex')}` }, addr())),
+    );
+    expect(verifies() - before).toBeLessThanOrEqual(3);
+    expect(results.filter((r) => r.statusCode === 429).length).toBeGreaterThanOrEqual(37);
+  });
+
   it('two instances spend one budget', async () => {
     const env = { ...LIMITS, REDIS_URL: 'redis://127.0.0.1:6379' };
     const a = await buildTestApp({ env });

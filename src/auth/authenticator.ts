@@ -2,6 +2,7 @@
 // argon2 (bounded) → enabled → expiry. Malformed, unknown and wrong-secret keys are
 // indistinguishable to the caller; disabled and expired are told apart only after the secret
 // verified. Garbage never reaches argon2.
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import { AppError } from '../lib/errors.js';
@@ -57,10 +58,14 @@ export function createAuthenticator(deps: {
   cache: KeyCache;
   limiter: Limiter;
   log: FastifyBaseLogger;
+  /** JIM_INFRASTRUCTURE_API_KEY, when configured: recognised without argon2 (by digest). */
+  infrastructureKey?: string | null;
   now?: () => number;
 }) {
   const { prisma, hasher, lastUsed, cache, limiter, log } = deps;
   const now = deps.now ?? Date.now;
+  const sha256 = (s: string) => createHash('sha256').update(s).digest();
+  const infrastructureDigest = deps.infrastructureKey ? sha256(deps.infrastructureKey) : null;
 
   const rehashing = new Set<string>();
   /**
@@ -156,6 +161,14 @@ export function createAuthenticator(deps: {
   }
 
   return {
+    /**
+     * Whether `presented` is the configured JIM_INFRASTRUCTURE_API_KEY (constant time). Says
+     * nothing about whether that key still exists or is valid: argon2 still decides that.
+     */
+    isInfrastructureSecret(presented: string): boolean {
+      return infrastructureDigest !== null && timingSafeEqual(sha256(presented), infrastructureDigest);
+    },
+
     /**
      * The common case, synchronously: a fresh cache hit. Returns undefined when the full path
      * (stale or aged entry, or no entry) is needed; throws for a malformed, disabled or expired key.

@@ -63,8 +63,10 @@ export function buildProblem(
   };
   if (errors?.length) {
     problem.errors = errors.map(({ field, message }) => ({ field, message }));
-    problem.validationErrors = {};
-    for (const e of errors) (problem.validationErrors[e.field] ??= []).push(e.message);
+    // No prototype: a client's field may be called "constructor" or "toString".
+    const byField: Record<string, string[]> = Object.create(null);
+    for (const e of errors) (byField[e.field] ??= []).push(e.message);
+    problem.validationErrors = byField;
   }
   return problem;
 }

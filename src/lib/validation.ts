@@ -113,18 +113,17 @@ function knownKeysAt(schema: z.ZodType, path: Path): string[] {
   return [];
 }
 
+/** Optimal string alignment distance: an edit is an insertion, a deletion, a change or a swap of neighbours. */
 function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
   for (let i = 1; i <= a.length; i++) {
-    let prev = row[0];
-    row[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const next = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = row[j];
-      row[j] = next;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
     }
   }
-  return row[b.length];
+  return d[a.length][b.length];
 }
 
 /** The known name a mistyped one most likely meant: same letters in another case, or a near miss. */
@@ -132,22 +131,56 @@ export function closest(name: string, known: string[]): string | undefined {
   const lower = name.toLowerCase();
   const same = known.find((k) => k.toLowerCase() === lower);
   if (same) return same;
+  if (name.length > 64) return undefined;
   let best: { key: string; d: number } | undefined;
   for (const k of known) {
+    // Short names match only their own letters (swapped at most): "in" is not "ip".
+    const allowed = k.length <= 3 ? 0 : Math.max(1, Math.floor(k.length / 4));
     const d = distance(lower, k.toLowerCase());
-    if (d <= Math.max(1, Math.floor(k.length / 4)) && (!best || d < best.d)) best = { key: k, d };
+    const swapped = k.length <= 3 && d === 1 && [...lower].sort().join('') === [...k.toLowerCase()].sort().join('');
+    if ((d <= allowed || swapped) && (!best || d < best.d)) best = { key: k, d };
   }
   return best?.key;
 }
 
+/** Unknown names are the client's own text: a long one, or one that looks like a key, is not repeated. */
+const showable = (name: string) => name.length <= 64 && !/jim_ak_/i.test(name) && !/[\u0000-\u001f\u007f]/.test(name);
+
+/** Unknown fields reported by name, at most; the rest are counted. */
+const MAX_UNKNOWN_NAMED = 10;
+/** Field errors in one reply, at most; the rest are counted. */
+const MAX_ERRORS = 20;
+
 function unknownKeys(issue: Extract<Issue, { code: 'unrecognized_keys' }>, base: Path, part: Part, schema: z.ZodType): FieldError[] {
   const known = knownKeysAt(schema, base);
-  return issue.keys.map((key) => {
+  const what = UNKNOWN[part];
+  const list = known.length ? ` (known ${what}s: ${known.join(', ')})` : '';
+  const out = issue.keys.slice(0, MAX_UNKNOWN_NAMED).map((key): FieldError => {
+    if (!showable(key)) {
+      const field = fieldName([...base, '(not shown)'], part);
+      return { field, message: `is not a known ${what}; its name is not repeated (it is long or looks like a key)${list}`, sentence: `unknown ${what} (its name is not repeated: it is long or looks like a key)${list}` };
+    }
     const field = fieldName([...base, key], part);
     const guess = closest(key, known);
-    const hint = guess ? ` (did you mean ${guess}?)` : known.length ? ` (known ${UNKNOWN[part]}s: ${known.join(', ')})` : '';
-    return { field, message: `is not a known ${UNKNOWN[part]}${hint}`, sentence: `unknown ${UNKNOWN[part]} ${field}${hint}` };
+    const hint = guess ? ` (did you mean ${guess}?)` : list;
+    return { field, message: `is not a known ${what}${hint}`, sentence: `unknown ${what} ${field}${hint}` };
   });
+  const more = issue.keys.length - MAX_UNKNOWN_NAMED;
+  if (more > 0) {
+    const field = base.length ? fieldName(base, part) : PART_FIELD[part];
+    out.push({ field, message: `has ${plural(more, `more unknown ${what}`)}`, sentence: `and ${plural(more, `more unknown ${what}`)}` });
+  }
+  return out;
+}
+
+/**
+ * The branch of a union the value belongs to, by its JSON type: the one that did not reject the
+ * value's type outright (an array's own rules, or one element's, say more than "matches none").
+ */
+function branchFor(issue: Extract<Issue, { code: 'invalid_union' }>): readonly Issue[] | undefined {
+  // zod reports a fraction for an int as invalid_type "int": that is the number branch's own rule.
+  const rejectsType = (i: Issue) => i.path.length === 0 && i.code === 'invalid_type' && i.expected !== 'int';
+  return issue.errors.find((branch) => branch.length && !branch.some(rejectsType));
 }
 
 /** zod's issues as field errors, each with a sentence naming the field and the rule. */
@@ -161,24 +194,35 @@ export function fieldErrors(issues: readonly Issue[], data: unknown, part: Part,
     }
     const raw = valueAt(data, path);
     if (issue.code === 'invalid_union' && raw !== undefined) {
-      // The branch the value got furthest into (e.g. an array whose element is wrong) says more
-      // than "matches none of the alternatives".
-      const deeper = issue.errors.find((branch) => branch.length && branch.every((i) => i.path.length > 0));
-      if (deeper) {
-        out.push(...fieldErrors(deeper, data, part, schema, path));
+      const branch = branchFor(issue);
+      if (branch) {
+        out.push(...fieldErrors(branch, data, part, schema, path));
         continue;
       }
     }
     const missing = raw === undefined && (issue.code === 'invalid_type' || issue.code === 'invalid_union');
     // fastify hands an empty body over as null: say so rather than "not null".
     const empty = part === 'body' && !path.length && raw === null && issue.code === 'invalid_type';
-    const message = missing ? 'is required' : empty ? 'must be a JSON object (it is empty or null)' : issue.message;
+    // `?limit=1&limit=2` arrives as an array.
+    const repeated = part === 'querystring' && path.length === 1 && Array.isArray(raw);
+    const message = missing ? 'is required' : empty ? 'must be a JSON object (it is empty or null)' : repeated ? 'must be given only once' : issue.message;
     const field = fieldName(path, part);
     const subject = path.length ? field : PART_NAME[part];
     out.push({ field, message, sentence: `${subject} ${message}` });
   }
-  // One message per field and rule (a union can report the same thing twice).
-  return out.filter((e, i) => out.findIndex((o) => o.field === e.field && o.message === e.message) === i);
+  return out;
+}
+
+/** One error per field and rule (a union can report the same thing twice), and a bounded reply. */
+function bounded(errors: FieldError[]): FieldError[] {
+  const seen = new Set<string>();
+  const unique = errors.filter((e) => {
+    const k = `${e.field}\u0000${e.message}`;
+    return seen.has(k) ? false : (seen.add(k), true);
+  });
+  if (unique.length <= MAX_ERRORS) return unique;
+  const rest = unique.length - (MAX_ERRORS - 1);
+  return [...unique.slice(0, MAX_ERRORS - 1), { field: 'request', message: `has ${plural(rest, 'more problem')}`, sentence: `and ${plural(rest, 'more problem')}` }];
 }
 
 /**
@@ -191,6 +235,6 @@ export function validatorCompiler({ schema, httpPart }: { schema: unknown; httpP
   return (data: unknown) => {
     const result = zodSchema.safeParse(data, { error: ruleOf });
     if (result.success) return { value: result.data };
-    return { error: new ValidationError(fieldErrors(result.error.issues, data, part, zodSchema)) };
+    return { error: new ValidationError(bounded(fieldErrors(result.error.issues, data, part, zodSchema))) };
   };
 }

@@ -65,26 +65,37 @@ const inFlightByApp = new WeakMap<object, Map<string, number>>();
  * Just before argon2, for a key whose prefix matches a stored key: refuse when that prefix's
  * budget of wrong secrets, less the verifications already under way for it, is spent, so a burst
  * of concurrent guesses cannot all reach argon2 before the first failure is counted. The
+ * reservation is taken before the first await, so concurrent requests see each other's. The
  * client's address plays no part: a key that verifies is never refused for its neighbours'
- * failures. The returned release counts a wrong secret against the prefix.
+ * failures. The returned release counts a wrong secret against the prefix, then frees the slot.
+ * The configured JIM_INFRASTRUCTURE_API_KEY itself (compared as a digest, no argon2) skips the
+ * budget, so knowing its prefix is not enough to lock the administrator out.
  */
-async function reserveVerification(req: FastifyRequest, reply: FastifyReply, prefix: string): Promise<(matched: boolean) => Promise<void>> {
-  const limits = req.server.limits!;
+async function reserveVerification(req: FastifyRequest, reply: FastifyReply, key: string, prefix: string): Promise<(matched: boolean) => Promise<void>> {
+  const { limits, services } = req.server;
+  if (services.auth.isInfrastructureSecret(key)) return async () => {};
   let verifying = inFlightByApp.get(req.server);
   if (!verifying) inFlightByApp.set(req.server, (verifying = new Map()));
   const inFlight = verifying.get(prefix) ?? 0;
-  try {
-    await enforce(limits.prefix, req, reply, `wrong secrets for keys starting ${prefix}`, { increment: false, reserved: inFlight });
-  } catch (err) {
-    if (err instanceof RateLimitedError) err.matchedPrefix = prefix;
-    throw err;
-  }
   verifying.set(prefix, inFlight + 1);
-  return async (matched) => {
+  const free = () => {
     const n = (verifying!.get(prefix) ?? 1) - 1;
     if (n > 0) verifying!.set(prefix, n);
     else verifying!.delete(prefix);
-    if (!matched) await limits.prefix(req, { increment: true });
+  };
+  try {
+    await enforce(limits!.prefix, req, reply, `wrong secrets for keys starting ${prefix}`, { increment: false, reserved: inFlight });
+  } catch (err) {
+    free();
+    if (err instanceof RateLimitedError) err.matchedPrefix = prefix;
+    throw err;
+  }
+  return async (matched) => {
+    try {
+      if (!matched) await limits!.prefix(req, { increment: true });
+    } finally {
+      free();
+    }
   };
 }
 
@@ -102,7 +113,7 @@ async function slowPath(
     if (early) throw early;
     if (key === null) throw new AuthError('UNAUTHENTICATED');
     principal =
-      cached ?? (await services.auth.authenticate(key, req.ip, limits ? (prefix) => reserveVerification(req, reply, prefix) : undefined));
+      cached ?? (await services.auth.authenticate(key, req.ip, limits ? (prefix) => reserveVerification(req, reply, key!, prefix) : undefined));
   } catch (err) {
     if (err instanceof AuthError) {
       services.securityEvents.record(err.matchedPrefix, req.ip, err.code);

@@ -52,6 +52,15 @@ async function metricsPlugin(app: FastifyInstance, opts: { config: Config }) {
     });
   });
 
+  if (port !== null) {
+    // The API port has none: say where they are.
+    app.get('/metrics', { schema: { hide: true } }, async (req, reply) => {
+      const address = app.metricsAddress?.();
+      const where = address && typeof address === 'object' ? address.port : port;
+      return sendProblem(reply, buildProblem(404, 'NOT_FOUND', `Metrics are served on their own port (${where}, METRICS_PORT), not on this one.`, req));
+    });
+  }
+
   if (port === null) {
     app.get(
       '/metrics',

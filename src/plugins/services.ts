@@ -47,7 +47,7 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
   const cursorKey = createCursorKeyLoader(prisma);
   const keys = createApiKeyService({ prisma, hasher, log, onChanged, instanceId, cursorKey });
   const history = createHistoryService({ prisma, cursorKey });
-  const auth = createAuthenticator({ prisma, hasher, lastUsed, cache, limiter, log });
+  const auth = createAuthenticator({ prisma, hasher, lastUsed, cache, limiter, log, infrastructureKey: config.infrastructureKey });
   const listener = createKeyEventListener({
     url: app.database.url,
     log,

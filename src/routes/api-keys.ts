@@ -17,13 +17,17 @@ import type { Actor } from '../services/api-keys.js';
 import { nextLink } from '../services/paging.js';
 
 const TAGS = ['apikeys'];
-/** RFC 9110: `*`, or a comma-separated list of entity tags (`"3"`, `W/"3"`). */
-const IF_MATCH = /^(\*|(W\/)?"[\x21\x23-\x7e]*"([ \t]*,[ \t]*(W\/)?"[\x21\x23-\x7e]*")*)$/;
+/**
+ * RFC 9110: `*`, or a comma-separated list of entity tags (`"3"`, `W/"3"`; obs-text allowed,
+ * empty list elements tolerated as the RFC asks of recipients).
+ */
+const ETAG = '(?:W\\/)?"[\\x21\\x23-\\x7e\\x80-\\xff]*"';
+const IF_MATCH = new RegExp(`^(?:\\*|(?:,[ \\t]*)*${ETAG}(?:[ \\t]*,(?:[ \\t]*${ETAG})?)*)$`);
 const ifMatchHeaders = z.object({
   'if-match': z
     .string()
     .trim()
-    .max(200, { error: 'must have at most 200 characters' })
+    .max(200, { error: 'must have at most 200 characters', abort: true })
     .regex(IF_MATCH, { error: 'must be * or one or more quoted ETags as the ETag header gives them, e.g. "3"' })
     .optional()
     .describe('Apply only if the key still has this ETag (412 otherwise); a malformed value is a 400'),
