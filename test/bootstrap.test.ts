@@ -1,21 +1,9 @@
 // JIM_INFRASTRUCTURE_API_KEY: one Administrator key per secret, ever.
-import { afterAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
-import { buildTestApp, captureLogs } from './helpers/app.js';
-import { createDatabase } from './helpers/databases.js';
+import { describe, expect, it } from 'vitest';
+import { buildTestApp, captureLogs, freshDatabase } from './helpers/app.js';
 import { sql } from './helpers/keys.js';
 
 const INFRA = `jim_ak_${'c0ffee'.repeat(10)}ab`;
-const drops: Array<() => Promise<void>> = [];
-afterAll(async () => {
-  for (const d of drops) await d().catch(() => {});
-});
-
-async function freshDb() {
-  const db = await createDatabase(inject('pgAdminUrl'), { template: inject('pgTemplate'), prefix: inject('pgTemplate') });
-  drops.push(db.drop);
-  return db.url;
-}
 
 const infraRows = (url: string) =>
   sql<{ id: string; name: string; is_infrastructure_key: boolean; expires_at: Date; created_at: Date }>(
@@ -25,7 +13,7 @@ const infraRows = (url: string) =>
 
 describe('infrastructure key bootstrap', () => {
   it('creates an Administrator key from the secret, valid for 24 hours, created by "system"', async () => {
-    const url = await freshDb();
+    const url = await freshDatabase();
     const logs = captureLogs();
     const app = await buildTestApp({ databaseUrl: url, env: { JIM_INFRASTRUCTURE_API_KEY: INFRA, LOG_LEVEL: 'info' }, logStream: logs.stream });
     const rows = await infraRows(url);
@@ -44,7 +32,7 @@ describe('infrastructure key bootstrap', () => {
   });
 
   it('a restart does not create it twice; after a delete, a restart does not re-create it', async () => {
-    const url = await freshDb();
+    const url = await freshDatabase();
     const first = await buildTestApp({ databaseUrl: url, env: { JIM_INFRASTRUCTURE_API_KEY: INFRA } });
     await first.close();
     await (await buildTestApp({ databaseUrl: url, env: { JIM_INFRASTRUCTURE_API_KEY: INFRA } })).close();
@@ -65,7 +53,7 @@ describe('infrastructure key bootstrap', () => {
   });
 
   it('the advisory lock serialises bootstraps that overlap (slow hashing makes them overlap)', async () => {
-    const url = await freshDb();
+    const url = await freshDatabase();
     const app = await buildTestApp({ databaseUrl: url });
     const { bootstrapInfrastructureKey } = await import('../src/services/bootstrap.js');
     const { createKeyHasher } = await import('../src/auth/hasher.js');
@@ -79,7 +67,7 @@ describe('infrastructure key bootstrap', () => {
   });
 
   it('several instances starting together create exactly one', async () => {
-    const url = await freshDb();
+    const url = await freshDatabase();
     await Promise.all([1, 2, 3].map(() => buildTestApp({ databaseUrl: url, env: { JIM_INFRASTRUCTURE_API_KEY: INFRA } })));
     expect(await infraRows(url)).toHaveLength(1);
     expect(await sql(url, 'SELECT count(*)::int AS n FROM infrastructure_bootstraps')).toEqual([{ n: 1 }]);
@@ -88,7 +76,7 @@ describe('infrastructure key bootstrap', () => {
   it.each([['too short', 'jim_ak_short'], ['wrong prefix', `sk_live_${'a'.repeat(40)}`]])(
     'a malformed value (%s) is a warning without the value, and the server carries on',
     async (_label, value) => {
-      const url = await freshDb();
+      const url = await freshDatabase();
       const logs = captureLogs();
       const app = await buildTestApp({ databaseUrl: url, env: { JIM_INFRASTRUCTURE_API_KEY: value, LOG_LEVEL: 'info' }, logStream: logs.stream });
       expect(await infraRows(url)).toHaveLength(0);

@@ -1,23 +1,12 @@
 // The first minutes with a new server: the root sends a browser to the explorer, the version
 // Connect-JIM asks for, and one log line saying how to get a first key when there is none.
 import { readFileSync } from 'node:fs';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FIRST_KEY_HINT } from '../src/services/bootstrap.js';
-import { buildTestApp, captureLogs } from './helpers/app.js';
-import { createDatabase } from './helpers/databases.js';
+import { buildTestApp, captureLogs, freshDatabase } from './helpers/app.js';
 import { ADMIN, READER, seedKey, sql } from './helpers/keys.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-const drops: Array<() => Promise<void>> = [];
-afterAll(async () => {
-  for (const d of drops) await d().catch(() => {});
-});
-
-async function freshDb() {
-  const db = await createDatabase(inject('pgAdminUrl'), { template: inject('pgTemplate'), prefix: inject('pgTemplate') });
-  drops.push(db.drop);
-  return db.url;
-}
 
 describe('GET /', () => {
   it('redirects to the explorer', async () => {
@@ -48,7 +37,7 @@ describe('a server with no usable key', () => {
   const hints = (logs: ReturnType<typeof captureLogs>) => logs.records().filter((r) => r.msg === FIRST_KEY_HINT && r.level === 40).length;
 
   it('logs one line saying how to get the first key', async () => {
-    const url = await freshDb();
+    const url = await freshDatabase();
     const logs = captureLogs();
     await buildTestApp({ databaseUrl: url, env: { LOG_LEVEL: 'info' }, logStream: logs.stream });
     expect(hints(logs)).toBe(1);
@@ -57,7 +46,7 @@ describe('a server with no usable key', () => {
   });
 
   it('counts only enabled, unexpired keys that can create keys', async () => {
-    const url = await freshDb();
+    const url = await freshDatabase();
     const seeding = await buildTestApp({ databaseUrl: url });
     await seedKey(seeding, { roleIds: [READER] });
     await seedKey(seeding, { roleIds: [ADMIN], isEnabled: false });
@@ -75,7 +64,7 @@ describe('a server with no usable key', () => {
 
   it('says nothing once the infrastructure key exists', async () => {
     const logs = captureLogs();
-    await buildTestApp({ databaseUrl: await freshDb(), env: { LOG_LEVEL: 'info', JIM_INFRASTRUCTURE_API_KEY: `jim_ak_${'ab'.repeat(20)}` }, logStream: logs.stream });
+    await buildTestApp({ databaseUrl: await freshDatabase(), env: { LOG_LEVEL: 'info', JIM_INFRASTRUCTURE_API_KEY: `jim_ak_${'ab'.repeat(20)}` }, logStream: logs.stream });
     expect(hints(logs)).toBe(0);
   });
 });

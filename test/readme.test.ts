@@ -6,9 +6,8 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, inject, it } from 'vitest';
-import { TEST_ENV } from './helpers/app.js';
-import { createDatabase } from './helpers/databases.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { freshDatabase, TEST_ENV } from './helpers/app.js';
 import { sql } from './helpers/keys.js';
 import { freePort, ROOT, startServer, waitForHealthy, type RunningServer } from './helpers/server-process.js';
 
@@ -43,11 +42,9 @@ const blocks = shellBlocks(README);
 const runnable = blocks.filter((b) => b.skip === null);
 
 let server: RunningServer | undefined;
-const drops: Array<() => Promise<void>> = [];
 afterAll(async () => {
   server?.child.kill('SIGTERM');
   await server?.exited;
-  for (const d of drops) await d().catch(() => {});
 });
 
 function bash(script: string, env: Record<string, string>, timeoutMs: number) {
@@ -78,12 +75,11 @@ describe('the README', () => {
   });
 
   it('its shell blocks run, in order, against a fresh server', { timeout: 240_000 }, async () => {
-    const db = await createDatabase(inject('pgAdminUrl'), { template: inject('pgTemplate'), prefix: inject('pgTemplate') });
-    drops.push(db.drop);
+    const dbUrl = await freshDatabase();
     const port = await freePort();
     const cheap = { NODE_ENV: TEST_ENV.NODE_ENV, ARGON2_MEMORY_KIB: TEST_ENV.ARGON2_MEMORY_KIB, ARGON2_TIME_COST: TEST_ENV.ARGON2_TIME_COST };
     // The quickstart's server, with metrics on so the Metrics section's block can run too.
-    server = startServer({ ...cheap, DATABASE_URL: db.url, PORT: String(port), METRICS_ENABLED: 'true', LOG_LEVEL: 'warn' });
+    server = startServer({ ...cheap, DATABASE_URL: dbUrl, PORT: String(port), METRICS_ENABLED: 'true', LOG_LEVEL: 'warn' });
     await waitForHealthy(port, server);
 
     const script = [
@@ -96,14 +92,14 @@ describe('the README', () => {
       'echo "== README done" >&2',
     ].join('\n');
     // keys:create in the blocks reaches the server's database as it would through ./data.
-    const env = { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', DATABASE_URL: db.url, ...cheap, LOG_LEVEL: 'warn' };
+    const env = { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', DATABASE_URL: dbUrl, ...cheap, LOG_LEVEL: 'warn' };
     const r = await bash(script, env, 200_000);
     expect(r.code, `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`).toBe(0);
     expect(r.stderr).toContain('== README done');
 
     // What they did, as the database saw it.
     const keys = await sql<{ name: string; is_enabled: boolean; roles: number[] }>(
-      db.url,
+      dbUrl,
       `SELECT k.name, k.is_enabled, coalesce(array_agg(r.role_id ORDER BY r.role_id) FILTER (WHERE r.role_id IS NOT NULL), '{}') AS roles
          FROM api_keys k LEFT JOIN api_key_roles r ON r.api_key_id = k.id GROUP BY k.id ORDER BY k.name`,
     );
@@ -113,7 +109,7 @@ describe('the README', () => {
       { name: 'ci-release', is_enabled: true, roles: [3] },
       { name: 'prometheus', is_enabled: true, roles: [4] },
     ]);
-    const deletes = await sql<{ change_reason: string | null }>(db.url, "SELECT change_reason FROM api_key_changes WHERE operation = 'delete' ORDER BY changed_at");
+    const deletes = await sql<{ change_reason: string | null }>(dbUrl, "SELECT change_reason FROM api_key_changes WHERE operation = 'delete' ORDER BY changed_at");
     expect(deletes.map((d) => d.change_reason)).toEqual(['rotated', null]);
   });
 });

@@ -7,17 +7,31 @@ import { createDatabase } from './databases.js';
 
 let fileDb: Promise<{ name: string; url: string; drop(): Promise<void> }> | undefined;
 const apps: App[] = [];
+const drops: Array<() => Promise<void>> = [];
+
+// Registered when a test file imports this module: every app it built is closed, then every
+// database it made is dropped.
+afterAll(async () => {
+  await Promise.allSettled(apps.map((a) => a.close()));
+  for (const drop of drops) await drop().catch(() => {});
+});
+
+const cloneTemplate = () => createDatabase(inject('pgAdminUrl'), { template: inject('pgTemplate'), prefix: inject('pgTemplate') });
 
 /** One database per test file, cloned from the migrated template. */
 export function testDatabase() {
   if (!fileDb) {
-    fileDb = createDatabase(inject('pgAdminUrl'), { template: inject('pgTemplate'), prefix: inject('pgTemplate') });
-    afterAll(async () => {
-      await Promise.allSettled(apps.map((a) => a.close()));
-      await (await fileDb!).drop();
-    });
+    fileDb = cloneTemplate();
+    drops.push(async () => (await fileDb!).drop());
   }
   return fileDb;
+}
+
+/** A database of the test's own (cloned from the migrated template), dropped when the file's tests end. */
+export async function freshDatabase(): Promise<string> {
+  const db = await cloneTemplate();
+  drops.push(db.drop);
+  return db.url;
 }
 
 /**
