@@ -116,6 +116,17 @@ describe('POST /api/v1/apikeys', () => {
     expect(res.statusCode).toBe(201);
     expect(res.headers.location).toBe(`/api/apikeys/${res.json().id}`);
   });
+
+  it.each([
+    ['/api/v1/%61pikeys', '/api/v1/apikeys'],
+    ['/api/v1/apikeys/', '/api/v1/apikeys'],
+    ['/api/v1/apikeys?x=/y', '/api/v1/apikeys'],
+    ['/api/%61pikeys/', '/api/apikeys'],
+  ])('builds Location from the route, not the raw URL: POST %s', async (url, collection) => {
+    const res = await app.inject({ method: 'POST', url, headers: { ...admin.headers, ...json }, payload: { name: 'raw-url' } });
+    expect(res.statusCode).toBe(201);
+    expect(res.headers.location).toBe(`${collection}/${res.json().id}`);
+  });
 });
 
 describe('GET /api/v1/apikeys/{id}', () => {

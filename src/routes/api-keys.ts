@@ -38,9 +38,13 @@ function actorOf(req: FastifyRequest): Actor {
   return { type: 'apiKey', id: p.id, name: p.name, permissions: p.permissions };
 }
 
-/** `/api/v1/apikeys` or `/api/apikeys`, whichever the client called. */
+/**
+ * `/api/v1/apikeys` or `/api/apikeys`, whichever route served the request: the route's own
+ * template, never the raw URL (which may be percent-encoded, `/api/v1/%61pikeys`, or carry a
+ * trailing slash).
+ */
 function collectionPath(req: FastifyRequest): string {
-  return req.url.split('?')[0].replace(/\/[^/]*$/, (m) => (m === '/apikeys' ? m : '')).replace(/\/$/, '');
+  return req.routeOptions.url!.replace(/\/$/, '');
 }
 
 function noStore(reply: FastifyReply) {
