@@ -5,6 +5,7 @@ import { createSecureContext } from 'node:tls';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { trustProxyProblem } from './lib/trust-proxy.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -114,6 +115,11 @@ export const envSchema = z.object({
     .default('false')
     .refine((v) => v === 'false' || v.split(',').every((p) => isAddressOrCidr(p.trim())), {
       message: 'must be false or a comma-separated list of proxy IP addresses or CIDRs',
+      abort: true,
+    })
+    .superRefine((v, ctx) => {
+      const problem = v === 'false' ? null : trustProxyProblem(v.split(',').map((p) => p.trim()));
+      if (problem) ctx.addIssue({ code: 'custom', message: `must list your proxies only: this value ${problem}` });
     })
     .transform((v): false | string => (v === 'false' ? false : v)),
   /** Prometheus metrics at GET /metrics: off unless enabled. */

@@ -69,6 +69,40 @@ describe('configuration', () => {
     expect(configError({ TRUST_PROXY: '2' }).message).toContain('TRUST_PROXY');
   });
 
+  it.each([
+    ['0.0.0.0/0', 4],
+    ['::/0', 6],
+    ['0.0.0.0/1,128.0.0.0/1', 4],
+    ['::/1, 8000::/1', 6],
+    ['0.0.0.0/2,64.0.0.0/2,128.0.0.0/2,192.0.0.0/3,224.0.0.0/3', 4],
+    ['::ffff:0:0/96', 4], // every IPv4 client, written as IPv4-mapped IPv6
+    ['::ffff:0.0.0.0/97,::ffff:128.0.0.0/97', 4],
+  ])('refuses TRUST_PROXY=%s, which trusts every IPv%i address', (value, family) => {
+    const err = configError({ TRUST_PROXY: value });
+    expect(err.issues).toEqual([
+      `TRUST_PROXY: must list your proxies only: this value trusts every IPv${family} address, so any client could choose its own address; list only your proxies' addresses or CIDRs (got ${JSON.stringify(value)})`,
+    ]);
+  });
+
+  it.each(['0.0.0.0/1', '10.0.0.0/8,192.168.0.0/16,172.16.0.0/12', '::1, 127.0.0.1', '2001:db8::/32', '::ffff:10.0.0.0/104'])(
+    'accepts TRUST_PROXY=%s (proxies, not everyone)',
+    (value) => {
+      expect(loadConfig({ TRUST_PROXY: value }).trustProxy).toBe(value);
+    },
+  );
+
+  it('TRUST_PROXY=0.0.0.0/0 stops the real server with exit 2 and a message, not a TypeError', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, TRUST_PROXY: '0.0.0.0/0', DATABASE_URL: 'postgresql://u@127.0.0.1:1/x' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('TRUST_PROXY: must list your proxies only: this value trusts every IPv4 address');
+    expect(r.stderr).not.toMatch(/TypeError/);
+  });
+
   it('refuses a keep-alive longer than the idle-socket timeout', () => {
     const err = configError({ KEEP_ALIVE_TIMEOUT_MS: '100000', CONNECTION_TIMEOUT_MS: '90000' });
     expect(err.message).toContain('KEEP_ALIVE_TIMEOUT_MS');
