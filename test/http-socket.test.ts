@@ -110,3 +110,25 @@ describe('while closing', () => {
     expect(first.body).toEqual({ status: 'healthy', database: 'ok' });
   });
 });
+
+describe('one key, once, as the socket carries it', () => {
+  // Node keeps only the first Authorization header and joins repeated X-API-Key values: only
+  // the raw headers show the repeat, and inject() cannot send one the way a socket does.
+  it.each([
+    ['Authorization', (a: string, b: string) => `Authorization: Bearer ${a}\r\nAuthorization: Bearer ${b}\r\n`],
+    ['Authorization, the same key twice', (a: string) => `Authorization: Bearer ${a}\r\nauthorization: Bearer ${a}\r\n`],
+    ['X-API-Key', (a: string, b: string) => `X-API-Key: ${a}\r\nX-API-Key: ${b}\r\n`],
+  ])('a repeated %s header is refused (401), even when the first one is valid', async (_label, headers) => {
+    const { app, port } = await listening();
+    const { seedKey, ADMIN } = await import('./helpers/keys.js');
+    const admin = await seedKey(app, { roleIds: [ADMIN] });
+    const other = await seedKey(app, { roleIds: [] });
+    const res = parse(await raw(port, `GET /api/v1/userinfo HTTP/1.1\r\nHost: x\r\n${headers(admin.secret, other.secret)}Connection: close\r\n\r\n`));
+    expect(res.status).toBe(401);
+    expect(res.body).toMatchObject({ code: 'API_KEY_INVALID', detail: 'Send one API key, once.' });
+    // One of each is fine.
+    const ok = parse(await raw(port, `GET /api/v1/userinfo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${admin.secret}\r\nConnection: close\r\n\r\n`));
+    expect(ok.status).toBe(200);
+    expect(ok.body.id).toBe(admin.id);
+  });
+});

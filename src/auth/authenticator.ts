@@ -253,13 +253,31 @@ export function createAuthenticator(deps: {
 export type Authenticator = ReturnType<typeof createAuthenticator>;
 
 /**
- * The key a request carries: `X-API-Key` (JIM) or `Authorization: Bearer`. Returns null when
- * none is sent; throws when the two disagree or a header is repeated.
+ * Whether the raw headers (name, value, name, value…) carry `Authorization` or `X-API-Key` more
+ * than once. Node keeps only the first `Authorization` and joins repeated `X-API-Key` values, so
+ * the parsed headers cannot tell; a proxy that reads the last one would disagree with us about
+ * who the caller is.
  */
-export function presentedKey(headers: Record<string, string | string[] | undefined>): string | null {
+function repeatsKeyHeader(rawHeaders: readonly string[]): boolean {
+  let authorization = 0;
+  let apiKey = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i];
+    if (name.length === 13 && name.toLowerCase() === 'authorization') authorization++;
+    else if (name.length === 9 && name.toLowerCase() === 'x-api-key') apiKey++;
+  }
+  return authorization > 1 || apiKey > 1;
+}
+
+/**
+ * The key a request carries: `X-API-Key` (JIM) or `Authorization: Bearer`. Returns null when
+ * none is sent; throws when the two disagree or a header is repeated (`rawHeaders`, when given,
+ * is checked for repeats the parsed headers hide).
+ */
+export function presentedKey(headers: Record<string, string | string[] | undefined>, rawHeaders?: readonly string[]): string | null {
   const apiKey = headers['x-api-key'];
   const authorization = headers.authorization;
-  if (Array.isArray(apiKey) || Array.isArray(authorization)) {
+  if (Array.isArray(apiKey) || Array.isArray(authorization) || (rawHeaders !== undefined && repeatsKeyHeader(rawHeaders))) {
     throw new AuthError('API_KEY_INVALID', 'Send one API key, once.');
   }
   let bearer: string | undefined;

@@ -37,7 +37,7 @@ export function authorize(permission?: Permission) {
     let cached: Principal | undefined;
     let early: Error | undefined;
     try {
-      key = presentedKey(req.headers);
+      key = presentedKey(req.headers, req.raw.rawHeaders);
       if (key === null) throw new AuthError('UNAUTHENTICATED');
       cached = services.auth.fromCache(key, req.ip);
       metrics.cacheLookup(cached !== undefined);
