@@ -1,5 +1,6 @@
 // lastUsedAt / lastUsedFromIp: throttled to one write per key per 30 s, batched, flushed at
 // shutdown, never touching updatedAt or the version, safe with several instances.
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { createLastUsedRecorder } from '../src/services/last-used.js';
 import { buildTestApp, testDatabase } from './helpers/app.js';
@@ -30,6 +31,29 @@ describe('lastUsedAt', () => {
     expect(after.version).toBe(before.version);
     const view = await app.inject({ method: 'GET', url: `/api/v1/apikeys/${key.id}`, headers: key.headers });
     expect(view.json()).toMatchObject({ lastUsedAt: after.last_used_at!.toISOString(), lastUsedFromIp: '203.0.113.7' });
+  });
+
+  it('holds one entry per key while the database keeps the rows locked, and writes it once they are free', async () => {
+    const app = await buildTestApp({ env: { LAST_USED_FLUSH_MS: '100', DB_QUERY_TIMEOUT_MS: '300' } });
+    const keys = await Promise.all(Array.from({ length: 5 }, () => seedKey(app, { roleIds: [READER] })));
+    const url = (await testDatabase()).url;
+    const locker = new pg.Client({ connectionString: url });
+    await locker.connect();
+    await locker.query('BEGIN');
+    await locker.query('SELECT id FROM api_keys WHERE id = ANY($1::uuid[]) FOR UPDATE', [keys.map((k) => k.id)]);
+    let peak = 0;
+    for (let round = 0; round < 20; round++) {
+      for (const k of keys) await app.inject({ method: 'GET', url: '/api/v1/userinfo', headers: k.headers }); // cached: no row read
+      peak = Math.max(peak, app.services.lastUsed.pending);
+      await new Promise((r) => setTimeout(r, 60));
+    }
+    expect(peak).toBeLessThanOrEqual(keys.length);
+    expect((await sql(url, 'SELECT count(*)::int AS n FROM api_keys WHERE id = ANY($1::uuid[]) AND last_used_at IS NOT NULL', [keys.map((k) => k.id)]))[0].n).toBe(0);
+    await locker.query('ROLLBACK');
+    await locker.end();
+    await app.services.lastUsed.flush();
+    await app.services.lastUsed.flush();
+    for (const k of keys) expect((await row(k.id)).last_used_at).toBeInstanceOf(Date);
   });
 
   it('is flushed when the server shuts down', async () => {

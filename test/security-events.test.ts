@@ -2,7 +2,8 @@
 import { randomBytes } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
-import { buildTestApp, testDatabase } from './helpers/app.js';
+import pg from 'pg';
+import { buildTestApp, freshDatabase, testDatabase } from './helpers/app.js';
 import { ADMIN, READER, seedKey, sql, type SeededKey } from './helpers/keys.js';
 
 let app: App;
@@ -64,6 +65,42 @@ describe('security events', () => {
     expect(got.reduce((n, r) => n + r.count, 0)).toBe(150);
     expect(got.find((r) => r.ip === 'overflow')?.count).toBeGreaterThan(80);
     expect(got.length).toBeLessThanOrEqual(11);
+  });
+
+  it('stays bounded while the database holds the table locked (writes hang, then fail), and loses no count', async () => {
+    const url = await freshDatabase();
+    const slow = await buildTestApp({
+      databaseUrl: url,
+      env: { SECURITY_EVENTS_MAX_BUCKETS: '100', SECURITY_EVENTS_FLUSH_MS: '100', DB_QUERY_TIMEOUT_MS: '400', LAST_USED_FLUSH_MS: '100' },
+    });
+    const recorder = slow.services.securityEvents;
+    const locker = new pg.Client({ connectionString: url });
+    await locker.connect();
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE security_events IN ACCESS EXCLUSIVE MODE');
+    let sent = 0;
+    let peak = 0;
+    const until = Date.now() + 3_000;
+    while (Date.now() < until) {
+      // Keyless requests from ever new addresses: each would be a bucket of its own.
+      for (let i = 0; i < 40; i++, sent++) recorder.record(undefined, `10.${(sent >> 16) & 255}.${(sent >> 8) & 255}.${sent & 255}`, 'UNAUTHENTICATED');
+      peak = Math.max(peak, recorder.pending);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await locker.query('ROLLBACK');
+    await locker.end();
+    // Regular buckets never pass the bound; one overflow bucket per reason and window comes on top.
+    expect(peak).toBeGreaterThan(90);
+    expect(peak).toBeLessThanOrEqual(100 + 2);
+    await recorder.flush();
+    await recorder.flush();
+    const [totals] = await sql<{ rows: number; n: number; overflow: number }>(
+      url,
+      "SELECT count(*)::int AS rows, sum(count)::int AS n, sum(count) FILTER (WHERE ip = 'overflow')::int AS overflow FROM security_events",
+    );
+    expect(totals.n).toBe(sent); // every failure counted once, none lost or doubled by the retries
+    expect(totals.rows).toBeLessThanOrEqual(102);
+    expect(totals.overflow).toBeGreaterThan(sent - 200);
   });
 
   it('adds up counts written by several instances into one row', async () => {

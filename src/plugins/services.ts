@@ -61,6 +61,7 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
     flushEveryMs: config.securityEvents.flushMs,
     retentionDays: config.securityEvents.retentionDays,
     maxBuckets: config.securityEvents.maxBuckets,
+    writeTimeoutMs: Math.max(50, Math.floor(config.db.queryTimeoutMs * 0.8)),
   });
   app.decorate('services', { hasher, keys, history, auth, lastUsed, cache, limiter, listener, securityEvents, cursorKey });
 

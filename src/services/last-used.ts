@@ -17,7 +17,8 @@ export function createLastUsedRecorder(deps: {
   const recorded = new Map<string, number>(); // key id → when we last queued a write for it
   let pending = new Map<string, { at: Date; ip: string }>();
   let timer: NodeJS.Timeout | undefined;
-  let flushing: Promise<void> = Promise.resolve();
+  let writing: Promise<void> = Promise.resolve();
+  let queued: Promise<void> | null = null;
 
   async function writeBatch(batch: Map<string, { at: Date; ip: string }>) {
     if (!batch.size) return;
@@ -31,18 +32,28 @@ export function createLastUsedRecorder(deps: {
       WHERE k.id = v.id AND (k.last_used_at IS NULL OR k.last_used_at < v.at - ${throttle}::interval)`;
   }
 
+  /**
+   * One write at a time, its batch taken when it starts: a slow or hung database holds at most
+   * that batch and the pending map, each at most one entry per key that authenticated (entries
+   * exist only for keys that verified, so no caller can inflate them). A failed batch goes back
+   * under newer entries. The UPDATE is idempotent, so a write that lands late does no harm.
+   */
   function flush(): Promise<void> {
-    const batch = pending;
-    pending = new Map();
     const cutoff = now().getTime() - LAST_USED_THROTTLE_MS;
     for (const [id, at] of recorded) if (at < cutoff) recorded.delete(id);
-    flushing = flushing.then(() =>
-      writeBatch(batch).catch((err) => {
-        log.warn({ err, keys: batch.size }, 'could not record lastUsedAt; will retry');
+    queued ??= writing.then(async () => {
+      queued = null;
+      const batch = pending;
+      pending = new Map();
+      try {
+        await writeBatch(batch);
+      } catch (err) {
+        log.warn({ err: { message: (err as Error).message }, keys: batch.size }, 'could not record lastUsedAt; will retry');
         for (const [id, v] of batch) if (!pending.has(id)) pending.set(id, v);
-      }),
-    );
-    return flushing;
+      }
+    });
+    writing = queued;
+    return queued;
   }
 
   return {
@@ -54,6 +65,10 @@ export function createLastUsedRecorder(deps: {
       pending.set(id, { at: new Date(t), ip });
     },
     flush,
+    /** Keys waiting for their write (not counting the batch being written). */
+    get pending() {
+      return pending.size;
+    },
     start() {
       timer ??= setInterval(() => void flush(), deps.flushEveryMs);
       timer.unref();

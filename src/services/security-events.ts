@@ -24,47 +24,68 @@ export function createSecurityEventRecorder(deps: {
   flushEveryMs: number;
   retentionDays: number;
   maxBuckets: number;
+  /** Server-side bound on one write (below the client's query timeout, so the server gives up first). */
+  writeTimeoutMs?: number;
   now?: () => number;
 }) {
   const { prisma, log } = deps;
   const now = deps.now ?? Date.now;
   let buckets = new Map<string, Bucket>();
+  /** Buckets taken by the write under way: they count against the bound until it ends. */
+  let inFlight = 0;
   let timer: NodeJS.Timeout | undefined;
   let pruner: NodeJS.Timeout | undefined;
-  let chain: Promise<void> = Promise.resolve();
+  let writing: Promise<void> = Promise.resolve();
+  let queued: Promise<void> | null = null;
 
-  function add(keyPrefix: string, ip: string, reason: string, at: number) {
-    const windowStart = at - (at % WINDOW_MS);
-    const id = `${windowStart}|${keyPrefix}|${ip}|${reason}`;
+  const idOf = (b: { windowStart: number; keyPrefix: string; ip: string; reason: string }) => `${b.windowStart}|${b.keyPrefix}|${b.ip}|${b.reason}`;
+  /** Regular buckets held (pending and in flight); overflow buckets, one per reason and window, come on top. */
+  const held = () => buckets.size + inFlight;
+
+  /** Adds to the overflow bucket of this reason and window (never refused: there are few). */
+  function overflow(windowStart: number, reason: string, count: number, first: number, last: number) {
+    const id = idOf({ windowStart, keyPrefix: 'unknown', ip: OVERFLOW_IP, reason });
     const b = buckets.get(id);
     if (b) {
-      b.count++;
-      b.last = at;
-      return true;
+      b.count += count;
+      b.first = Math.min(b.first, first);
+      b.last = Math.max(b.last, last);
+    } else {
+      buckets.set(id, { windowStart, keyPrefix: 'unknown', ip: OVERFLOW_IP, reason, count, first, last });
     }
-    if (buckets.size >= deps.maxBuckets) return false;
-    buckets.set(id, { windowStart, keyPrefix, ip, reason, count: 1, first: at, last: at });
-    return true;
   }
 
-  /** Puts a bucket back (after a failed write), adding to one that has formed since. */
-  function merge(b: Bucket) {
-    const id = `${b.windowStart}|${b.keyPrefix}|${b.ip}|${b.reason}`;
+  /**
+   * Counts into an existing bucket, or a new one while the bound allows (pending plus in flight),
+   * or else into the overflow bucket: whatever the database does, memory stays bounded.
+   */
+  function add(b: Bucket) {
+    const id = idOf(b);
     const existing = buckets.get(id);
     if (existing) {
       existing.count += b.count;
       existing.first = Math.min(existing.first, b.first);
       existing.last = Math.max(existing.last, b.last);
+    } else if (b.ip !== OVERFLOW_IP && held() >= deps.maxBuckets) {
+      overflow(b.windowStart, b.reason, b.count, b.first, b.last);
     } else {
-      buckets.set(id, b); // may pass the bound briefly: these were already counted once
+      buckets.set(id, b);
     }
   }
 
+  /**
+   * Adds the batch to the table, in a transaction bounded on the server: a write the client gave
+   * up on (a query timeout during a lock wait) must never land later as well, or the retry would
+   * count it twice. statement_timeout cancels it there, and a transaction the client abandoned
+   * rolls back.
+   */
   async function write(batch: Bucket[]) {
     if (!batch.length) return;
     const col = <K extends keyof Bucket>(k: K) => batch.map((b) => b[k]);
     const iso = (xs: number[]) => xs.map((x) => new Date(x).toISOString());
-    await prisma.$executeRaw`
+    await prisma.$transaction([
+      prisma.$executeRaw`SELECT set_config('statement_timeout', ${String(deps.writeTimeoutMs ?? 5_000)}, true)`,
+      prisma.$executeRaw`
       INSERT INTO security_events (window_start, key_prefix, ip, reason, count, first_seen_at, last_seen_at)
       SELECT * FROM unnest(${iso(col('windowStart'))}::timestamptz[], ${col('keyPrefix')}::text[], ${col('ip')}::text[],
                            ${col('reason')}::text[], ${col('count')}::int[], ${iso(col('first'))}::timestamptz[],
@@ -72,19 +93,34 @@ export function createSecurityEventRecorder(deps: {
       ON CONFLICT (window_start, key_prefix, ip, reason) DO UPDATE SET
         count = security_events.count + EXCLUDED.count,
         first_seen_at = least(security_events.first_seen_at, EXCLUDED.first_seen_at),
-        last_seen_at = greatest(security_events.last_seen_at, EXCLUDED.last_seen_at)`;
+        last_seen_at = greatest(security_events.last_seen_at, EXCLUDED.last_seen_at)`,
+    ]);
   }
 
+  /**
+   * One write at a time. A flush asked for while one is under way waits for it and then writes
+   * what gathered meanwhile (flushes asked for in between share that one), so a slow database
+   * never holds more than one batch besides the pending map.
+   */
   function flush(): Promise<void> {
-    const batch = [...buckets.values()];
-    buckets = new Map();
-    chain = chain.then(() =>
-      write(batch).catch((err) => {
-        log.warn({ err, buckets: batch.length }, 'could not write security events; keeping them for the next flush');
-        for (const b of batch) merge(b);
-      }),
-    );
-    return chain;
+    queued ??= writing.then(async () => {
+      queued = null;
+      const batch = [...buckets.values()];
+      buckets = new Map();
+      const regular = batch.filter((b) => b.ip !== OVERFLOW_IP).length;
+      inFlight = regular;
+      try {
+        await write(batch);
+      } catch (err) {
+        log.warn({ err: { message: (err as Error).message }, buckets: batch.length }, 'could not write security events; keeping them for the next flush');
+        inFlight = 0;
+        for (const b of batch) add(b); // put back, within the bound: the rest joins the overflow
+      } finally {
+        inFlight = 0;
+      }
+    });
+    writing = queued;
+    return queued;
   }
 
   async function prune() {
@@ -97,24 +133,13 @@ export function createSecurityEventRecorder(deps: {
     /** One failed authentication. `keyPrefix` only when it matched a stored key. */
     record(keyPrefix: string | undefined, address: string, reason: string) {
       const at = now();
-      const ip = clientNetwork(address);
-      // Full: count it anyway, under one overflow bucket per reason and window.
-      if (!add(keyPrefix ?? 'unknown', ip, reason, at)) {
-        const windowStart = at - (at % WINDOW_MS);
-        const id = `${windowStart}|unknown|${OVERFLOW_IP}|${reason}`;
-        const b = buckets.get(id);
-        if (b) {
-          b.count++;
-          b.last = at;
-        } else {
-          buckets.set(id, { windowStart, keyPrefix: 'unknown', ip: OVERFLOW_IP, reason, count: 1, first: at, last: at });
-        }
-      }
+      add({ windowStart: at - (at % WINDOW_MS), keyPrefix: keyPrefix ?? 'unknown', ip: clientNetwork(address), reason, count: 1, first: at, last: at });
     },
     flush,
     prune,
+    /** Buckets held in memory: pending and in flight (overflow buckets included). */
     get pending() {
-      return buckets.size;
+      return buckets.size + inFlight;
     },
     start() {
       timer ??= setInterval(() => void flush(), deps.flushEveryMs);
