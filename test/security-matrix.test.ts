@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
 import { generateKey } from '../src/auth/key-format.js';
 import { buildTestApp, testDatabase } from './helpers/app.js';
-import { ADMIN, apiVisibleState, json, OPERATOR, READER, seedKey, type SeededKey } from './helpers/keys.js';
+import { ADMIN, apiVisibleState, json, OPERATOR, READER, seedKey, sql, type SeededKey } from './helpers/keys.js';
 
 // U = 401 UNAUTHENTICATED, I = 401 API_KEY_INVALID, D = 401 API_KEY_DISABLED,
 // E = 401 API_KEY_EXPIRED, F = 403 FORBIDDEN; a number is the success status.
@@ -124,5 +124,78 @@ describe('every route × every caller', () => {
       }
     }
     expect(seen).toHaveLength(ROUTES.length * CALLERS.length);
+  }, 120_000);
+});
+
+// The escalation guard's containment: what a caller whose own key expires, or who lacks "*",
+// may do to expiries and to keys someone else disabled. Callers: an Operator key expiring in an
+// hour, an Operator key that never expires, an Administrator key expiring in an hour. Each cell
+// gets fresh keys (a cell may change its caller's own key).
+const CONTAINMENT = `
+action                                                     op-1h  op     admin-1h
+self.PATCH {"expiresAt":null}                              F      200    200
+self.PATCH {"expiresAt":"+2h"}                             F      200    200
+self.PATCH {"expiresAt":"+30m"}                            200    200    200
+POST {"name":"c","roleIds":[3]}                            F      201    201
+POST {"name":"c","roleIds":[3],"expiresAt":"+2h"}          F      201    201
+POST {"name":"c","roleIds":[3],"expiresAt":"+30m"}         201    201    201
+never.PATCH {"description":"d"}                            200    200    200
+never.PUT {"name":"n","roleIds":3,"isEnabled":true}        200    200    200
+never.PATCH {"expiresAt":"+2h"}                            200    200    200
+in3h.PATCH {"expiresAt":"+2h"}                             200    200    200
+in3h.PATCH {"expiresAt":"+4h"}                             F      200    200
+in3h.PATCH {"expiresAt":null}                              F      200    200
+byAdmin.PATCH {"isEnabled":true}                           F      F      200
+byOperator.PATCH {"isEnabled":true}                        200    200    200
+byUnknown.PATCH {"isEnabled":true}                         F      F      200
+byAdmin.PUT {"name":"n","roleIds":3,"isEnabled":true}      F      F      200
+byAdmin.PATCH {"description":"still disabled"}             200    200    200
+`;
+
+describe('the escalation guard contains expiries and re-enabling', () => {
+  const HOUR = 3_600_000;
+  const rel = (v: unknown) => (typeof v === 'string' && /^\+\d+[hm]$/.test(v) ? new Date(Date.now() + Number(v.slice(1, -1)) * (v.endsWith('h') ? HOUR : 60_000)).toISOString() : v);
+
+  it('has the status and code of its cell, and refusals change nothing', async () => {
+    const [head, ...lines] = CONTAINMENT.trim().split('\n').map((l) => l.trim());
+    const callerNames = head.split(/\s+/).slice(1);
+    expect(callerNames).toEqual(['op-1h', 'op', 'admin-1h']);
+    const admin = await seedKey(app, { roleIds: [ADMIN], name: 'c-admin' });
+    const operatorKey = await seedKey(app, { roleIds: [OPERATOR], name: 'c-operator' });
+    for (const line of lines) {
+      const m = /^(?:(\w+)\.)?(POST|PATCH|PUT)\s+(\{.*\})\s+(\S+)\s+(\S+)\s+(\S+)$/.exec(line);
+      expect(m, line).not.toBeNull();
+      const [, targetKind, method, bodyText, ...cells] = m!;
+      for (const [i, caller] of callerNames.entries()) {
+        const soon = new Date(Date.now() + HOUR).toISOString();
+        const me = await seedKey(app, { roleIds: [caller.startsWith('admin') ? ADMIN : OPERATOR], name: `c-${caller}`, expiresAt: caller.endsWith('1h') ? soon : undefined });
+        let targetId: string | undefined;
+        if (targetKind === 'self') targetId = me.id;
+        else if (targetKind === 'never') targetId = (await seedKey(app, { roleIds: [READER], name: 'c-never' })).id;
+        else if (targetKind === 'in3h') targetId = (await seedKey(app, { roleIds: [READER], name: 'c-3h', expiresAt: new Date(Date.now() + 3 * HOUR).toISOString() })).id;
+        else if (targetKind?.startsWith('by')) {
+          targetId = (await seedKey(app, { roleIds: [READER], name: 'c-disabled' })).id;
+          if (targetKind === 'byUnknown') await sql(dbUrl, 'UPDATE api_keys SET is_enabled = false WHERE id = $1', [targetId]);
+          else {
+            const by = targetKind === 'byAdmin' ? admin : operatorKey;
+            const off = await app.inject({ method: 'PATCH', url: `/api/v1/apikeys/${targetId}`, headers: { ...by.headers, ...json }, payload: { isEnabled: false } });
+            expect(off.statusCode).toBe(200);
+          }
+        }
+        const body = Object.fromEntries(Object.entries(JSON.parse(bodyText) as Record<string, unknown>).map(([k, v]) => [k, rel(v)]));
+        const url = targetId ? `/api/v1/apikeys/${targetId}` : '/api/v1/apikeys';
+        const before = await apiVisibleState(dbUrl);
+        const res = await app.inject({ method: method as 'POST', url, headers: { ...me.headers, ...json }, payload: body });
+        const where = `${line.split(/\s{2,}/)[0]} as ${caller}`;
+        if (cells[i] === 'F') {
+          expect(res.statusCode, `${where}: ${res.body}`).toBe(403);
+          expect(res.json().code, where).toBe('FORBIDDEN');
+          expect(res.json().detail, where).toMatch(/^(Your key expires at .*: it cannot give a key (no expiry|a later expiry)\. Set expiresAt to .* or earlier\.|This key was disabled by a caller with permissions your key does not have \(.*\); only such a caller can enable it again\.)$/);
+          expect(await apiVisibleState(dbUrl), where).toEqual(before);
+        } else {
+          expect(res.statusCode, `${where}: ${res.body}`).toBe(Number(cells[i]));
+        }
+      }
+    }
   }, 120_000);
 });

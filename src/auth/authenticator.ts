@@ -22,6 +22,8 @@ export interface Principal {
   /** `permissions` sorted, computed once per cache fill rather than per request. */
   permissionList: string[];
   isInfrastructureKey: boolean;
+  /** When the key expires (ms), or null: the escalation guard keeps what it creates within it. */
+  expiresAt: number | null;
 }
 
 export type AuthCode = 'UNAUTHENTICATED' | 'API_KEY_INVALID' | 'API_KEY_DISABLED' | 'API_KEY_EXPIRED';
@@ -148,6 +150,7 @@ export function createAuthenticator(deps: {
         roles: row.roles.map((r) => ({ id: r.id, name: r.name })),
         ...permissionsOf(row.roles.map((r) => r.permissions)),
         isInfrastructureKey: row.is_infrastructure_key,
+        expiresAt: row.expires_at ? new Date(row.expires_at).getTime() : null,
       },
       version: row.version,
       isEnabled: row.is_enabled,
@@ -236,6 +239,7 @@ export function createAuthenticator(deps: {
           roles: match.roles.map((r) => ({ id: r.role.id, name: r.role.name })),
           ...permissionsOf(match.roles.map((r) => r.role.permissions)),
           isInfrastructureKey: match.isInfrastructureKey,
+          expiresAt: match.expiresAt?.getTime() ?? null,
         },
         version: match.version,
         isEnabled: match.isEnabled,

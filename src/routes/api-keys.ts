@@ -35,7 +35,7 @@ const ifMatchHeaders = z.object({
 
 function actorOf(req: FastifyRequest): Actor {
   const p = principalOf(req);
-  return { type: 'apiKey', id: p.id, name: p.name, permissions: p.permissions };
+  return { type: 'apiKey', id: p.id, name: p.name, permissions: p.permissions, expiresAt: p.expiresAt === null ? null : new Date(p.expiresAt) };
 }
 
 /**

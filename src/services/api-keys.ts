@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { generateKey, keyPrefixOf } from '../auth/key-format.js';
 import type { KeyHasher } from '../auth/hasher.js';
-import { covers, effectivePermissions } from '../auth/permissions.js';
+import { ALL, covers, effectivePermissions, listPermissions } from '../auth/permissions.js';
 import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
 import { AppError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { asRoleIdList, type ApiKeyView, type CreateInput, type PatchInput, type ReplaceInput } from '../schemas/api-keys.js';
@@ -20,9 +20,11 @@ export interface Actor {
   name: string | null;
   /** Effective permissions ("*" included when held); the escalation guard compares against them. */
   permissions: Set<string>;
+  /** When the caller's own key expires, if it does: what it creates or changes stays within it. */
+  expiresAt?: Date | null;
 }
 
-export const SYSTEM_ACTOR: Actor = { type: 'system', id: null, name: 'system', permissions: new Set(['*']) };
+export const SYSTEM_ACTOR: Actor = { type: 'system', id: null, name: 'system', permissions: new Set(['*']), expiresAt: null };
 
 type Tx = Prisma.TransactionClient;
 
@@ -188,13 +190,52 @@ export function createApiKeyService(deps: {
     return effectivePermissions([...found.values()].map((r) => r.permissions));
   }
 
-  /** The escalation guard: a caller may only touch keys whose permissions are within its own. */
+  /**
+   * The escalation guard. A caller may only touch keys whose permissions are within its own, and,
+   * unless it holds "*", what it does stays contained:
+   * - permissions: the key's current and resulting permissions must both be within the caller's;
+   * - expiry: a caller whose own key expires cannot give any key (itself included) an expiry
+   *   later than its own, nor none at all; shortening an expiry, or leaving it as it is, is fine;
+   * - enabling: a key disabled by a caller whose permissions this one does not hold (or by
+   *   someone unknown, e.g. before this rule existed) can only be enabled again by such a caller.
+   */
   function guard(actor: Actor, needed: Set<string>, what: string) {
     if (!covers(actor.permissions, needed)) {
       const missing = [...needed].filter((p) => !actor.permissions.has(p)).map((p) => (p === '*' ? '* (every permission)' : p));
       throw new ForbiddenError(`You cannot ${what}: that needs permissions your key does not have: ${missing.join(', ')}.`);
     }
   }
+
+  /** `current` is undefined for a new key. */
+  function guardExpiry(actor: Actor, current: Date | null | undefined, next: Date | null) {
+    if (actor.permissions.has(ALL) || !actor.expiresAt) return;
+    const ms = (d: Date | null | undefined) => (d ? d.getTime() : null);
+    if (current !== undefined && ms(current) === ms(next)) return;
+    const limit = actor.expiresAt.getTime();
+    // Giving an existing key a nearer end than it had (never counts as the farthest) contains it further.
+    const shortened = next !== null && current !== undefined && (current === null || next.getTime() <= current.getTime());
+    if (next !== null && (next.getTime() <= limit || shortened)) return;
+    const own = actor.expiresAt.toISOString();
+    throw new ForbiddenError(
+      `Your key expires at ${own}: it cannot give a key ${next === null ? 'no expiry' : 'a later expiry'}. Set expiresAt to ${own} or earlier.`,
+    );
+  }
+
+  function guardEnable(actor: Actor, current: KeyRow, nextEnabled: boolean) {
+    if (current.isEnabled || !nextEnabled) return;
+    const disabledBy = current.disabledBy?.length ? current.disabledBy : [ALL];
+    const needed = new Set(disabledBy);
+    if (!covers(actor.permissions, needed)) {
+      const missing = [...needed].filter((p) => !actor.permissions.has(p)).map((p) => (p === ALL ? '* (every permission)' : p));
+      throw new ForbiddenError(
+        `This key was disabled by a caller with permissions your key does not have (${missing.join(', ')}); only such a caller can enable it again.`,
+      );
+    }
+  }
+
+  /** What disabledBy becomes: the disabler's permissions when a key goes (or is made) disabled. */
+  const disabledByAfter = (actor: Actor, wasEnabled: boolean, previous: string[], enabled: boolean) =>
+    enabled ? [] : wasEnabled ? listPermissions(actor.permissions) : previous;
 
   /**
    * History versions are their own 1, 2, 3… per key (the row version may also move for changes
@@ -245,6 +286,8 @@ export function createApiKeyService(deps: {
       const target = next(current);
       const targetPerms = await requireRoles(tx, target.roleIds);
       guard(actor, targetPerms, 'give this key those roles');
+      guardExpiry(actor, current.expiresAt, target.expiresAt);
+      guardEnable(actor, current, target.isEnabled);
 
       const version = current.version + 1;
       const row = await tx.apiKey.update({
@@ -253,6 +296,7 @@ export function createApiKeyService(deps: {
           name: target.name,
           description: target.description,
           isEnabled: target.isEnabled,
+          disabledBy: disabledByAfter(actor, current.isEnabled, current.disabledBy ?? [], target.isEnabled),
           expiresAt: target.expiresAt,
           updatedAt: now(),
           version,
@@ -303,6 +347,7 @@ export function createApiKeyService(deps: {
       const inTx = async (tx: Tx) => {
         await versioned(tx);
         guard(actor, await requireRoles(tx, roleIds), 'create a key with those roles');
+        guardExpiry(actor, undefined, input.expiresAt ? new Date(input.expiresAt) : null);
         const row = await tx.apiKey.create({
           data: {
             id: randomUUID(),
@@ -311,6 +356,7 @@ export function createApiKeyService(deps: {
             keyPrefix: keyPrefixOf(secret),
             hash,
             isEnabled: input.isEnabled ?? true,
+            disabledBy: disabledByAfter(actor, true, [], input.isEnabled ?? true),
             isInfrastructureKey: extra.isInfrastructureKey ?? false,
             expiresAt: input.expiresAt ? new Date(input.expiresAt) : null,
             createdAt: at,
