@@ -21,7 +21,7 @@ async function main(): Promise<number> {
   }
   const config = loadConfig(process.env);
   const log = pino({ level: config.log.level, redact: ['databaseUrl', '*.databaseUrl'] });
-  const embedded = config.databaseUrl ? null : await startEmbeddedPostgres(config.dataDir, log, { ifInUse: 'attach' });
+  const embedded = config.databaseUrl ? null : await startEmbeddedPostgres(config.dataDir, log, { ifInUse: 'attach', relocatable: config.dataDirDefault });
   const url = config.databaseUrl ?? embedded!.url;
   const engineLog = { info: (o: object, m: string) => log.info(o, m), debug: (m: string) => log.debug(m) };
   try {

@@ -77,7 +77,7 @@ async function main(): Promise<number> {
   }
   const config = loadConfig(process.env);
   const log = pino({ level: config.log.level === 'info' ? 'warn' : config.log.level }, process.stderr);
-  const embedded = config.databaseUrl ? null : await startEmbeddedPostgres(config.dataDir, log, { ifInUse: 'attach' });
+  const embedded = config.databaseUrl ? null : await startEmbeddedPostgres(config.dataDir, log, { ifInUse: 'attach', relocatable: config.dataDirDefault });
   const url = config.databaseUrl ?? embedded!.url;
   const { prisma } = createPrismaClient(url, config);
   try {

