@@ -84,7 +84,15 @@ describe('configuration', () => {
     ]);
   });
 
-  it.each(['0.0.0.0/1', '10.0.0.0/8,192.168.0.0/16,172.16.0.0/12', '::1, 127.0.0.1', '2001:db8::/32', '::ffff:10.0.0.0/104'])(
+  it.each([
+    ['0.0.0.0/1', 'contains 0.0.0.0/1, wider than any network of proxies (the widest accepted is /8 for IPv4)'],
+    ['10.0.0.1,64.0.0.0/3', 'contains 64.0.0.0/3, wider than any network of proxies (the widest accepted is /8 for IPv4)'],
+    ['2000::/4', 'contains 2000::/4, wider than any network of proxies (the widest accepted is /16 for IPv6)'],
+  ])('refuses TRUST_PROXY=%s, a prefix no proxy network needs', (value, problem) => {
+    expect(configError({ TRUST_PROXY: value }).issues).toEqual([`TRUST_PROXY: must list your proxies only: this value ${problem} (got ${JSON.stringify(value)})`]);
+  });
+
+  it.each(['10.0.0.0/8,192.168.0.0/16,172.16.0.0/12', '::1, 127.0.0.1', '2001:db8::/32', 'fd00::/16', '::ffff:10.0.0.0/104'])(
     'accepts TRUST_PROXY=%s (proxies, not everyone)',
     (value) => {
       expect(loadConfig({ TRUST_PROXY: value }).trustProxy).toBe(value);

@@ -87,6 +87,16 @@ function refusedStart(env: Record<string, string>) {
   });
 }
 
+/** Starts a server and stops it again, whether or not it came up: for cases where only a side effect matters. */
+async function tryStart(env: Record<string, string>) {
+  const port = await freePort();
+  const server = startServer({ ...cheap, PORT: String(port), ...env });
+  running.push(server);
+  await Promise.race([waitForHealthy(port, server, 30_000).catch(() => {}), server.exited]);
+  server.child.kill('SIGTERM');
+  await server.exited;
+}
+
 describe.runIf(isRoot)('the embedded default as root', () => {
   it('npm start from a fresh clone inside a 0700 folder: the database moves to /var/lib/keyward, runs as its own account, keeps its data', async () => {
     const home = await privateDir('keyward-home-');
@@ -127,10 +137,15 @@ describe.runIf(isRoot)('the embedded default as root', () => {
     expect((await me(first.port)).status).toBe(200);
     await stop(first.server);
 
-    // A restart finds the same place and the same data.
+    // A restart finds the same place and the same data, even once the home folder is enterable:
+    // where the database lives does not depend on a folder's mode today.
+    await chmod(home, 0o711);
     const second = await launch({}, checkout);
-    expect(second.server.logs.some((l) => l.dir === moved)).toBe(true);
+    expect(second.server.logs.some((l) => l.dir === moved && /using the embedded database kept for this checkout/.test(l.msg))).toBe(true);
+    expect(existsSync(path.join(checkout, 'data', 'postgres'))).toBe(false);
     expect((await me(second.port)).status).toBe(200);
+    // Nothing in the cluster belongs to root: keyward writes there only as its account.
+    expect(spawnSync('find', [cluster, '-uid', '0'], { encoding: 'utf8' }).stdout.trim()).toBe('');
     await stop(second.server);
   }, 240_000);
 
@@ -163,7 +178,6 @@ describe.runIf(isRoot)('the embedded default as root', () => {
     ['writable by others', async (dir: string) => chmod(dir, 0o777), 'is writable by other users (mode 0777)'],
     ['a password file others can read', async (dir: string) => writeFile(path.join(dir, 'postgres-password'), 'pw\n', { mode: 0o644 }), 'is readable or writable by other users (mode 0644)'],
     ['a password file that is a symlink', async (dir: string) => symlink('/etc/hostname', path.join(dir, 'postgres-password')), 'postgres-password is a symbolic link: refusing it'],
-    ['an owner file that is a symlink', async (dir: string) => symlink('/etc/hostname', path.join(dir, 'postgres.owner')), 'postgres.owner is not a regular file'],
   ])('refuses a DATA_DIR of its own with %s', async (_label, prepare, message) => {
     const dir = await privateDir('keyward-own-');
     await prepare(dir);
@@ -174,24 +188,141 @@ describe.runIf(isRoot)('the embedded default as root', () => {
     expect(readFileSync('/etc/hostname', 'utf8').length).toBeGreaterThan(0);
   });
 
-  it('rewrites pg_hba.conf at every start (an edit behind its back does not last), and takes over a cluster an older keyward ran as postgres', async () => {
+  it('a DATA_DIR that is a symlink another account planted is refused; one writable by a group of ours is accepted', async () => {
+    const nobody = accountEntry('nobody')!;
+    const linkParent = await privateDir('keyward-link-');
+    await chmod(linkParent, 0o755);
+    const link = path.join(linkParent, 'data');
+    await symlink(await privateDir('keyward-target-'), link);
+    spawnSync('chown', ['-h', `${nobody.uid}:${nobody.gid}`, link]);
+    const r = await refusedStart({ DATA_DIR: link });
+    expect(r.code).toBe(1);
+    expect(r.output).toContain(`DATA_DIR ${link} is a symbolic link that belongs to uid ${nobody.uid}: refusing a link another account prepared`);
+
+    const shared = await privateDir('keyward-group-');
+    await chmod(shared, 0o770); // group root: a group of ours
+    const { server } = await launch({ DATA_DIR: shared });
+    await stop(server);
+  }, 120_000);
+
+  it('rewrites pg_hba.conf at every start and forces hba_file (an edit or ALTER SYSTEM behind its back does not last), and takes over a cluster an older keyward ran as postgres', async () => {
     const dir = await privateDir('keyward-hba-');
     const first = await launch({ DATA_DIR: dir });
     await stop(first.server);
     const hba = path.join(dir, 'postgres', 'pg_hba.conf');
     await writeFile(hba, 'host all all 127.0.0.1/32 trust\n');
+    // What ALTER SYSTEM SET hba_file would leave: rules of someone else's choosing.
+    const evil = path.join(dir, 'postgres', 'evil_hba.conf');
+    await writeFile(evil, 'host all all 127.0.0.1/32 trust\n');
+    await writeFile(path.join(dir, 'postgres', 'postgresql.auto.conf'), `hba_file = '${evil}'\n`);
     const legacy = accountEntry('postgres');
     if (legacy) spawnSync('chown', ['-R', `${legacy.uid}:${legacy.gid}`, path.join(dir, 'postgres')]);
 
     const second = await launch({ DATA_DIR: dir });
     expect(await readFile(hba, 'utf8')).toBe('# Written by keyward at every start.\nhost all all 127.0.0.1/32 scram-sha-256\n');
     expect((await lstat(path.join(dir, 'postgres'))).uid).toBe(accountEntry(DB_ACCOUNT)!.uid);
-    if (legacy) expect(second.server.logs.some((l) => l.from === 'postgres' && l.to === DB_ACCOUNT)).toBe(true);
+    if (legacy) {
+      expect(second.server.logs.some((l) => l.from === 'postgres' && l.to === DB_ACCOUNT)).toBe(true);
+      expect(await readFile(path.join(dir, 'postgres', 'postgresql.auto.conf'), 'utf8')).toMatch(/^# Reset by keyward/); // ALTER SYSTEM settings dropped
+    }
     const pgPort = second.server.logs.find((l) => l.database === 'embedded')!.port as number;
     const intruder = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'keyward', password: 'guess', database: 'keyward' });
     await expect(intruder.connect()).rejects.toThrow(/password authentication failed/);
     await stop(second.server);
   }, 120_000);
+});
+
+describe.runIf(isRoot)('root never acts on what the database account controls', () => {
+  it('a symlink the account planted where keyward writes pg_hba.conf is not written through as root', async () => {
+    const dir = await privateDir('keyward-race-');
+    const first = await launch({ DATA_DIR: dir });
+    await stop(first.server);
+    const victim = path.join(await privateDir('keyward-victim-'), 'root-owned');
+    await writeFile(victim, 'unchanged\n', { mode: 0o600 });
+    const account = accountEntry(DB_ACCOUNT)!;
+    const cluster = path.join(dir, 'postgres');
+    const planted = path.join(cluster, 'pg_hba.conf.keyward');
+    await symlink(victim, planted);
+    spawnSync('chown', ['-h', `${account.uid}:${account.gid}`, planted]);
+    // And, as that account, swap every file keyward makes there for a link to the victim, as fast as it can.
+    const RACER = [
+      'import os, sys, time',
+      'd, victim, end = sys.argv[1], sys.argv[2], time.time() + 120',
+      'while time.time() < end:',
+      '    try:',
+      '        for e in os.scandir(d):',
+      "            if e.name.startswith('pg_hba.conf.keyward') and not e.name.endswith('.x') and e.is_file(follow_symlinks=False):",
+      '                try:',
+      "                    os.rename(e.path, e.path + '.x'); os.symlink(victim, e.path)",
+      '                except OSError:',
+      '                    pass',
+      '    except OSError:',
+      '        pass',
+    ].join('\n');
+    const racer = spawn('python3', ['-c', RACER, cluster, victim], { uid: account.uid, gid: account.gid, stdio: 'ignore' });
+    try {
+      await tryStart({ DATA_DIR: dir }); // may or may not start: what matters is the victim
+      await tryStart({ DATA_DIR: dir });
+    } finally {
+      racer.kill('SIGKILL');
+    }
+    expect(await readFile(victim, 'utf8')).toBe('unchanged\n');
+    const st = await lstat(victim);
+    expect({ uid: st.uid, mode: st.mode & 0o777 }).toEqual({ uid: 0, mode: 0o600 });
+  }, 120_000);
+
+  it('a postmaster.pid naming some other process does not get it signalled', async () => {
+    const dir = await privateDir('keyward-pid-');
+    const first = await launch({ DATA_DIR: dir });
+    await stop(first.server);
+    // Named like a postgres, as anything can be: only a postgres of this cluster, run by its account, is ever stopped.
+    const bystander = spawn('bash', ['-c', 'exec -a postgres sleep 600']);
+    try {
+      await writeFile(path.join(dir, 'postgres', 'postmaster.pid'), `${bystander.pid}\n${path.join(dir, 'postgres')}\n0\n5432\n`);
+      // Whether PostgreSQL then starts or refuses the lock file is its business; the bystander must live.
+      await tryStart({ DATA_DIR: dir });
+      expect(bystander.exitCode).toBeNull();
+      expect(bystander.signalCode).toBeNull();
+    } finally {
+      bystander.kill('SIGKILL');
+    }
+  }, 120_000);
+
+  it('a cluster folder without PG_VERSION but with data is refused, not deleted', async () => {
+    const dir = await privateDir('keyward-marker-');
+    const first = await launch({ DATA_DIR: dir });
+    await stop(first.server);
+    await rm(path.join(dir, 'postgres', 'PG_VERSION'));
+    const r = await refusedStart({ DATA_DIR: dir });
+    expect(r.code).toBe(1);
+    expect(r.output).toContain('holds a cluster without its PG_VERSION file: not removing it');
+    expect(existsSync(path.join(dir, 'postgres', 'global', 'pg_control'))).toBe(true);
+  }, 120_000);
+});
+
+describe('two starts on one DATA_DIR at once', () => {
+  it('one starts, the other is told who has it, and a later command attaches without stopping it', async () => {
+    const dir = await privateDir('keyward-race2-');
+    const ports = [await freePort(), await freePort()];
+    const servers = ports.map((port) => startServer({ ...cheap, PORT: String(port), DATA_DIR: dir }));
+    running.push(...servers);
+    const outcomes = await Promise.all(
+      servers.map((s, i) =>
+        Promise.race([waitForHealthy(ports[i], s, 90_000).then(() => 'up' as const), s.exited.then(() => 'exited' as const)]),
+      ),
+    );
+    expect([...outcomes].sort()).toEqual(['exited', 'up']);
+    const loser = servers[outcomes.indexOf('exited')];
+    expect(loser.output()).toMatch(/is in use by another keyward process \(pid \d+\)/);
+    const winner = servers[outcomes.indexOf('up')];
+    const winnerPort = ports[outcomes.indexOf('up')];
+    expect(existsSync(path.join(dir, 'postgres.owner'))).toBe(true);
+    const attached = spawnSync('npm', ['run', '--silent', 'db:migrate'], { cwd: ROOT, env: { PATH: process.env.PATH!, HOME: '/tmp', ...cheap, DATA_DIR: dir }, encoding: 'utf8' });
+    expect(attached.status, attached.stderr).toBe(0);
+    expect(attached.stdout + attached.stderr).not.toMatch(/still running; stopping it/);
+    expect((await fetch(`http://127.0.0.1:${winnerPort}/api/v1/health`)).status).toBe(200);
+    await stop(winner);
+  }, 180_000);
 });
 
 // Not root: the same server as an unprivileged account, in a DATA_DIR of its own.

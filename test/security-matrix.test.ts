@@ -146,10 +146,16 @@ in3h.PATCH {"expiresAt":"+2h"}                             200    200    200
 in3h.PATCH {"expiresAt":"+4h"}                             F      200    200
 in3h.PATCH {"expiresAt":null}                              F      200    200
 byAdmin.PATCH {"isEnabled":true}                           F      F      200
-byOperator.PATCH {"isEnabled":true}                        200    200    200
+byOperator.PATCH {"isEnabled":true}                        F      200    200
 byUnknown.PATCH {"isEnabled":true}                         F      F      200
 byAdmin.PUT {"name":"n","roleIds":3,"isEnabled":true}      F      F      200
 byAdmin.PATCH {"description":"still disabled"}             200    200    200
+never.PATCH {"roleIds":[2]}                                F      200    200
+never.PATCH {"roleIds":[2],"expiresAt":"+30m"}             200    200    200
+in3h.PATCH {"roleIds":[3]}                                 200    200    200
+byOperator.PATCH {"isEnabled":true,"expiresAt":"+2h"}      F      200    200
+byOperator.PATCH {"isEnabled":true,"expiresAt":"+30m"}     200    200    200
+byOperatorNever.PATCH {"isEnabled":true}                   F      200    200
 `;
 
 describe('the escalation guard contains expiries and re-enabling', () => {
@@ -174,10 +180,12 @@ describe('the escalation guard contains expiries and re-enabling', () => {
         else if (targetKind === 'never') targetId = (await seedKey(app, { roleIds: [READER], name: 'c-never' })).id;
         else if (targetKind === 'in3h') targetId = (await seedKey(app, { roleIds: [READER], name: 'c-3h', expiresAt: new Date(Date.now() + 3 * HOUR).toISOString() })).id;
         else if (targetKind?.startsWith('by')) {
-          targetId = (await seedKey(app, { roleIds: [READER], name: 'c-disabled' })).id;
+          // Disabled keys expire in 3 h unless "Never": re-enabling one is judged against the caller's expiry.
+          const expiresAt = targetKind.endsWith('Never') ? undefined : new Date(Date.now() + 3 * HOUR).toISOString();
+          targetId = (await seedKey(app, { roleIds: [READER], name: 'c-disabled', expiresAt })).id;
           if (targetKind === 'byUnknown') await sql(dbUrl, 'UPDATE api_keys SET is_enabled = false WHERE id = $1', [targetId]);
           else {
-            const by = targetKind === 'byAdmin' ? admin : operatorKey;
+            const by = targetKind === 'byAdmin' ? admin : operatorKey; // byOperator, byOperatorNever
             const off = await app.inject({ method: 'PATCH', url: `/api/v1/apikeys/${targetId}`, headers: { ...by.headers, ...json }, payload: { isEnabled: false } });
             expect(off.statusCode).toBe(200);
           }
@@ -190,7 +198,9 @@ describe('the escalation guard contains expiries and re-enabling', () => {
         if (cells[i] === 'F') {
           expect(res.statusCode, `${where}: ${res.body}`).toBe(403);
           expect(res.json().code, where).toBe('FORBIDDEN');
-          expect(res.json().detail, where).toMatch(/^(Your key expires at .*: it cannot give a key (no expiry|a later expiry)\. Set expiresAt to .* or earlier\.|This key was disabled by a caller with permissions your key does not have \(.*\); only such a caller can enable it again\.)$/);
+          expect(res.json().detail, where).toMatch(
+            /^(Your key expires at .*: (it cannot give a key (no expiry|a later expiry)\. Set expiresAt to .* or earlier\.|a key it gives more permissions to, or enables, must expire by then too\. .*)|This key was disabled by a caller with permissions your key does not have \(.*\); only such a caller can enable it again\.)$/,
+          );
           expect(await apiVisibleState(dbUrl), where).toEqual(before);
         } else {
           expect(res.statusCode, `${where}: ${res.body}`).toBe(Number(cells[i]));

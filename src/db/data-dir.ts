@@ -16,16 +16,28 @@ export const RELOCATION_ROOT = '/var/lib/keyward';
 const uid = () => process.getuid?.() ?? -1;
 const octal = (mode: number) => (mode & 0o7777).toString(8).padStart(4, '0');
 
-/** DATA_DIR exists (created 0700 when missing), is ours, and only we may write it. */
+/** Owners a folder may have: ours, or root's (root can do anything anyway; a volume's mount point often is root's). */
+const trustedOwner = (owner: number) => owner === uid() || owner === 0;
+
+/**
+ * DATA_DIR exists (created 0700 when missing), belongs to us (or root), and nobody else may write
+ * it: not other users, and its group only when that is a group of ours (a volume shared through
+ * an fsGroup, say). A symlink to it must be ours too: one planted in a shared folder is refused.
+ */
 export async function ownDir(dir: string, what = 'DATA_DIR'): Promise<string> {
+  const link = await lstat(dir).catch(() => null);
+  if (link?.isSymbolicLink() && !trustedOwner(link.uid)) {
+    throw new Error(`${what} ${dir} is a symbolic link that belongs to uid ${link.uid}: refusing a link another account prepared`);
+  }
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const real = await realpath(dir);
   const st = await lstat(real);
   if (!st.isDirectory()) throw new Error(`${what} ${dir} is not a directory`);
-  if (st.uid !== uid()) {
+  if (!trustedOwner(st.uid)) {
     throw new Error(`${what} ${dir} belongs to uid ${st.uid}, not to the account keyward runs as (uid ${uid()}): refusing a folder another account prepared`);
   }
-  if (st.mode & 0o022) {
+  const ourGroup = (process.getgroups?.() ?? []).includes(st.gid) || st.gid === process.getgid?.();
+  if (st.mode & 0o002 || (st.mode & 0o020 && !ourGroup)) {
     throw new Error(`${what} ${dir} is writable by other users (mode ${octal(st.mode)}): refusing it; chmod go-w it, or use another folder`);
   }
   return real;
@@ -64,26 +76,19 @@ export async function readPrivateFile(file: string): Promise<string | null> {
   }
 }
 
-/** Creates `file` that must not exist yet (O_EXCL: a planted file or symlink makes it fail). */
-export async function createFile(file: string, content: string, mode = 0o600): Promise<void> {
+/**
+ * Creates `file` that must not exist yet (O_EXCL: a planted file or symlink makes it fail), and
+ * gives it to `owner` through the open handle (never chown by path: the path could be swapped).
+ */
+export async function createFile(file: string, content: string, mode = 0o600, owner?: { uid: number; gid: number }): Promise<void> {
   const fh = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
   try {
     await fh.writeFile(content);
     await fh.chmod(mode);
+    if (owner) await fh.chown(owner.uid, owner.gid);
   } finally {
     await fh.close();
   }
-}
-
-/** Replaces a file of ours (refusing anything else found there), without following links. */
-export async function replaceFile(file: string, content: string, mode = 0o644): Promise<void> {
-  const st = await lstat(file).catch(() => null);
-  if (st) {
-    if (!st.isFile()) throw new Error(`${file} is not a regular file (a symbolic link?): refusing to write through it`);
-    if (st.uid !== uid()) throw new Error(`${file} belongs to uid ${st.uid}: refusing a file another account prepared`);
-    await unlink(file);
-  }
-  await createFile(file, content, mode);
 }
 
 /** What a file of ours says, or null; never follows a link (small files only: pids). */
@@ -116,6 +121,16 @@ const clusterIn = (dir: string) => spawnSync('test', ['-e', path.join(dir, 'post
  */
 export async function resolveDataDir(dataDir: string, opts: { relocatable: boolean }, as: RunAs | undefined, log: EmbeddedLog): Promise<string> {
   if (!as) return ownDir(dataDir);
+  const moved = opts.relocatable ? relocatedDir(dataDir) : null;
+  // Once moved, it stays: whether the home folder is private today must not decide which database a start finds.
+  if (moved && clusterIn(moved)) {
+    if (clusterIn(dataDir)) {
+      throw new Error(`both ${dataDir} and ${moved} hold an embedded database: keep one (move the other away), or set DATA_DIR to choose`);
+    }
+    await rootOwnedDir(RELOCATION_ROOT, 0o711);
+    log.info({ dataDir, dir: moved }, `DATA_DIR is not set: using the embedded database kept for this checkout in ${moved}`);
+    return enterable(await ownDir(moved), as);
+  }
   // Its parent is what matters: DATA_DIR itself is ours to let the account through.
   if (!canReach(path.dirname(dataDir), as)) {
     if (!opts.relocatable) {
@@ -130,12 +145,14 @@ export async function resolveDataDir(dataDir: string, opts: { relocatable: boole
     }
     await rootOwnedDir('/var/lib');
     await rootOwnedDir(RELOCATION_ROOT, 0o711);
-    const moved = relocatedDir(dataDir);
     log.info({ dataDir, dir: moved }, `DATA_DIR is not set and ${dataDir} is in a folder the database account ${DB_ACCOUNT} cannot enter: keeping the embedded database in ${moved}`);
-    dataDir = moved;
+    return enterable(await ownDir(moved!), as);
   }
-  const dir = await ownDir(dataDir);
-  // The database account must be able to pass through to the cluster (the files here stay 0600).
+  return enterable(await ownDir(dataDir), as);
+}
+
+/** The database account must be able to pass through DATA_DIR to the cluster (the files here stay 0600). */
+async function enterable(dir: string, as: RunAs): Promise<string> {
   const st = await lstat(dir);
   if ((st.mode & 0o001) === 0) await chmod(dir, (st.mode & 0o7777) | 0o001);
   if (!canReach(dir, as)) throw new Error(`the OS account ${as.name} cannot enter ${dir}`);

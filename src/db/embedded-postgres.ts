@@ -6,12 +6,13 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { chown, lstat, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chown, mkdir, rm, stat, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
-import { accountEntry, binariesFor, databaseAccount, LEGACY_ACCOUNT, type EmbeddedLog, type RunAs } from './embedded-account.js';
-import { createFile, readOwnFile, readPrivateFile, replaceFile, resolveDataDir } from './data-dir.js';
+import { checkCluster, forcedSettings, PG_HBA, postmasterOf, removeIncompleteCluster, writeClusterFile } from './cluster.js';
+import { binariesFor, databaseAccount, type EmbeddedLog, type RunAs } from './embedded-account.js';
+import { createFile, readOwnFile, readPrivateFile, resolveDataDir } from './data-dir.js';
 
 export type { EmbeddedLog } from './embedded-account.js';
 
@@ -70,8 +71,7 @@ async function initdb(bin: string, clusterDir: string, password: string, as: Run
   // initdb reads the password from a file the database account owns, next to the cluster (a
   // folder only we can write), created exclusively and removed right after.
   const pwfile = path.join(path.dirname(clusterDir), `.initdb-pw-${randomBytes(8).toString('hex')}`);
-  await createFile(pwfile, `${password}\n`);
-  if (as) await chown(pwfile, as.uid, as.gid);
+  await createFile(pwfile, `${password}\n`, 0o600, as);
   try {
     await run(
       path.join(bin, 'bin', 'initdb'),
@@ -98,7 +98,7 @@ function startPostgres(bin: string, clusterDir: string, port: number, as: RunAs 
   return new Promise((resolve, reject) => {
     const child = spawn(
       path.join(bin, 'bin', 'postgres'),
-      ['-D', clusterDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
+      ['-D', clusterDir, '-p', String(port), ...forcedSettings(clusterDir)],
       // Its own process group: a Ctrl-C meant for us must not stop it under our in-flight requests.
       { ...as, env: { LC_ALL: 'C', LANG: 'C' }, stdio: ['ignore', 'ignore', 'pipe'], detached: true },
     );
@@ -120,10 +120,12 @@ function startPostgres(bin: string, clusterDir: string, port: number, as: RunAs 
   });
 }
 
-function isProcess(pid: number, name: string): boolean {
-  if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return false;
+/** A live keyward (node) process of this account. */
+function isKeyward(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 1 || !alive(pid)) return false;
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(name);
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+    return uid === process.getuid?.() && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('node');
   } catch {
     return process.platform !== 'linux'; // no /proc: trust that the pid is alive
   }
@@ -132,15 +134,40 @@ function isProcess(pid: number, name: string): boolean {
 type Running = { state: 'none' } | { state: 'orphan'; pid: number } | { state: 'owned'; pid: number; owner: number; port: number };
 
 /** Is a postgres already running on this cluster, and is the keyward process that started it alive? */
-async function runningCluster(clusterDir: string, ownerFile: string): Promise<Running> {
-  const pidFile = await readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8').catch(() => null);
-  const lines = pidFile?.split('\n') ?? [];
-  const pid = Number(lines[0]);
+async function runningCluster(clusterDir: string, ownerFile: string, as: RunAs | undefined): Promise<Running> {
   // A stale file (or a pid reused by another program after a reboot) is PostgreSQL's to handle.
-  if (!isProcess(pid, 'postgres')) return { state: 'none' };
+  const postmaster = postmasterOf(clusterDir, as);
+  if (!postmaster) return { state: 'none' };
   const owner = Number(((await readOwnFile(ownerFile)) ?? '').trim());
-  if (owner !== process.pid && isProcess(owner, 'node')) return { state: 'owned', pid, owner, port: Number(lines[3]) };
-  return { state: 'orphan', pid };
+  if (owner !== process.pid && isKeyward(owner)) return { state: 'owned', pid: postmaster.pid, owner, port: postmaster.port };
+  return { state: 'orphan', pid: postmaster.pid };
+}
+
+/**
+ * Claims the cluster for this process: the owner file is created exclusively, so of two starts
+ * at once one claims it and the other is told who has it. A claim whose process is gone is
+ * stale and taken over.
+ */
+async function claimOwner(ownerFile: string, dataDir: string): Promise<void> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      await createFile(ownerFile, `${process.pid}\n`, 0o644);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const owner = Number(((await readOwnFile(ownerFile)) ?? '').trim());
+    if (owner !== process.pid && isKeyward(owner)) {
+      throw new Error(`DATA_DIR ${dataDir} is in use by another keyward process (pid ${owner}), which is starting its database; try again in a moment`);
+    }
+    await unlink(ownerFile).catch(() => {}); // stale: its process is gone
+  }
+  throw new Error(`could not claim ${ownerFile}`);
+}
+
+/** Gives up the claim, if it is still ours. */
+async function releaseOwner(ownerFile: string): Promise<void> {
+  if (Number(((await readOwnFile(ownerFile)) ?? '').trim()) === process.pid) await unlink(ownerFile).catch(() => {});
 }
 
 /**
@@ -161,37 +188,6 @@ async function readOrCreatePassword(file: string): Promise<string> {
   const password = randomBytes(24).toString('base64url');
   await createFile(file, `${password}\n`, 0o600);
   return password;
-}
-
-/** Only TCP on 127.0.0.1, with a password: rewritten at every start, so an edit made behind keyward's back does not last. */
-const PG_HBA = '# Written by keyward at every start.\nhost all all 127.0.0.1/32 scram-sha-256\n';
-
-async function writeHba(clusterDir: string, as: RunAs | undefined) {
-  const file = path.join(clusterDir, 'pg_hba.conf');
-  const next = `${file}.keyward-${randomBytes(4).toString('hex')}`;
-  await createFile(next, PG_HBA, 0o600);
-  if (as) await chown(next, as.uid, as.gid);
-  await rename(next, file);
-}
-
-/**
- * The cluster folder must be a real folder of the account it runs as. One the host's `postgres`
- * account owns was made by an older keyward as root: it is taken over (chown -R). Anything else
- * is refused.
- */
-async function checkCluster(clusterDir: string, as: RunAs | undefined, log: EmbeddedLog) {
-  const st = await lstat(clusterDir);
-  if (!st.isDirectory()) throw new Error(`${clusterDir} is not a directory (a symbolic link?): refusing it`);
-  const expected = as?.uid ?? process.getuid?.();
-  if (st.uid === expected) return;
-  const legacy = as ? accountEntry(LEGACY_ACCOUNT) : undefined;
-  if (as && legacy && st.uid === legacy.uid) {
-    log.warn({ dir: clusterDir, from: LEGACY_ACCOUNT, to: as.name }, `the embedded database was run as ${LEGACY_ACCOUNT} by an older keyward; it now belongs to ${as.name}`);
-    const r = spawnSync('chown', ['-R', '--no-dereference', `${as.uid}:${as.gid}`, clusterDir], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`could not hand ${clusterDir} over to ${as.name}: ${r.stderr.trim()}`);
-    return;
-  }
-  throw new Error(`${clusterDir} belongs to uid ${st.uid}, not to ${as?.name ?? 'the account keyward runs as'}: refusing a cluster another account prepared`);
 }
 
 function urlFor(password: string, port: number): string {
@@ -235,7 +231,7 @@ export async function startEmbeddedPostgres(
   const ownerFile = path.join(dataDir, 'postgres.owner');
   if (await stat(path.join(clusterDir, 'PG_VERSION')).catch(() => null)) {
     await checkCluster(clusterDir, as, log);
-    const running = await runningCluster(clusterDir, ownerFile);
+    const running = await runningCluster(clusterDir, ownerFile, as);
     if (running.state === 'owned') {
       if (opts.ifInUse !== 'attach') {
         throw new Error(
@@ -246,22 +242,25 @@ export async function startEmbeddedPostgres(
       return { url: urlFor(password, running.port), port: running.port, dataDir, stop: async () => {} };
     }
     if (running.state === 'orphan') await stopOrphan(running.pid, log);
-  } else {
-    log.info({ dir: clusterDir }, 'initialising embedded PostgreSQL (first start)');
-    await rm(clusterDir, { recursive: true, force: true }); // a half-made cluster from a failed first start
-    await initdb(bin, clusterDir, password, as);
   }
-
-  await writeHba(clusterDir, as);
-  // Claimed before the start, so a planted owner file stops us before anything runs.
-  await replaceFile(ownerFile, `${process.pid}\n`);
-  const port = opts.port ?? (await freePort());
+  // Claimed before anything is initialised or started: of two starts at once, one goes on.
+  await claimOwner(ownerFile, dataDir);
   let child: ChildProcess;
+  let port: number;
   try {
-    child = await startPostgres(bin, clusterDir, port, as);
+    if (!(await stat(path.join(clusterDir, 'PG_VERSION')).catch(() => null))) {
+      log.info({ dir: clusterDir }, 'initialising embedded PostgreSQL (first start)');
+      await removeIncompleteCluster(clusterDir, as); // a half-made cluster from a failed first start
+      await initdb(bin, clusterDir, password, as);
+    }
+    await writeClusterFile(clusterDir, 'pg_hba.conf', PG_HBA, as);
+    port = opts.port ?? (await freePort());
+    child = await startPostgres(bin, clusterDir, port, as).catch((err: Error) => {
+      throw new Error(`embedded PostgreSQL failed to start in ${clusterDir}: ${err.message}`);
+    });
   } catch (err) {
-    await rm(ownerFile, { force: true });
-    throw new Error(`embedded PostgreSQL failed to start in ${clusterDir}: ${(err as Error).message}`);
+    await releaseOwner(ownerFile);
+    throw err;
   }
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   // Last resort if this process dies without a graceful shutdown (a kill -9 cannot be caught;
@@ -270,7 +269,22 @@ export async function startEmbeddedPostgres(
   process.once('exit', onExit);
 
   const url = urlFor(password, port);
-  await ensureDatabase(url.replace(/\/[^/]*$/, '/postgres'));
+  const stopChild = async () => {
+    process.removeListener('exit', onExit);
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGINT'); // fast shutdown: roll back open transactions, checkpoint, exit
+      const timer = setTimeout(() => child.kill('SIGQUIT'), 15_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await releaseOwner(ownerFile);
+  };
+  try {
+    await ensureDatabase(url.replace(/\/[^/]*$/, '/postgres'));
+  } catch (err) {
+    await stopChild(); // never leave it running behind a failed start
+    throw err;
+  }
   log.info(
     { database: 'embedded', host: '127.0.0.1', port, dir: clusterDir, ms: Date.now() - started },
     `using embedded PostgreSQL at 127.0.0.1:${port} (data in ${clusterDir})`,
@@ -283,14 +297,7 @@ export async function startEmbeddedPostgres(
     dataDir,
     stop: () =>
       (stopped ??= (async () => {
-        process.removeListener('exit', onExit);
-        if (child.exitCode === null && child.signalCode === null) {
-          child.kill('SIGINT'); // fast shutdown: roll back open transactions, checkpoint, exit
-          const timer = setTimeout(() => child.kill('SIGQUIT'), 15_000);
-          await exited;
-          clearTimeout(timer);
-        }
-        await rm(ownerFile, { force: true });
+        await stopChild();
         log.info({}, 'embedded PostgreSQL stopped');
       })()),
   };

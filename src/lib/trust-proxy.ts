@@ -65,6 +65,15 @@ export function trustProxyProblem(entries: string[]): string | null {
       return `trusts every IPv${family} address, so any client could choose its own address; list only your proxies' addresses or CIDRs`;
     }
   }
+  // No proxy network is that wide: such a prefix trusts a good part of the internet.
+  const widest = { 4: 8, 6: 16 } as const;
+  for (const entry of entries) {
+    const [addr, bits] = entry.split('/');
+    const family = isIP(addr) as 4 | 6;
+    if (bits !== undefined && Number(bits) < widest[family]) {
+      return `contains ${entry}, wider than any network of proxies (the widest accepted is /${widest[family]} for IPv${family})`;
+    }
+  }
   for (const entry of entries) {
     try {
       proxyAddr.compile([entry]);

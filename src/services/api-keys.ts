@@ -206,18 +206,27 @@ export function createApiKeyService(deps: {
     }
   }
 
-  /** `current` is undefined for a new key. */
-  function guardExpiry(actor: Actor, current: Date | null | undefined, next: Date | null) {
+  /**
+   * `current` is undefined for a new key. `widens`: the change gives the key more than it had (a
+   * permission it lacked, or being enabled again); then its expiry must be within the caller's
+   * whatever it was before, or a caller could promote a key that outlives it.
+   */
+  function guardExpiry(actor: Actor, current: Date | null | undefined, next: Date | null, widens = false) {
     if (actor.permissions.has(ALL) || !actor.expiresAt) return;
     const ms = (d: Date | null | undefined) => (d ? d.getTime() : null);
-    if (current !== undefined && ms(current) === ms(next)) return;
     const limit = actor.expiresAt.getTime();
-    // Giving an existing key a nearer end than it had (never counts as the farthest) contains it further.
-    const shortened = next !== null && current !== undefined && (current === null || next.getTime() <= current.getTime());
-    if (next !== null && (next.getTime() <= limit || shortened)) return;
+    if (!widens) {
+      if (current !== undefined && ms(current) === ms(next)) return;
+      // Giving an existing key a nearer end than it had (never counts as the farthest) contains it further.
+      const shortened = next !== null && current !== undefined && (current === null || next.getTime() <= current.getTime());
+      if (next !== null && shortened) return;
+    }
+    if (next !== null && next.getTime() <= limit) return;
     const own = actor.expiresAt.toISOString();
     throw new ForbiddenError(
-      `Your key expires at ${own}: it cannot give a key ${next === null ? 'no expiry' : 'a later expiry'}. Set expiresAt to ${own} or earlier.`,
+      widens
+        ? `Your key expires at ${own}: a key it gives more permissions to, or enables, must expire by then too. Set expiresAt to ${own} or earlier in the same request.`
+        : `Your key expires at ${own}: it cannot give a key ${next === null ? 'no expiry' : 'a later expiry'}. Set expiresAt to ${own} or earlier.`,
     );
   }
 
@@ -286,7 +295,8 @@ export function createApiKeyService(deps: {
       const target = next(current);
       const targetPerms = await requireRoles(tx, target.roleIds);
       guard(actor, targetPerms, 'give this key those roles');
-      guardExpiry(actor, current.expiresAt, target.expiresAt);
+      const widens = [...targetPerms].some((p) => !currentPerms.has(p)) || (!current.isEnabled && target.isEnabled);
+      guardExpiry(actor, current.expiresAt, target.expiresAt, widens);
       guardEnable(actor, current, target.isEnabled);
 
       const version = current.version + 1;
