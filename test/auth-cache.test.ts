@@ -158,6 +158,40 @@ describe('what the cache holds', () => {
   });
 });
 
+describe('a secret replaced behind the server\'s back', () => {
+  it('the old secret stops working on an instance that cached it (past the maximum age, and after a PATCH); the new one works on both', async () => {
+    const env = { AUTH_CACHE_MAX_AGE_MS: '300' };
+    const a = await buildTestApp({ env });
+    const b = await buildTestApp({ env });
+    await until(async () => a.services.listener.listening && b.services.listener.listening, 5_000);
+    const admin = await seedKey(a, { roleIds: [ADMIN] });
+    const victim = await seedKey(a, { roleIds: [READER] });
+    const me = (app: App, secret: string) => app.inject({ method: 'GET', url: '/api/v1/userinfo', headers: { 'x-api-key': secret } });
+    expect((await me(a, victim.secret)).statusCode).toBe(200); // cached on A
+
+    // Direct SQL: the victim's hash becomes the hash of another secret with the victim's prefix.
+    const replacement = `${victim.secret.slice(0, 16)}${'f'.repeat(victim.secret.length - 16)}`;
+    const newHash = await a.services.hasher.hash(replacement);
+    await sql(dbUrl, 'UPDATE api_keys SET hash = $2 WHERE id = $1', [victim.id, newHash]);
+
+    await new Promise((r) => setTimeout(r, 350)); // past the maximum age
+    const old = await me(a, victim.secret);
+    expect(old.statusCode).toBe(401);
+    expect(old.json().code).toBe('API_KEY_INVALID');
+    expect((await me(a, replacement)).statusCode).toBe(200);
+    expect((await me(b, victim.secret)).statusCode).toBe(401); // a fresh instance agrees
+    expect((await me(b, replacement)).statusCode).toBe(200);
+
+    // Once more, learnt through a PATCH (a notification) rather than the maximum age.
+    const third = `${victim.secret.slice(0, 16)}${'e'.repeat(victim.secret.length - 16)}`;
+    await sql(dbUrl, 'UPDATE api_keys SET hash = $2 WHERE id = $1', [victim.id, await a.services.hasher.hash(third)]);
+    const patched = await b.inject({ method: 'PATCH', url: `/api/v1/apikeys/${victim.id}`, headers: { ...admin.headers, ...json }, payload: { description: 'touched' } });
+    expect(patched.statusCode).toBe(200);
+    await until(async () => (await me(a, replacement)).statusCode === 401, 2_000);
+    expect((await me(a, third)).statusCode).toBe(200);
+  });
+});
+
 describe('no argon2 for garbage, and a bound on it', () => {
   it('malformed keys and unknown prefixes cost no argon2; a wrong secret costs one, then none for 5 s', async () => {
     const { hasher, counts } = countingHasher();

@@ -4,6 +4,7 @@ import { createKeyCache, digestKey, type CachedKey } from '../src/auth/key-cache
 
 const entry = (id: string): CachedKey => ({
   principal: { id, name: id, keyPrefix: 'jim_ak_00000000', roles: [], permissions: new Set(), permissionList: [], isInfrastructureKey: false, expiresAt: null },
+  hashTag: 'tag',
   version: 1,
   isEnabled: true,
   expiresAt: null,

@@ -8,7 +8,7 @@ import type { PrismaClient } from '../generated/prisma/client.js';
 import { AppError } from '../lib/errors.js';
 import type { LastUsedRecorder } from '../services/last-used.js';
 import type { KeyHasher } from './hasher.js';
-import { digestKey, type CachedKey, type KeyCache } from './key-cache.js';
+import { digestKey, hashTag, type CachedKey, type KeyCache } from './key-cache.js';
 import { isWellFormedKey, keyPrefixOf } from './key-format.js';
 import type { Limiter } from './limiter.js';
 import { effectivePermissions, listPermissions } from './permissions.js';
@@ -108,8 +108,8 @@ export function createAuthenticator(deps: {
   /** One indexed read of the key's row and roles: what a changed key now allows. */
   async function readRow(keyId: string) {
     const rows = await prisma.$queryRaw<
-      Array<{ version: number; name: string; is_enabled: boolean; is_infrastructure_key: boolean; expires_at: Date | null; roles: Array<{ id: number; name: string; permissions: string[] }> }>
-    >`SELECT k.version, k.name, k.is_enabled, k.is_infrastructure_key, k.expires_at,
+      Array<{ version: number; hash: string; name: string; is_enabled: boolean; is_infrastructure_key: boolean; expires_at: Date | null; roles: Array<{ id: number; name: string; permissions: string[] }> }>
+    >`SELECT k.version, k.hash, k.name, k.is_enabled, k.is_infrastructure_key, k.expires_at,
              coalesce(json_agg(json_build_object('id', r.id, 'name', r.name, 'permissions', r.permissions) ORDER BY r.id)
                       FILTER (WHERE r.id IS NOT NULL), '[]') AS roles
         FROM api_keys k
@@ -123,9 +123,11 @@ export function createAuthenticator(deps: {
   /**
    * Brings a stale or aged entry up to date without argon2. Aged entries first compare the row
    * version (the cheap case); a changed or stale entry is re-read. Returns null when the key no
-   * longer exists.
+   * longer exists, 'reverify' when its stored hash is no longer the one the secret verified
+   * against (replaced, by a rotation or behind the server's back): the entry is gone and the
+   * secret must be checked again.
    */
-  async function refresh(digest: string, entry: CachedKey, at: number): Promise<CachedKey | null> {
+  async function refresh(digest: string, entry: CachedKey, at: number): Promise<CachedKey | null | 'reverify'> {
     const epoch = cache.epoch;
     if (!entry.stale) {
       const v = await prisma.$queryRaw<Array<{ version: number }>>`SELECT version FROM api_keys WHERE id = ${entry.principal.id}::uuid`;
@@ -143,6 +145,10 @@ export function createAuthenticator(deps: {
       cache.forget(digest);
       return null;
     }
+    if (hashTag(row.hash) !== entry.hashTag) {
+      cache.forget(digest);
+      return 'reverify';
+    }
     const next: CachedKey = {
       principal: {
         ...entry.principal,
@@ -152,6 +158,7 @@ export function createAuthenticator(deps: {
         isInfrastructureKey: row.is_infrastructure_key,
         expiresAt: row.expires_at ? new Date(row.expires_at).getTime() : null,
       },
+      hashTag: entry.hashTag,
       version: row.version,
       isEnabled: row.is_enabled,
       expiresAt: row.expires_at ? new Date(row.expires_at).getTime() : null,
@@ -203,7 +210,8 @@ export function createAuthenticator(deps: {
       if (hit) {
         const entry = hit.stale || at - hit.checkedAt > cache.maxAgeMs ? await refresh(digest, hit, at) : hit;
         if (!entry) throw new AuthError('API_KEY_INVALID'); // the key was deleted: its prefix matches nothing now
-        return admit(entry, ip, at);
+        if (entry !== 'reverify') return admit(entry, ip, at);
+        // Its hash was replaced: verify the secret against what is stored now (below).
       }
       if (cache.isKnownInvalid(digest, at)) refuse('API_KEY_INVALID', keyPrefixOf(presented)); // only real prefixes are remembered
 
@@ -232,6 +240,7 @@ export function createAuthenticator(deps: {
       }
       if (hasher.needsRehash(match.hash)) rehashLater(match.id, match.hash, presented);
       const entry: CachedKey = {
+        hashTag: hashTag(match.hash),
         principal: {
           id: match.id,
           name: match.name,

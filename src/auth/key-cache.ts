@@ -1,13 +1,17 @@
 // The verified-key cache: after a key verifies once, later requests with it are answered from
 // memory — no argon2, no database read. Keyed by a SHA-256 digest of the presented key (never
-// the key itself). Bounded (LRU). Entries are dropped the moment their key changes (locally, or
-// through LISTEN/NOTIFY from another instance); an entry older than `maxAgeMs` is revalidated by
-// one read of the key's row version.
+// the key itself). Bounded (LRU). An entry is marked stale the moment its key changes (locally,
+// or through LISTEN/NOTIFY from another instance) and dropped when the key is deleted; an entry
+// older than `maxAgeMs` is revalidated by one read of the key's row version. Each entry knows
+// which stored hash its secret verified against: when a re-read finds another hash (the secret
+// was replaced, whoever did it), the entry goes and the secret is verified afresh.
 import crypto from 'node:crypto';
 import type { Principal } from './authenticator.js';
 
 export interface CachedKey {
   principal: Principal;
+  /** A fingerprint of the stored hash the presented secret verified against (hashTag()). */
+  hashTag: string;
   version: number;
   isEnabled: boolean;
   expiresAt: number | null;
@@ -22,6 +26,11 @@ const oneShot = (crypto as unknown as { hash?: (alg: string, data: string, enc: 
 // Salted per process: a heap dump's digests cannot be brute-forced offline like a plain SHA-256
 // of a weak, operator-chosen key could.
 const SALT = crypto.randomBytes(32).toString('base64');
+
+/** A short fingerprint of a stored argon2 hash: enough to notice it was replaced. */
+export function hashTag(hash: string): string {
+  return crypto.createHash('sha256').update(hash).digest('base64url').slice(0, 22);
+}
 
 export function digestKey(key: string): string {
   const data = SALT + key;
@@ -131,8 +140,8 @@ export function createKeyCache(opts: { maxEntries: number; maxAgeMs: number; neg
     },
     /**
      * The key changed or was deleted. A deleted key's entries go; a changed key's are marked
-     * stale, so the next use re-reads its row (one indexed read) instead of verifying the
-     * secret again: a change never alters which secret belongs to the key.
+     * stale, so the next use re-reads its row (one indexed read) instead of verifying the secret
+     * again — unless the re-read finds a different hash: then the secret is verified afresh.
      */
     invalidateKey(keyId: string, deleted = false) {
       bump(keyId);
