@@ -66,7 +66,7 @@ async function main() {
   });
   const serverExited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
   const alive = () => server.exitCode === null && server.signalCode === null;
-  let status = 1;
+  let status: number;
   try {
     const base = `http://127.0.0.1:${port}`;
     for (let i = 0; ; i++) {

@@ -145,7 +145,7 @@ describe('docker-compose.yml', () => {
   it('has a "cluster" profile: Redis and two replicas sharing it, behind a proxy that is their only trusted one', async () => {
     const compose = loadCompose(await read('docker-compose.yml'));
     const { redis, proxy } = compose.services;
-    const replicas = Object.entries(compose.services).filter(([n, s]) => s.profiles?.includes('cluster') && s.environment?.REDIS_URL);
+    const replicas = Object.entries(compose.services).filter(([, s]) => s.profiles?.includes('cluster') && s.environment?.REDIS_URL);
     expect(redis.profiles).toEqual(['cluster']);
     expect(redis.healthcheck).toBeDefined();
     expect(replicas.map(([n]) => n)).toEqual(['app-a', 'app-b']);

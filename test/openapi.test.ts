@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
-import { generateOpenApiDocument } from '../src/lib/openapi-document.js';
+import { generateOpenApiDocument } from '../src/openapi-document.js';
 import { buildTestApp } from './helpers/app.js';
 
 const COMMITTED = path.resolve(import.meta.dirname, '../openapi/openapi.json');

@@ -6,25 +6,14 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import { AppError } from '../lib/errors.js';
-import type { LastUsedRecorder } from '../services/last-used.js';
 import type { KeyHasher } from './hasher.js';
 import { digestKey, hashTag, type CachedKey, type KeyCache } from './key-cache.js';
 import { isWellFormedKey, keyPrefixOf } from './key-format.js';
 import type { Limiter } from './limiter.js';
 import { effectivePermissions, listPermissions } from './permissions.js';
+import type { Principal } from './principal.js';
 
-export interface Principal {
-  id: string;
-  name: string;
-  keyPrefix: string;
-  roles: Array<{ id: number; name: string }>;
-  permissions: Set<string>;
-  /** `permissions` sorted, computed once per cache fill rather than per request. */
-  permissionList: string[];
-  isInfrastructureKey: boolean;
-  /** When the key expires (ms), or null: the escalation guard keeps what it creates within it. */
-  expiresAt: number | null;
-}
+export type { Principal } from './principal.js';
 
 export type AuthCode = 'UNAUTHENTICATED' | 'API_KEY_INVALID' | 'API_KEY_DISABLED' | 'API_KEY_EXPIRED';
 
@@ -56,7 +45,8 @@ function permissionsOf(rolePermissions: string[][]) {
 export function createAuthenticator(deps: {
   prisma: PrismaClient;
   hasher: KeyHasher;
-  lastUsed: LastUsedRecorder;
+  /** Told of every admitted use (lastUsedAt, batched elsewhere). */
+  lastUsed: { touch(keyId: string, ip: string): void };
   cache: KeyCache;
   limiter: Limiter;
   log: FastifyBaseLogger;

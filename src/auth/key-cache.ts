@@ -6,7 +6,7 @@
 // which stored hash its secret verified against: when a re-read finds another hash (the secret
 // was replaced, whoever did it), the entry goes and the secret is verified afresh.
 import crypto from 'node:crypto';
-import type { Principal } from './authenticator.js';
+import type { Principal } from './principal.js';
 
 export interface CachedKey {
   principal: Principal;

@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { EXPIRES_IN_HINT, expiresIn } from '../lib/duration.js';
 import { CliError, EXIT, UsageError, type ApiKey } from './client.js';
-import type { Context } from './main.js';
+import type { Context } from './context.js';
 import { json, keyDetails, keyTable } from './output.js';
 import { confirm, idsFromText } from './terminal.js';
 

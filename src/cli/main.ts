@@ -3,19 +3,11 @@
 import { readFile, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
-import { CliError, createClient, EXIT, UsageError, type Client } from './client.js';
+import { CliError, createClient, EXIT, UsageError } from './client.js';
+import type { Context } from './context.js';
 import { registerKeyCommands } from './key-commands.js';
 import { json, roleTable } from './output.js';
 import { readAll, type Io } from './terminal.js';
-
-export interface Context {
-  io: Io;
-  client(): Promise<Client>;
-  /** Standard input, read once: it may carry the key (--api-key-stdin) and then piped ids. */
-  stdin(): Promise<string>;
-  /** Set by commands that handle several ids: the worst exit code among them. */
-  exitCode: number;
-}
 
 const DEFAULT_URL = 'http://127.0.0.1:3000';
 

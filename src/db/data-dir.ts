@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chmod, lstat, mkdir, open, realpath, unlink } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { canReach, DB_ACCOUNT, rootOwnedDir, type EmbeddedLog, type RunAs } from './embedded-account.js';
 
@@ -64,7 +64,7 @@ export async function readPrivateFile(file: string): Promise<string | null> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return null;
-    if (code === 'ELOOP') throw new Error(`${file} is a symbolic link: refusing it`);
+    if (code === 'ELOOP') throw new Error(`${file} is a symbolic link: refusing it`, { cause: err });
     throw err;
   }
   const { fh, st } = opened;

@@ -3,7 +3,7 @@
 // through that package's class: it installs exit hooks that kill the database on SIGTERM under
 // in-flight requests, hides initdb's errors, and cannot run binaries from another folder (needed
 // as root, below).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { chown, mkdir, rm, stat, unlink } from 'node:fs/promises';

@@ -3,7 +3,7 @@
 // that connection is down the instance cannot hear about changes, so its cache is emptied and
 // kept from filling until it is listening again.
 import pg from 'pg';
-import { pgConfigFromUrl } from './schema-engine.js';
+import { pgConfigFromUrl } from './pg-config.js';
 
 export const KEY_CHANNEL = 'keyward_api_keys';
 

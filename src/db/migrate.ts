@@ -1,13 +1,8 @@
 import { mkdir, writeFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
-import {
-  loadMigrationList,
-  loadSchemaFiles,
-  pgConfigFromUrl,
-  withSchemaEngine,
-  type SchemaEngineLog,
-} from './schema-engine.js';
+import { pgConfigFromUrl } from './pg-config.js';
+import { loadMigrationList, loadSchemaFiles, withSchemaEngine, type SchemaEngineLog } from './schema-engine.js';
 
 export const PRISMA_DIR = path.resolve(import.meta.dirname, '../../prisma');
 export const MIGRATIONS_DIR = path.join(PRISMA_DIR, 'migrations');

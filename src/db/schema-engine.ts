@@ -15,7 +15,7 @@ import {
 } from '@prisma/driver-adapter-utils';
 import pg from 'pg';
 import type * as Wasm from '@prisma/schema-engine-wasm';
-import { parse as parseConnectionString } from 'pg-connection-string';
+import { pgConfigFromUrl } from './pg-config.js';
 
 const require = createRequire(import.meta.url);
 
@@ -59,20 +59,6 @@ function loadWasm(): Promise<typeof Wasm> {
   return wasmModule;
 }
 
-/** pg config as discrete fields: the adapter's shadow database replaces `database`, which a
- *  connection string would silently override. */
-export function pgConfigFromUrl(url: string) {
-  const c = parseConnectionString(url);
-  return {
-    host: c.host ?? undefined,
-    port: c.port ? Number(c.port) : undefined,
-    user: c.user,
-    password: c.password,
-    database: c.database ?? undefined,
-    ssl: c.ssl as never,
-    connectionTimeoutMillis: 10_000,
-  };
-}
 
 const PG_CHAR_OID = 18;
 const PG_TEXT_OID = 25;

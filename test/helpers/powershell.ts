@@ -228,7 +228,7 @@ export class JimModule {
   /** Connect-JIM -ApiKey: GET /health (status), then GET /health/version (version; failures ignored). */
   async connect() {
     const health = (await this.call('GET', '/api/v1/health')).json();
-    let version: string | null = null;
+    let version: string | null;
     try {
       version = (await this.call('GET', '/api/v1/health/version')).json().version ?? null;
     } catch {

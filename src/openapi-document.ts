@@ -1,5 +1,5 @@
-import { buildApp } from '../app.js';
-import { loadConfig } from '../config.js';
+import { buildApp } from './app.js';
+import { loadConfig } from './config.js';
 
 /**
  * The OpenAPI document exactly as the server serves it, built without touching a database

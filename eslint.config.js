@@ -1,0 +1,43 @@
+// ESLint (flat config): typescript-eslint's recommended rules, no import cycles (type-only
+// imports included), and imports only along the grain of the layers in src/ (README "Layout"):
+//   lib ← db ← auth ← services ← plugins ← routes ← app/server; schemas beside auth; cli alone.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+import noImportCycle from './eslint/no-import-cycle.js';
+
+/** Layers a folder of src/ may not import from, and why. */
+const against = (folders, why) => ({
+  'no-restricted-imports': ['error', { patterns: folders.map((f) => ({ group: [`../${f}/*`, `../${f}.js`], message: why })) }],
+});
+
+export default tseslint.config(
+  { ignores: ['node_modules/', 'dist/', 'src/generated/', 'coverage/', 'test-results/', 'bench/results/'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    plugins: { keyward: { rules: { 'no-import-cycle': noImportCycle } } },
+    languageOptions: {
+      globals: {
+        process: 'readonly', console: 'readonly', Buffer: 'readonly', URL: 'readonly', fetch: 'readonly', performance: 'readonly',
+        setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', AbortController: 'readonly',
+      },
+    },
+    rules: {
+      'keyward/no-import-cycle': 'error',
+      // `_name` marks what is destructured away on purpose.
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' }],
+      // Validating text for control characters is the point of those patterns.
+      'no-control-regex': 'off',
+    },
+  },
+  { files: ['src/lib/**'], rules: against(['db', 'auth', 'schemas', 'services', 'plugins', 'routes', 'cli', 'app'], 'lib/ is the bottom layer: it imports nothing else of ours') },
+  { files: ['src/db/**'], rules: against(['auth', 'schemas', 'services', 'plugins', 'routes', 'cli', 'app'], 'db/ knows PostgreSQL, not what is built on it') },
+  { files: ['src/auth/**', 'src/schemas/**'], rules: against(['services', 'plugins', 'routes', 'cli', 'app'], 'auth/ and schemas/ sit below the services') },
+  { files: ['src/services/**'], rules: against(['plugins', 'routes', 'cli', 'app'], 'services do not know HTTP wiring') },
+  { files: ['src/plugins/**'], rules: against(['routes', 'cli', 'app'], 'plugins do not import routes') },
+  { files: ['src/routes/**'], rules: against(['cli', 'app'], 'routes are mounted by app.ts') },
+  // Its types may come from the API's schemas (the contract); nothing that runs may.
+  { files: ['src/cli/**'], rules: against(['db', 'auth', 'services', 'plugins', 'routes', 'app'], 'the CLI talks to the server over HTTP only') },
+  // Tests read JSON replies: `any` there is the honest type.
+  { files: ['test/**', 'bench/**'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
+);
