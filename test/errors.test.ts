@@ -22,10 +22,10 @@ const probeRoutes: FastifyPluginAsyncZod = async (app) => {
     throw new Error('connect ECONNREFUSED db-internal.corp:5432 password=hunter2');
   });
   app.get('/probe-typed', async () => {
-    throw new AppError(409, 'PROBE_CONFLICT', 'Something conflicts.');
+    throw new AppError('PRECONDITION_FAILED', 'Something conflicts.');
   });
   app.get('/probe-overloaded', async () => {
-    throw new AppError(503, 'OVERLOADED', 'Too busy.', { headers: { 'retry-after': '1' } });
+    throw new AppError('OVERLOADED', 'Too busy.', { headers: { 'retry-after': '1' } });
   });
 };
 
@@ -153,7 +153,7 @@ describe('problem+json for every error class', () => {
   });
 
   it('typed application error keeps its status and code', async () => {
-    const body = expectProblem(await app.inject({ method: 'GET', url: '/api/v1/probe-typed' }), 409, 'PROBE_CONFLICT');
+    const body = expectProblem(await app.inject({ method: 'GET', url: '/api/v1/probe-typed' }), 412, 'PRECONDITION_FAILED');
     expect(body.detail).toBe('Something conflicts.');
   });
 

@@ -5,7 +5,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { PrismaClient } from '../generated/prisma/client.js';
-import { AppError } from '../lib/errors.js';
+import { AuthError, type AuthCode } from '../lib/errors.js';
+
+export { AuthError } from '../lib/errors.js';
 import type { KeyHasher } from './hasher.js';
 import { digestKey, hashTag, type CachedKey, type KeyCache } from './key-cache.js';
 import { isWellFormedKey, keyPrefixOf } from './key-format.js';
@@ -14,28 +16,6 @@ import { effectivePermissions, listPermissions } from './permissions.js';
 import type { Principal } from './principal.js';
 
 export type { Principal } from './principal.js';
-
-export type AuthCode = 'UNAUTHENTICATED' | 'API_KEY_INVALID' | 'API_KEY_DISABLED' | 'API_KEY_EXPIRED';
-
-const MESSAGES: Record<AuthCode, string> = {
-  UNAUTHENTICATED: 'An API key is required: send it in the X-API-Key header (or Authorization: Bearer).',
-  API_KEY_INVALID: 'The API key is invalid.',
-  API_KEY_DISABLED: 'The API key is disabled.',
-  API_KEY_EXPIRED: 'The API key has expired.',
-};
-
-export class AuthError extends AppError {
-  /** The presented key's prefix, when it matched a stored key (for security events only). */
-  matchedPrefix?: string;
-
-  constructor(
-    readonly authCode: AuthCode,
-    detail = MESSAGES[authCode],
-  ) {
-    const bearer = authCode === 'UNAUTHENTICATED' ? 'Bearer realm="keyward"' : 'Bearer realm="keyward", error="invalid_token"';
-    super(401, authCode, detail, { headers: { 'www-authenticate': `ApiKey realm="keyward", header="X-API-Key", ${bearer}` } });
-  }
-}
 
 function permissionsOf(rolePermissions: string[][]) {
   const permissions = effectivePermissions(rolePermissions);

@@ -1,13 +1,8 @@
 // Bounded concurrency for argon2 work: at most `concurrency` verifications run at once and at
 // most `queue` wait; beyond that the caller is told to come back (503) instead of queueing
 // without limit, so a flood of wrong secrets cannot starve requests with cached keys.
-import { AppError } from '../lib/errors.js';
+import { overloaded } from '../lib/errors.js';
 
-export class OverloadedError extends AppError {
-  constructor() {
-    super(503, 'OVERLOADED', 'Too many key verifications are in progress; retry shortly.', { headers: { 'retry-after': '1' } });
-  }
-}
 
 export function createLimiter(concurrency: number, queue: number) {
   let running = 0;
@@ -15,7 +10,7 @@ export function createLimiter(concurrency: number, queue: number) {
   return {
     async run<T>(task: () => Promise<T>): Promise<T> {
       if (running >= concurrency) {
-        if (waiting.length >= queue) throw new OverloadedError();
+        if (waiting.length >= queue) throw overloaded();
         await new Promise<void>((resolve) => waiting.push(resolve));
       } else {
         running++;

@@ -3,12 +3,14 @@
 // those replies problem+json.
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
+import type { ErrorCode } from './errors.js';
 import { PROBLEM_CONTENT_TYPE, buildProblem } from './problem.js';
 
-const STATUS: Record<string, [number, string, string]> = {
-  HPE_HEADER_OVERFLOW: [431, 'HEADERS_TOO_LARGE', 'The request headers are too large.'],
-  ERR_HTTP_REQUEST_TIMEOUT: [408, 'REQUEST_TIMEOUT', 'The request did not arrive in time.'],
-  HPE_URI_TOO_LONG: [414, 'URI_TOO_LONG', 'The request URL is too long.'],
+/** Node's parser errors, by their code; anything else is a request that is not valid HTTP. */
+const PARSER_ERRORS: Record<string, ErrorCode> = {
+  HPE_HEADER_OVERFLOW: 'HEADERS_TOO_LARGE',
+  ERR_HTTP_REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
+  HPE_URI_TOO_LONG: 'URI_TOO_LONG',
 };
 
 export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket) {
@@ -16,11 +18,12 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket) {
     socket.destroy();
     return;
   }
-  const [status, code, detail] = STATUS[err.code ?? ''] ?? [400, 'BAD_REQUEST', 'The request is not valid HTTP.'];
+  const code = PARSER_ERRORS[err.code ?? ''];
   const requestId = randomUUID();
-  const body = JSON.stringify({ ...buildProblem(status, code, detail), requestId });
+  const problem = code ? buildProblem(code) : buildProblem('BAD_REQUEST', 'The request is not valid HTTP.');
+  const body = JSON.stringify({ ...problem, requestId });
   socket.end(
-    `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : status === 414 ? 'URI Too Long' : 'Bad Request'}\r\n` +
+    `HTTP/1.1 ${problem.status} ${problem.title}\r\n` +
       `Content-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
       `X-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
   );

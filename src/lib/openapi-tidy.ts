@@ -1,7 +1,8 @@
 // The zod type provider registers an input and an output variant of every named schema
 // ("X" and "XInput"); most are never referenced. Dropping the unreferenced ones, and giving a
 // lone input variant its plain name, keeps the document (and clients generated from it) clean.
-import { exampleProblem, hasExample, PROBLEM_CONTENT_TYPE } from './problem.js';
+import { isErrorCode } from './errors.js';
+import { exampleProblem, PROBLEM_CONTENT_TYPE } from './problem.js';
 
 type Json = unknown;
 type Doc = { paths?: Json; components?: { schemas?: Record<string, Json> } };
@@ -98,7 +99,7 @@ export function addProblemExamples<T extends Doc>(doc: T): T {
       if (!media || !/^\d{3}$/.test(status)) continue;
       // The first code the response's description names, e.g. "… (SHUTTING_DOWN)", else the status's usual one.
       const named = /\(([A-Z_]+)[,)]/.exec(response.description ?? '')?.[1];
-      const example: Record<string, unknown> = exampleProblem(Number(status), named && hasExample(named) ? named : undefined);
+      const example: Record<string, unknown> = exampleProblem(Number(status), named && isErrorCode(named) ? named : undefined);
       // The health check's problem also says what the database is doing.
       if ((media.schema as { $ref?: string } | undefined)?.$ref === '#/components/schemas/Unhealthy') example.database = 'unavailable';
       media.example = example;

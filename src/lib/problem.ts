@@ -1,23 +1,21 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { FieldError } from './errors.js';
+import { ERROR_CATALOGUE, entryOf, type ErrorCode, type FieldError } from './errors.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
+/** RFC 9110's reason phrases for the statuses the catalogue uses. */
 const TITLES: Record<number, string> = {
   400: 'Bad Request',
   401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
-  406: 'Not Acceptable',
   408: 'Request Timeout',
-  409: 'Conflict',
   412: 'Precondition Failed',
   413: 'Content Too Large',
   414: 'URI Too Long',
   415: 'Unsupported Media Type',
-  422: 'Unprocessable Content',
   429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
@@ -43,13 +41,9 @@ export const problemSchema = z
 
 export type Problem = z.infer<typeof problemSchema>;
 
-export function buildProblem(
-  status: number,
-  code: string,
-  detail: string,
-  req?: FastifyRequest,
-  errors?: FieldError[],
-): Problem {
+/** The problem body for `code` (its status from the catalogue), with this request's id and path. */
+export function buildProblem(code: ErrorCode, detail: string = entryOf(code).detail, req?: FastifyRequest, errors?: FieldError[]): Problem {
+  const { status } = entryOf(code);
   const problem: Problem = {
     type: `urn:keyward:problem:${code.toLowerCase().replace(/_/g, '-')}`,
     title: TITLES[status] ?? (status >= 500 ? 'Server Error' : 'Client Error'),
@@ -88,21 +82,8 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   412: 'If-Match does not match the current ETag (PRECONDITION_FAILED)',
 };
 
-/** Example texts for the document (openapi-tidy puts one on every problem response). */
-const EXAMPLE_DETAILS: Record<string, [string, FieldError[]?]> = {
-  VALIDATION_FAILED: ['name is required; expiresAt must be in the future', [{ field: 'name', message: 'is required' }, { field: 'expiresAt', message: 'must be in the future' }]],
-  UNAUTHENTICATED: ['An API key is required: send it in the X-API-Key header (or Authorization: Bearer).'],
-  API_KEY_INVALID: ['The API key is invalid.'],
-  FORBIDDEN: ['This requires the apikeys.write permission, which your key does not have.'],
-  API_KEY_NOT_FOUND: ['API key not found.'],
-  PRECONDITION_FAILED: ['The key has changed since the ETag you sent.'],
-  RATE_LIMITED: ['Too many requests for this API key; retry in 12 s.'],
-  DATABASE_UNAVAILABLE: ['The database did not answer in time.'],
-  SERVICE_UNAVAILABLE: ['The database is unavailable; retry shortly.'],
-  OVERLOADED: ['Too many key verifications are in progress; retry shortly.'],
-  SHUTTING_DOWN: ['The server is shutting down; retry on another instance.'],
-};
-const DEFAULT_CODE: Record<number, string> = {
+/** The code a document example shows for a status, when its description names none. */
+const DEFAULT_CODE: Record<number, ErrorCode> = {
   400: 'VALIDATION_FAILED',
   401: 'API_KEY_INVALID',
   403: 'FORBIDDEN',
@@ -112,19 +93,16 @@ const DEFAULT_CODE: Record<number, string> = {
   503: 'SERVICE_UNAVAILABLE',
 };
 
-/** An example problem (fixed id and time, so the committed document does not drift). */
-export function exampleProblem(status: number, code = DEFAULT_CODE[status]): Problem {
-  const [detail, errors] = EXAMPLE_DETAILS[code ?? ''] ?? [TITLES[status] ?? 'Error'];
+/** An example problem for the document, from the catalogue (fixed id and time, so the committed document does not drift). */
+export function exampleProblem(status: number, code: ErrorCode = DEFAULT_CODE[status]): Problem {
+  const entry = ERROR_CATALOGUE[code] as { example?: string; exampleErrors?: FieldError[]; detail: string };
   return {
-    ...buildProblem(status, code ?? 'ERROR', detail, undefined, errors),
+    ...buildProblem(code, entry.example ?? entry.detail, undefined, entry.exampleErrors),
     instance: '/api/v1/apikeys',
     requestId: '5f0c2d1e-8b7a-4c3d-9e2f-1a0b9c8d7e6f',
     timestamp: '2026-11-26T09:00:00.000Z',
   };
 }
-
-/** Whether `code` has an example text. */
-export const hasExample = (code: string) => code in EXAMPLE_DETAILS;
 
 /** OpenAPI responses for the given error statuses, as application/problem+json. */
 export function problemResponses(...statuses: number[]) {

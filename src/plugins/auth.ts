@@ -4,7 +4,6 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuthError, presentedKey, type Principal } from '../auth/authenticator.js';
 import type { Permission } from '../auth/permissions.js';
 import { AppError } from '../lib/errors.js';
-import { ForbiddenError } from '../services/api-keys.js';
 import { enforce, RateLimitedError } from './rate-limit.js';
 
 declare module 'fastify' {
@@ -17,7 +16,7 @@ const NO_VALID_KEY = 'requests without a valid API key from this address';
 
 function permit(principal: Principal, permission?: Permission) {
   if (permission && !principal.permissions.has(permission)) {
-    throw new ForbiddenError(`This requires the ${permission} permission, which your key does not have.`);
+    throw new AppError('FORBIDDEN', `This requires the ${permission} permission, which your key does not have.`);
   }
 }
 

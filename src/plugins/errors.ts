@@ -3,32 +3,20 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin';
 import FindMyWay, { type HTTPMethod } from 'find-my-way';
 import { isResponseSerializationError } from 'fastify-type-provider-zod';
-import { AppError } from '../lib/errors.js';
+import { AppError, type ErrorCode } from '../lib/errors.js';
 import { buildProblem, sendProblem } from '../lib/problem.js';
 
-/** Fastify's own client errors (by code) mapped to our stable codes. */
-const FRAMEWORK_ERRORS: Record<string, { status: number; code: string; detail: string }> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'PAYLOAD_TOO_LARGE', detail: 'The request body is larger than the limit.' },
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
-    status: 415,
-    code: 'UNSUPPORTED_MEDIA_TYPE',
-    detail: 'The request body must be application/json.',
-  },
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
-    status: 400,
-    code: 'BAD_REQUEST',
-    detail: 'The Content-Length header does not match the body.',
-  },
-  FST_ERR_CTP_EMPTY_JSON_BODY: {
-    status: 400,
-    code: 'MALFORMED_JSON',
-    detail: 'The body is empty but Content-Type is application/json.',
-  },
-  FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'MALFORMED_JSON', detail: 'The request body is not valid JSON.' },
-  FST_ERR_MAX_PARAM_LENGTH: { status: 414, code: 'URI_TOO_LONG', detail: 'A path segment of the URL is too long.' },
-  FST_ERR_BAD_URL: { status: 400, code: 'BAD_REQUEST', detail: 'The request URL is malformed.' },
-  FST_ERR_ASYNC_CONSTRAINT: { status: 400, code: 'BAD_REQUEST', detail: 'The request could not be routed.' },
-  FST_ERR_CTP_INVALID_TYPE: { status: 400, code: 'BAD_REQUEST', detail: 'The Content-Type header is invalid.' },
+/** Fastify's own client errors (by its code) as ours, with a detail that says what was wrong. */
+const FRAMEWORK_ERRORS: Record<string, { code: ErrorCode; detail?: string }> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: { code: 'PAYLOAD_TOO_LARGE' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'UNSUPPORTED_MEDIA_TYPE' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'BAD_REQUEST', detail: 'The Content-Length header does not match the body.' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'MALFORMED_JSON', detail: 'The body is empty but Content-Type is application/json.' },
+  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'MALFORMED_JSON' },
+  FST_ERR_MAX_PARAM_LENGTH: { code: 'URI_TOO_LONG', detail: 'A path segment of the URL is too long.' },
+  FST_ERR_BAD_URL: { code: 'BAD_REQUEST', detail: 'The request URL is malformed.' },
+  FST_ERR_ASYNC_CONSTRAINT: { code: 'BAD_REQUEST', detail: 'The request could not be routed.' },
+  FST_ERR_CTP_INVALID_TYPE: { code: 'BAD_REQUEST', detail: 'The Content-Type header is invalid.' },
 };
 
 /** Prisma errors that mean "the database is unreachable or overloaded", not a bug: 503. */
@@ -64,18 +52,18 @@ export function handleError(error: unknown, req: FastifyRequest, reply: FastifyR
     // A 503 is a state (overload, shutdown), not a bug: one warning line, no stack.
     if (error.status === 503) req.log.warn({ code: error.code }, error.message);
     else if (error.status >= 500) req.log.error({ err: error }, error.message);
-    return sendProblem(reply, buildProblem(error.status, error.code, error.message, req, error.extra.errors), error.extra.headers);
+    return sendProblem(reply, buildProblem(error.code, error.message, req, error.reply.errors), error.reply.headers);
   }
   const known = err?.code ? FRAMEWORK_ERRORS[err.code] : undefined;
-  if (known) return sendProblem(reply, buildProblem(known.status, known.code, known.detail, req));
+  if (known) return sendProblem(reply, buildProblem(known.code, known.detail, req));
   if (err instanceof SyntaxError && (err as { statusCode?: number }).statusCode === 400) {
-    return sendProblem(reply, buildProblem(400, 'MALFORMED_JSON', 'The request body is not valid JSON.', req));
+    return sendProblem(reply, buildProblem('MALFORMED_JSON', undefined, req));
   }
   if (isDatabaseUnavailable(err)) {
     req.log.warn({ err }, 'database unavailable');
     return sendProblem(
       reply,
-      buildProblem(503, 'SERVICE_UNAVAILABLE', 'The database is unavailable; retry shortly.', req),
+      buildProblem('SERVICE_UNAVAILABLE', undefined, req),
       { 'retry-after': '2' },
     );
   }
@@ -83,11 +71,11 @@ export function handleError(error: unknown, req: FastifyRequest, reply: FastifyR
     req.log.error({ err }, 'response did not match its schema');
   } else if (typeof err?.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
     // Any other client error fastify raises: keep its status, never its internals.
-    return sendProblem(reply, buildProblem(err.statusCode, 'BAD_REQUEST', 'The request could not be processed.', req));
+    return sendProblem(reply, { ...buildProblem('BAD_REQUEST', undefined, req), status: err.statusCode });
   } else {
     req.log.error({ err }, 'unhandled error');
   }
-  return sendProblem(reply, buildProblem(500, 'INTERNAL_ERROR', 'An unexpected error occurred.', req));
+  return sendProblem(reply, buildProblem('INTERNAL_ERROR', undefined, req));
 }
 
 async function errorsPlugin(app: FastifyInstance) {
@@ -114,11 +102,11 @@ async function errorsPlugin(app: FastifyInstance) {
     if (allowed.length && !allowed.includes(req.method as (typeof METHODS)[number])) {
       return sendProblem(
         reply,
-        buildProblem(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed here; use ${allowed.join(', ')}.`, req),
+        buildProblem('METHOD_NOT_ALLOWED', `${req.method} is not allowed here; use ${allowed.join(', ')}.`, req),
         { allow: allowed.join(', ') },
       );
     }
-    return sendProblem(reply, buildProblem(404, 'NOT_FOUND', `No route for ${req.method} ${path}.`, req));
+    return sendProblem(reply, buildProblem('NOT_FOUND', `No route for ${req.method} ${path}.`, req));
   });
 }
 

@@ -19,7 +19,7 @@ async function httpPlugin(app: FastifyInstance, opts: { requestTimeoutMs: number
       if (!req.raw.complete) {
         // An error on the body stream ends its parsing with this reply (destroying it would
         // drop the socket unanswered).
-        payload.emit('error', new AppError(408, 'REQUEST_TIMEOUT', 'The request did not arrive in time.', { headers: { connection: 'close' } }));
+        payload.emit('error', new AppError('REQUEST_TIMEOUT', undefined, { headers: { connection: 'close' } }));
       }
     }, remaining);
     const clear = () => clearTimeout(timer);
@@ -41,8 +41,8 @@ async function httpPlugin(app: FastifyInstance, opts: { requestTimeoutMs: number
     } catch (err) {
       done(
         /prototype/.test((err as Error).message)
-          ? new AppError(400, 'BAD_REQUEST', 'The body must not contain __proto__ or constructor.prototype keys.')
-          : new AppError(400, 'MALFORMED_JSON', 'The request body is not valid JSON.'),
+          ? new AppError('BAD_REQUEST', 'The body must not contain __proto__ or constructor.prototype keys.')
+          : new AppError('MALFORMED_JSON'),
         undefined,
       );
     }
@@ -67,7 +67,7 @@ async function httpPlugin(app: FastifyInstance, opts: { requestTimeoutMs: number
     reply.header('x-request-id', req.id);
     if (closing) {
       reply.header('connection', 'close');
-      return sendProblem(reply, buildProblem(503, 'SHUTTING_DOWN', 'The server is shutting down; retry on another instance.', req), {
+      return sendProblem(reply, buildProblem('SHUTTING_DOWN', undefined, req), {
         'retry-after': '1',
       });
     }

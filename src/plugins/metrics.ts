@@ -8,6 +8,7 @@ import { z } from 'zod';
 import type { Config } from '../config.js';
 import { clientErrorHandler } from '../lib/client-error.js';
 import { createMetrics, NO_METRICS, type Metrics } from '../lib/metrics.js';
+import type { ErrorCode } from '../lib/errors.js';
 import { buildProblem, problemResponses, sendProblem } from '../lib/problem.js';
 import { authorize, SECURITY } from './auth.js';
 
@@ -27,7 +28,7 @@ async function metricsPlugin(app: FastifyInstance, opts: { config: Config }) {
     app.get('/metrics', { schema: { hide: true } }, async (req, reply) =>
       sendProblem(
         reply,
-        buildProblem(404, 'NOT_FOUND', 'Metrics are off: start the server with METRICS_ENABLED=true (and optionally METRICS_PORT for a listener of their own).', req),
+        buildProblem('NOT_FOUND', 'Metrics are off: start the server with METRICS_ENABLED=true (and optionally METRICS_PORT for a listener of their own).', req),
       ),
     );
     return;
@@ -57,7 +58,7 @@ async function metricsPlugin(app: FastifyInstance, opts: { config: Config }) {
     app.get('/metrics', { schema: { hide: true } }, async (req, reply) => {
       const address = app.metricsAddress?.();
       const where = address && typeof address === 'object' ? address.port : port;
-      return sendProblem(reply, buildProblem(404, 'NOT_FOUND', `Metrics are served on their own port (${where}, METRICS_PORT), not on this one.`, req));
+      return sendProblem(reply, buildProblem('NOT_FOUND', `Metrics are served on their own port (${where}, METRICS_PORT), not on this one.`, req));
     });
   }
 
@@ -99,15 +100,17 @@ async function metricsPlugin(app: FastifyInstance, opts: { config: Config }) {
       const reply = (status: number, type: string, body: string, headers: Record<string, string> = {}) => {
         res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', ...headers }).end(req.method === 'HEAD' ? undefined : body);
       };
-      const problem = (status: number, code: string, detail: string, headers?: Record<string, string>) =>
-        reply(status, 'application/problem+json', JSON.stringify(buildProblem(status, code, detail)), headers);
-      if (path !== '/metrics') return problem(404, 'NOT_FOUND', 'Only /metrics is served on this port.');
-      if (req.method !== 'GET' && req.method !== 'HEAD') return problem(405, 'METHOD_NOT_ALLOWED', 'Use GET.', { allow: 'GET, HEAD' });
+      const problem = (code: ErrorCode, detail: string, headers?: Record<string, string>) => {
+        const body = buildProblem(code, detail);
+        reply(body.status, 'application/problem+json', JSON.stringify(body), headers);
+      };
+      if (path !== '/metrics') return problem('NOT_FOUND', 'Only /metrics is served on this port.');
+      if (req.method !== 'GET' && req.method !== 'HEAD') return problem('METHOD_NOT_ALLOWED', 'Use GET.', { allow: 'GET, HEAD' });
       registry.metrics().then(
         (text) => reply(200, registry.contentType, text),
         (err: unknown) => {
           app.log.error({ err }, 'collecting metrics failed');
-          problem(500, 'INTERNAL_ERROR', 'Collecting the metrics failed.');
+          problem('INTERNAL_ERROR', 'Collecting the metrics failed.');
         },
       );
     });

@@ -10,7 +10,7 @@ import type { Config } from '../config.js';
 import { presentedKey } from '../auth/authenticator.js';
 import { keyPrefixOf } from '../auth/key-format.js';
 import { clientNetwork } from '../lib/client-ip.js';
-import { AppError } from '../lib/errors.js';
+import { RateLimitedError } from '../lib/errors.js';
 
 type Check = (req: FastifyRequest, opts?: { increment?: boolean }) => Promise<{
   isAllowed: boolean;
@@ -35,16 +35,7 @@ declare module 'fastify' {
   }
 }
 
-export class RateLimitedError extends AppError {
-  /** The presented key's prefix when the prefix budget refused it (for security events only). */
-  matchedPrefix?: string;
-
-  constructor(retryAfter: number, headers: Record<string, string>, what: string) {
-    super(429, 'RATE_LIMITED', `Too many ${what}; retry in ${retryAfter} s.`, {
-      headers: { ...headers, 'retry-after': String(retryAfter) },
-    });
-  }
-}
+export { RateLimitedError } from '../lib/errors.js';
 
 const SCOPES = ['key', 'ip', 'prefix'] as const;
 

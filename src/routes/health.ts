@@ -79,7 +79,7 @@ export const healthRoutes: FastifyPluginAsyncZod<{ dbHealthMs: number }> = async
       reply.header('cache-control', 'no-store');
       if (ok) return { status: 'healthy' as const, database: 'ok' as const };
       req.log.warn('health check: database did not answer');
-      const problem = buildProblem(503, 'DATABASE_UNAVAILABLE', 'The database did not answer in time.', req);
+      const problem = buildProblem('DATABASE_UNAVAILABLE', undefined, req);
       return sendProblem(reply, { ...problem, database: 'unavailable' } as typeof problem, { 'retry-after': '5' });
     },
   );

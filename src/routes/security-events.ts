@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { Prisma } from '../generated/prisma/client.js';
+import { SECURITY_EVENT_REASONS } from '../lib/errors.js';
 import { problemResponses } from '../lib/problem.js';
 import { authorize, SECURITY } from '../plugins/auth.js';
 import { timestamp } from '../schemas/api-keys.js';
@@ -8,8 +9,8 @@ import { text, wholeNumber } from '../schemas/text.js';
 import { invalidCursor, nextLink, signCursor, verifyCursor } from '../services/paging.js';
 import { UNPAGED_CAP } from '../services/api-keys.js';
 
-/** RATE_LIMITED: refused by the address's failure budget before its key was checked. */
-const REASONS = ['UNAUTHENTICATED', 'API_KEY_INVALID', 'API_KEY_DISABLED', 'API_KEY_EXPIRED', 'RATE_LIMITED'] as const;
+/** From the catalogue; RATE_LIMITED: refused by a budget before its key was checked. */
+const REASONS = SECURITY_EVENT_REASONS;
 
 const query = z.strictObject({
   from: timestamp.optional().describe('Only aggregates seen at or after this instant'),

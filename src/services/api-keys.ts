@@ -6,7 +6,7 @@ import { generateKey, keyPrefixOf } from '../auth/key-format.js';
 import type { KeyHasher } from '../auth/hasher.js';
 import { ALL, covers, effectivePermissions, listPermissions } from '../auth/permissions.js';
 import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
-import { AppError, NotFoundError, ValidationError } from '../lib/errors.js';
+import { AppError, ValidationError } from '../lib/errors.js';
 import { asRoleIdList, type ApiKeyView, type CreateInput, type PatchInput, type ReplaceInput } from '../schemas/api-keys.js';
 import { encodeKeyEvent, KEY_CHANNEL, type KeyEventOp } from '../db/key-events.js';
 import { createCursorKeyLoader } from './cursor-key.js';
@@ -116,18 +116,6 @@ function snapshot(view: ApiKeyView) {
   return { name, description, keyPrefix, roles, isEnabled, isInfrastructureKey, expiresAt };
 }
 
-export class PreconditionFailedError extends AppError {
-  constructor() {
-    super(412, 'PRECONDITION_FAILED', 'The key has changed since it was read (If-Match does not match its ETag).');
-  }
-}
-
-export class ForbiddenError extends AppError {
-  constructor(message: string) {
-    super(403, 'FORBIDDEN', message);
-  }
-}
-
 /** RFC 9110 If-Match: strong comparison, so a weak tag (W/"…") never matches. */
 function matchesIfMatch(ifMatch: string | undefined, etag: string): boolean {
   if (ifMatch === undefined) return true;
@@ -202,7 +190,7 @@ export function createApiKeyService(deps: {
   function guard(actor: Actor, needed: Set<string>, what: string) {
     if (!covers(actor.permissions, needed)) {
       const missing = [...needed].filter((p) => !actor.permissions.has(p)).map((p) => (p === '*' ? '* (every permission)' : p));
-      throw new ForbiddenError(`You cannot ${what}: that needs permissions your key does not have: ${missing.join(', ')}.`);
+      throw new AppError('FORBIDDEN', `You cannot ${what}: that needs permissions your key does not have: ${missing.join(', ')}.`);
     }
   }
 
@@ -223,7 +211,7 @@ export function createApiKeyService(deps: {
     }
     if (next !== null && next.getTime() <= limit) return;
     const own = actor.expiresAt.toISOString();
-    throw new ForbiddenError(
+    throw new AppError('FORBIDDEN', 
       widens
         ? `Your key expires at ${own}: a key it gives more permissions to, or enables, must expire by then too. Set expiresAt to ${own} or earlier in the same request.`
         : `Your key expires at ${own}: it cannot give a key ${next === null ? 'no expiry' : 'a later expiry'}. Set expiresAt to ${own} or earlier.`,
@@ -236,7 +224,7 @@ export function createApiKeyService(deps: {
     const needed = new Set(disabledBy);
     if (!covers(actor.permissions, needed)) {
       const missing = [...needed].filter((p) => !actor.permissions.has(p)).map((p) => (p === ALL ? '* (every permission)' : p));
-      throw new ForbiddenError(
+      throw new AppError('FORBIDDEN', 
         `This key was disabled by a caller with permissions your key does not have (${missing.join(', ')}); only such a caller can enable it again.`,
       );
     }
@@ -269,7 +257,7 @@ export function createApiKeyService(deps: {
   /** Locks the row for the rest of the transaction, then reads it. */
   async function lockKey(tx: Tx, id: string): Promise<KeyRow> {
     const locked = await tx.$queryRaw<Array<{ id: string }>>`SELECT id FROM api_keys WHERE id = ${id}::uuid FOR UPDATE`;
-    if (!locked.length) throw new NotFoundError('API key not found.', 'API_KEY_NOT_FOUND');
+    if (!locked.length) throw new AppError('API_KEY_NOT_FOUND');
     return tx.apiKey.findUniqueOrThrow({ where: { id }, include: keyInclude });
   }
 
@@ -289,7 +277,7 @@ export function createApiKeyService(deps: {
     const result = await prisma.$transaction(async (tx) => {
       await versioned(tx);
       const current = await lockKey(tx, id);
-      if (!matchesIfMatch(ifMatch, etagOf(current))) throw new PreconditionFailedError();
+      if (!matchesIfMatch(ifMatch, etagOf(current))) throw new AppError('PRECONDITION_FAILED');
       const currentPerms = effectivePermissions(current.roles.map((r) => r.role.permissions));
       guard(actor, currentPerms, 'change this key');
       const target = next(current);
@@ -338,7 +326,7 @@ export function createApiKeyService(deps: {
 
     async get(id: string) {
       const row = await prisma.apiKey.findUnique({ where: { id }, include: keyInclude });
-      if (!row) throw new NotFoundError('API key not found.', 'API_KEY_NOT_FOUND');
+      if (!row) throw new AppError('API_KEY_NOT_FOUND');
       return { key: toView(row), etag: etagOf(row) };
     },
 
@@ -424,7 +412,7 @@ export function createApiKeyService(deps: {
       const view = await prisma.$transaction(async (tx) => {
         await versioned(tx);
         const current = await lockKey(tx, id);
-        if (!matchesIfMatch(ifMatch, etagOf(current))) throw new PreconditionFailedError();
+        if (!matchesIfMatch(ifMatch, etagOf(current))) throw new AppError('PRECONDITION_FAILED');
         guard(actor, effectivePermissions(current.roles.map((r) => r.role.permissions)), 'delete this key');
         const before = toView(current);
         await tx.apiKey.delete({ where: { id } });

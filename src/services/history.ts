@@ -2,7 +2,7 @@
 // after the key is deleted.
 import { z } from 'zod';
 import type { PrismaClient } from '../generated/prisma/client.js';
-import { NotFoundError } from '../lib/errors.js';
+import { AppError } from '../lib/errors.js';
 import { invalidCursor, signCursor, verifyCursor } from './paging.js';
 import { UNPAGED_CAP } from './api-keys.js';
 
@@ -42,11 +42,11 @@ const toEntry = (r: Row): HistoryEntry => ({
 
 export function createHistoryService(deps: { prisma: PrismaClient; cursorKey: () => Promise<Buffer> }) {
   const { prisma } = deps;
-  const notFound = () => new NotFoundError('No change history for this key.', 'API_KEY_NOT_FOUND');
+  const notFound = () => new AppError('API_KEY_NOT_FOUND', 'No change history for this key.');
 
   async function one(keyId: string, version: number): Promise<HistoryEntry> {
     const row = await prisma.apiKeyChange.findUnique({ where: { apiKeyId_version: { apiKeyId: keyId, version } } });
-    if (!row) throw new NotFoundError(`The key has no version ${version}.`, 'VERSION_NOT_FOUND');
+    if (!row) throw new AppError('VERSION_NOT_FOUND', `The key has no version ${version}.`);
     return toEntry(row);
   }
 
