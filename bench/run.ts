@@ -13,7 +13,8 @@ import { generateKey } from '../src/auth/key-format.js';
 import { loadConfig } from '../src/config.js';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres.js';
 import { applyMigrations } from '../src/db/migrate.js';
-import { listStatement } from '../src/services/api-keys.js';
+import { wildcardToLike } from '../src/services/paging.js';
+import { listStatement } from '../src/store/api-keys.js';
 import { freePort, query } from './support.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -238,7 +239,7 @@ async function main() {
     report('6_list_100k_prefix_p50_ms', round(pct(listTimes, 50)));
     report('6_list_100k_prefix_p99_ms', round(pct(listTimes, 99)));
     // The plan of the very statement list() sends, with its parameters bound as at run time.
-    const statement = listStatement({ name: 'svc-12*', take: 101 });
+    const statement = listStatement({ likePattern: wildcardToLike('svc-12*'), take: 101 });
     const plan = await query<{ 'QUERY PLAN': string }>(url, `EXPLAIN ${statement.text}`, statement.values);
     report(
       '6_query_plan',

@@ -3,6 +3,7 @@
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { createLastUsedRecorder } from '../src/services/last-used.js';
+import { createKeyStore } from '../src/store/api-keys.js';
 import { buildTestApp, testDatabase } from './helpers/app.js';
 import { READER, seedKey, sql } from './helpers/keys.js';
 
@@ -70,7 +71,7 @@ describe('lastUsedAt', () => {
     const key = await seedKey(app, { roleIds: [READER] });
     let clock = new Date('2030-01-01T00:00:00Z');
     const now = () => clock;
-    const recorder = (name: string) => createLastUsedRecorder({ prisma: app.prisma, log: app.log.child({ name }), flushEveryMs: 60_000, now });
+    const recorder = (name: string) => createLastUsedRecorder({ keys: createKeyStore(app.prisma), log: app.log.child({ name }), flushEveryMs: 60_000, now });
     const a = recorder('a');
     const b = recorder('b');
 

@@ -4,37 +4,44 @@
 // verified. Garbage never reaches argon2.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
-import type { PrismaClient } from '../generated/prisma/client.js';
 import { AuthError, type AuthCode } from '../lib/errors.js';
 
 export { AuthError } from '../lib/errors.js';
 import type { KeyHasher } from './hasher.js';
 import { digestKey, hashTag, type CachedKey, type KeyCache } from './key-cache.js';
 import { isWellFormedKey, keyPrefixOf } from './key-format.js';
-import type { Limiter } from './limiter.js';
-import { effectivePermissions, listPermissions } from './permissions.js';
+import type { VerificationQueue } from './verification-queue.js';
 import type { Principal } from './principal.js';
+import { toPrincipal, type AuthKey, type KeyStore } from '../store/api-keys.js';
 
 export type { Principal } from './principal.js';
 
-function permissionsOf(rolePermissions: string[][]) {
-  const permissions = effectivePermissions(rolePermissions);
-  return { permissions, permissionList: listPermissions(permissions) };
+/** A key as the cache keeps it, from a fresh read: who it is, its state, the hash its secret verified against. */
+function cachedFrom(key: AuthKey, at: number): CachedKey {
+  return {
+    principal: toPrincipal(key),
+    hashTag: hashTag(key.hash),
+    version: key.version,
+    isEnabled: key.isEnabled,
+    expiresAt: key.expiresAt?.getTime() ?? null,
+    checkedAt: at,
+    stale: false,
+  };
 }
 
 export function createAuthenticator(deps: {
-  prisma: PrismaClient;
+  keys: KeyStore;
   hasher: KeyHasher;
   /** Told of every admitted use (lastUsedAt, batched elsewhere). */
   lastUsed: { touch(keyId: string, ip: string): void };
   cache: KeyCache;
-  limiter: Limiter;
+  verifications: VerificationQueue;
   log: FastifyBaseLogger;
   /** JIM_INFRASTRUCTURE_API_KEY, when configured: recognised without argon2 (by digest). */
   infrastructureKey?: string | null;
   now?: () => number;
 }) {
-  const { prisma, hasher, lastUsed, cache, limiter, log } = deps;
+  const { keys, hasher, lastUsed, cache, verifications, log } = deps;
   const now = deps.now ?? Date.now;
   const sha256 = (s: string) => createHash('sha256').update(s).digest();
   const infrastructureDigest = deps.infrastructureKey ? sha256(deps.infrastructureKey) : null;
@@ -43,21 +50,13 @@ export function createAuthenticator(deps: {
   /**
    * Rehash with the configured parameters after a successful use; never blocks the request,
    * one per key at a time, and only when an argon2 slot is free (otherwise a later use does it).
-   * Marked as keyward's own write, so the version triggers leave the row version alone.
    */
   function rehashLater(id: string, oldHash: string, secret: string) {
     if (rehashing.has(id)) return;
     rehashing.add(id);
-    void limiter
+    void verifications
       .tryRun(() => hasher.hash(secret))
-      .then((hash) =>
-        hash === undefined
-          ? undefined
-          : prisma.$transaction([
-              prisma.$executeRaw`SELECT set_config('keyward.versioned', 'on', true)`,
-              prisma.apiKey.updateMany({ where: { id, hash: oldHash }, data: { hash } }),
-            ]),
-      )
+      .then((hash) => (hash === undefined ? undefined : keys.replaceHash(id, oldHash, hash)))
       .catch((err) => log.warn({ err, keyId: id }, 'rehash failed'))
       .finally(() => rehashing.delete(id));
   }
@@ -75,21 +74,6 @@ export function createAuthenticator(deps: {
     return entry.principal;
   }
 
-  /** One indexed read of the key's row and roles: what a changed key now allows. */
-  async function readRow(keyId: string) {
-    const rows = await prisma.$queryRaw<
-      Array<{ version: number; hash: string; name: string; is_enabled: boolean; is_infrastructure_key: boolean; expires_at: Date | null; roles: Array<{ id: number; name: string; permissions: string[] }> }>
-    >`SELECT k.version, k.hash, k.name, k.is_enabled, k.is_infrastructure_key, k.expires_at,
-             coalesce(json_agg(json_build_object('id', r.id, 'name', r.name, 'permissions', r.permissions) ORDER BY r.id)
-                      FILTER (WHERE r.id IS NOT NULL), '[]') AS roles
-        FROM api_keys k
-        LEFT JOIN api_key_roles kr ON kr.api_key_id = k.id
-        LEFT JOIN roles r ON r.id = kr.role_id
-       WHERE k.id = ${keyId}::uuid
-       GROUP BY k.id`;
-    return rows[0];
-  }
-
   /**
    * Brings a stale or aged entry up to date without argon2. Aged entries first compare the row
    * version (the cheap case); a changed or stale entry is re-read. Returns null when the key no
@@ -100,41 +84,26 @@ export function createAuthenticator(deps: {
   async function refresh(digest: string, entry: CachedKey, at: number): Promise<CachedKey | null | 'reverify'> {
     const epoch = cache.epoch;
     if (!entry.stale) {
-      const v = await prisma.$queryRaw<Array<{ version: number }>>`SELECT version FROM api_keys WHERE id = ${entry.principal.id}::uuid`;
-      if (v[0]?.version === entry.version) {
+      const version = await keys.versionOf(entry.principal.id);
+      if (version === entry.version) {
         if (!cache.changedSince(epoch, entry.principal.id)) entry.checkedAt = at;
         return entry;
       }
-      if (!v.length) {
+      if (version === null) {
         cache.forget(digest);
         return null;
       }
     }
-    const row = await readRow(entry.principal.id);
+    const row = await keys.forAuth(entry.principal.id);
     if (!row) {
       cache.forget(digest);
       return null;
     }
-    if (hashTag(row.hash) !== entry.hashTag) {
+    const next = cachedFrom(row, at);
+    if (next.hashTag !== entry.hashTag) {
       cache.forget(digest);
       return 'reverify';
     }
-    const next: CachedKey = {
-      principal: {
-        ...entry.principal,
-        name: row.name,
-        roles: row.roles.map((r) => ({ id: r.id, name: r.name })),
-        ...permissionsOf(row.roles.map((r) => r.permissions)),
-        isInfrastructureKey: row.is_infrastructure_key,
-        expiresAt: row.expires_at ? new Date(row.expires_at).getTime() : null,
-      },
-      hashTag: entry.hashTag,
-      version: row.version,
-      isEnabled: row.is_enabled,
-      expiresAt: row.expires_at ? new Date(row.expires_at).getTime() : null,
-      checkedAt: at,
-      stale: false,
-    };
     // Another change may have landed while we read: then leave the entry stale for the next use.
     cache.set(digest, next, epoch);
     return next;
@@ -186,16 +155,13 @@ export function createAuthenticator(deps: {
       if (cache.isKnownInvalid(digest, at)) refuse('API_KEY_INVALID', keyPrefixOf(presented)); // only real prefixes are remembered
 
       const epoch = cache.epoch;
-      const candidates = await prisma.apiKey.findMany({
-        where: { keyPrefix: keyPrefixOf(presented) },
-        include: { roles: { include: { role: true }, orderBy: { roleId: 'asc' } } },
-      });
+      const candidates = await keys.byPrefix(keyPrefixOf(presented));
       if (!candidates.length) throw new AuthError('API_KEY_INVALID'); // unknown prefix: no argon2
       const release = beforeVerify ? await beforeVerify(keyPrefixOf(presented)) : undefined;
       let match: (typeof candidates)[number] | undefined;
       let verified = false;
       try {
-        match = await limiter.run(async () => {
+        match = await verifications.run(async () => {
           verified = true;
           for (const row of candidates) if (await hasher.verify(row.hash, presented)) return row;
           return undefined;
@@ -209,23 +175,7 @@ export function createAuthenticator(deps: {
         refuse('API_KEY_INVALID', keyPrefixOf(presented));
       }
       if (hasher.needsRehash(match.hash)) rehashLater(match.id, match.hash, presented);
-      const entry: CachedKey = {
-        hashTag: hashTag(match.hash),
-        principal: {
-          id: match.id,
-          name: match.name,
-          keyPrefix: match.keyPrefix,
-          roles: match.roles.map((r) => ({ id: r.role.id, name: r.role.name })),
-          ...permissionsOf(match.roles.map((r) => r.role.permissions)),
-          isInfrastructureKey: match.isInfrastructureKey,
-          expiresAt: match.expiresAt?.getTime() ?? null,
-        },
-        version: match.version,
-        isEnabled: match.isEnabled,
-        expiresAt: match.expiresAt?.getTime() ?? null,
-        checkedAt: at,
-        stale: false,
-      };
+      const entry = cachedFrom(match, at);
       // Disabled and expired keys are cached too: hammering with one costs no more argon2.
       cache.set(digest, entry, epoch);
       return admit(entry, ip, now());

@@ -5,12 +5,14 @@ import fp from 'fastify-plugin';
 import { createAuthenticator, type Authenticator } from '../auth/authenticator.js';
 import { createKeyHasher, instrumentHasher, type KeyHasher } from '../auth/hasher.js';
 import { createKeyCache, type KeyCache } from '../auth/key-cache.js';
-import { createLimiter, type Limiter } from '../auth/limiter.js';
+import { createVerificationQueue, type VerificationQueue } from '../auth/verification-queue.js';
 import type { Config } from '../config.js';
 import { createKeyEventListener, type KeyEventListener, type KeyEventOp } from '../db/key-events.js';
 import { createApiKeyService, type ApiKeyService } from '../services/api-keys.js';
+import { createKeyStore } from '../store/api-keys.js';
 import { bootstrapInfrastructureKey, FIRST_KEY_HINT, hasUsableKey } from '../services/bootstrap.js';
 import { createCursorKeyLoader } from '../services/cursor-key.js';
+import { createHealthCheck, type HealthCheck } from '../services/health.js';
 import { createHistoryService, type HistoryService } from '../services/history.js';
 import { createSecurityEventRecorder, type SecurityEventRecorder } from '../services/security-events.js';
 import { createLastUsedRecorder, type LastUsedRecorder } from '../services/last-used.js';
@@ -25,7 +27,9 @@ export interface Services {
   auth: Authenticator;
   lastUsed: LastUsedRecorder;
   cache: KeyCache;
-  limiter: Limiter;
+  health: HealthCheck;
+  /** Where argon2 verifications wait their turn (bounded). */
+  verifications: VerificationQueue;
   listener: KeyEventListener;
 }
 
@@ -40,14 +44,15 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
   const { config } = opts;
   const hasher = instrumentHasher(opts.hasher ?? createKeyHasher(config.argon2), app.metrics);
   const cache = createKeyCache(config.authCache);
-  const limiter = createLimiter(config.argon2.maxConcurrency, config.argon2.maxQueue);
-  const lastUsed = createLastUsedRecorder({ prisma, log, flushEveryMs: config.lastUsedFlushMs });
+  const verifications = createVerificationQueue(config.argon2.maxConcurrency, config.argon2.maxQueue);
+  const keyStore = createKeyStore(prisma);
+  const lastUsed = createLastUsedRecorder({ keys: keyStore, log, flushEveryMs: config.lastUsedFlushMs });
   const instanceId = randomUUID();
   const onChanged = (keyId: string, op: KeyEventOp) => (op === 'create' ? cache.keyCreated() : cache.invalidateKey(keyId, op === 'delete'));
   const cursorKey = createCursorKeyLoader(prisma);
-  const keys = createApiKeyService({ prisma, hasher, log, onChanged, instanceId, cursorKey });
+  const keys = createApiKeyService({ prisma, store: keyStore, hasher, log, onChanged, instanceId, cursorKey });
   const history = createHistoryService({ prisma, cursorKey });
-  const auth = createAuthenticator({ prisma, hasher, lastUsed, cache, limiter, log, infrastructureKey: config.infrastructureKey });
+  const auth = createAuthenticator({ keys: keyStore, hasher, lastUsed, cache, verifications, log, infrastructureKey: config.infrastructureKey });
   const listener = createKeyEventListener({
     url: app.database.url,
     log,
@@ -62,8 +67,9 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
     retentionDays: config.securityEvents.retentionDays,
     maxBuckets: config.securityEvents.maxBuckets,
     writeTimeoutMs: Math.max(50, Math.floor(config.db.queryTimeoutMs * 0.8)),
+    cursorKey,
   });
-  app.decorate('services', { hasher, keys, history, auth, lastUsed, cache, limiter, listener, securityEvents, cursorKey });
+  app.decorate('services', { hasher, keys, history, auth, lastUsed, cache, health: createHealthCheck(prisma), verifications, listener, securityEvents, cursorKey });
 
   await listener.start();
   app.addHook('onClose', () => listener.stop());
@@ -74,7 +80,7 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
 
   await bootstrapInfrastructureKey({ secret: opts.config.infrastructureKey, prisma, hasher, keys, log });
   // A hint only: it never delays a start longer than a health check would wait, and never fails one.
-  if ((await hasUsableKey(prisma, config.timeouts.dbHealthMs).catch(() => true)) === false) log.warn(FIRST_KEY_HINT);
+  if ((await hasUsableKey(keyStore, config.timeouts.dbHealthMs).catch(() => true)) === false) log.warn(FIRST_KEY_HINT);
 }
 
 export default fp(servicesPlugin, { name: 'services', fastify: '5.x', dependencies: ['prisma', 'lifecycle', 'metrics'] });

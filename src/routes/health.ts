@@ -75,7 +75,7 @@ export const healthRoutes: FastifyPluginAsyncZod<{ dbHealthMs: number }> = async
       },
     },
     async (req, reply) => {
-      const ok = await pingDatabase(() => app.prisma.$queryRaw`SELECT 1`, opts.dbHealthMs);
+      const ok = await app.services.health.databaseAnswers(opts.dbHealthMs);
       reply.header('cache-control', 'no-store');
       if (ok) return { status: 'healthy' as const, database: 'ok' as const };
       req.log.warn('health check: database did not answer');
@@ -84,15 +84,3 @@ export const healthRoutes: FastifyPluginAsyncZod<{ dbHealthMs: number }> = async
     },
   );
 };
-
-async function pingDatabase(probe: () => Promise<unknown>, timeoutMs: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), timeoutMs);
-  });
-  try {
-    return await Promise.race([probe().then(() => true, () => false), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

@@ -1,13 +1,11 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { Prisma } from '../generated/prisma/client.js';
 import { SECURITY_EVENT_REASONS } from '../lib/errors.js';
 import { problemResponses } from '../lib/problem.js';
 import { authorize, SECURITY } from '../plugins/auth.js';
 import { timestamp } from '../schemas/api-keys.js';
 import { text, wholeNumber } from '../schemas/text.js';
-import { invalidCursor, nextLink, signCursor, verifyCursor } from '../services/paging.js';
-import { UNPAGED_CAP } from '../services/api-keys.js';
+import { nextLink } from '../services/paging.js';
 
 /** From the catalogue; RATE_LIMITED: refused by a budget before its key was checked. */
 const REASONS = SECURITY_EVENT_REASONS;
@@ -33,13 +31,7 @@ const eventSchema = z
   })
   .meta({ id: 'SecurityEvent' });
 
-const cursorShape = z.tuple([z.literal(3), z.string(), z.string().regex(/^\d+$/)]);
-
-type Row = { id: bigint; window_start: Date; key_prefix: string; ip: string; reason: string; count: number; first_seen_at: Date; last_seen_at: Date };
-
 export const securityEventRoutes: FastifyPluginAsyncZod = async (app) => {
-  const cursorKey = () => app.services.cursorKey();
-
   app.get(
     '/security-events',
     {
@@ -56,39 +48,10 @@ export const securityEventRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (req, reply) => {
-      const q = req.query;
-      const key = q.cursor !== undefined || q.limit !== undefined ? await cursorKey() : null;
-      const where: Prisma.Sql[] = [];
-      if (q.from) where.push(Prisma.sql`last_seen_at >= ${new Date(q.from)}`);
-      if (q.to) where.push(Prisma.sql`first_seen_at <= ${new Date(q.to)}`);
-      if (q.reason) where.push(Prisma.sql`reason = ${q.reason}`);
-      if (q.ip) where.push(Prisma.sql`ip = ${q.ip}`);
-      if (q.cursor !== undefined) {
-        const parsed = cursorShape.safeParse(verifyCursor(q.cursor, key!));
-        if (!parsed.success) throw invalidCursor();
-        where.push(Prisma.sql`(window_start, id) < (${new Date(parsed.data[1])}, ${BigInt(parsed.data[2])})`);
-      }
-      const limit = q.limit ?? UNPAGED_CAP;
-      const rows = await app.prisma.$queryRaw<Row[]>`
-        SELECT id, window_start, key_prefix, ip, reason, count, first_seen_at, last_seen_at FROM security_events
-        ${where.length ? Prisma.sql`WHERE ${Prisma.join(where, ' AND ')}` : Prisma.empty}
-        ORDER BY window_start DESC, id DESC
-        LIMIT ${limit + 1}`;
-      const page = rows.slice(0, limit);
-      const last = page.at(-1);
-      if (rows.length > limit && key && last) {
-        reply.header('link', nextLink(req.url, q, signCursor([3, last.window_start.toISOString(), String(last.id)], key)));
-      }
+      const { items, next } = await app.services.securityEvents.list(req.query);
+      if (next) reply.header('link', nextLink(req.url, req.query, next));
       reply.header('cache-control', 'no-store');
-      return page.map((r) => ({
-        windowStart: r.window_start.toISOString(),
-        keyPrefix: r.key_prefix,
-        ip: r.ip,
-        reason: r.reason as (typeof REASONS)[number],
-        count: r.count,
-        firstSeenAt: r.first_seen_at.toISOString(),
-        lastSeenAt: r.last_seen_at.toISOString(),
-      }));
+      return items as Array<(typeof items)[number] & { reason: (typeof REASONS)[number] }>;
     },
   );
 };

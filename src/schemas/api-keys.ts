@@ -178,17 +178,15 @@ export const historyQuery = z.strictObject({
 export const versionParams = z.object({ id: keyId.describe('The key id'), version: version.describe('History version (1, 2, 3…)') });
 export const compareQuery = z.strictObject({ fromVersion: version, toVersion: version });
 
-export const snapshotSchema = z
-  .object({
-    name: z.string(),
-    description: z.string().nullable(),
-    keyPrefix: z.string(),
-    roles: z.array(roleRef),
-    isEnabled: z.boolean(),
-    isInfrastructureKey: z.boolean(),
-    expiresAt: z.string().nullable(),
-  })
+/** The fields a change-history snapshot keeps, in the order a comparison lists them: the key as it was, never its hash or usage. */
+export const SNAPSHOT_FIELDS = ['name', 'description', 'keyPrefix', 'roles', 'isEnabled', 'isInfrastructureKey', 'expiresAt'] as const;
+
+export const snapshotSchema = apiKeySchema
+  .pick(Object.fromEntries(SNAPSHOT_FIELDS.map((f) => [f, true])) as { [F in (typeof SNAPSHOT_FIELDS)[number]]: true })
+  // As the document has always shown it (the key's own description of keyPrefix stays on ApiKey).
+  .extend({ keyPrefix: z.string() })
   .meta({ id: 'ApiKeySnapshot', description: 'The key as it was after the change (before it, for a delete); never the hash' });
+export type Snapshot = z.infer<typeof snapshotSchema>;
 
 export const historyEntrySchema = z
   .object({

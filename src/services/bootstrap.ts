@@ -6,6 +6,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { KeyHasher } from '../auth/hasher.js';
 import { isWellFormedKey, keyPrefixOf } from '../auth/key-format.js';
 import type { PrismaClient } from '../generated/prisma/client.js';
+import { createKeyStore, type KeyStore } from '../store/api-keys.js';
 import { SYSTEM_ACTOR, type ApiKeyService } from './api-keys.js';
 
 const BOOTSTRAP_LOCK_KEY = 0x6b657962; // "keyb"
@@ -37,7 +38,7 @@ export async function bootstrapInfrastructureKey(deps: {
       const records = await tx.infrastructureBootstrap.findMany({ where: { keyPrefix: prefix } });
       for (const r of records) {
         if (await hasher.verify(r.hash, secret)) {
-          const exists = await tx.apiKey.count({ where: { id: r.apiKeyId } });
+          const exists = await createKeyStore(prisma).exists(r.apiKeyId, tx);
           return { outcome: exists ? ('exists' as const) : ('previously-bootstrapped' as const), keyId: r.apiKeyId };
         }
       }
@@ -77,16 +78,10 @@ export const FIRST_KEY_HINT =
  * Whether some enabled, unexpired key holds apikeys.write (so someone can create the others);
  * undefined when the database did not say within `timeoutMs`.
  */
-export async function hasUsableKey(prisma: PrismaClient, timeoutMs: number): Promise<boolean | undefined> {
+export async function hasUsableKey(keys: Pick<KeyStore, 'anyCanCreateKeys'>, timeoutMs: number): Promise<boolean | undefined> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
-  const query = prisma.$queryRaw<Array<{ usable: boolean }>>`
-    SELECT EXISTS (
-      SELECT 1 FROM api_keys k
-        JOIN api_key_roles kr ON kr.api_key_id = k.id
-        JOIN roles r ON r.id = kr.role_id
-       WHERE k.is_enabled AND (k.expires_at IS NULL OR k.expires_at > now())
-         AND r.permissions && ARRAY['*', 'apikeys.write']::text[]) AS usable`.then((rows) => rows[0]?.usable === true);
+  const query = keys.anyCanCreateKeys();
   query.catch(() => {}); // a late failure has nobody to report to
   try {
     return await Promise.race([query, late]);

@@ -1,10 +1,9 @@
 // Change history of a key: one row per create/update/delete, written with the change. Readable
 // after the key is deleted.
-import { z } from 'zod';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import { AppError } from '../lib/errors.js';
-import { invalidCursor, signCursor, verifyCursor } from './paging.js';
-import { UNPAGED_CAP } from './api-keys.js';
+import { SNAPSHOT_FIELDS } from '../schemas/api-keys.js';
+import { pageOf } from './paging.js';
 
 export interface HistoryEntry {
   version: number;
@@ -15,10 +14,6 @@ export interface HistoryEntry {
   snapshot: Record<string, unknown>;
 }
 
-const historyCursor = z.tuple([z.literal(2), z.guid(), z.number().int().positive()]);
-
-/** The fields a snapshot holds, in the order a comparison lists them. */
-export const SNAPSHOT_FIELDS = ['name', 'description', 'keyPrefix', 'roles', 'isEnabled', 'isInfrastructureKey', 'expiresAt'] as const;
 
 type Row = {
   version: number;
@@ -53,24 +48,19 @@ export function createHistoryService(deps: { prisma: PrismaClient; cursorKey: ()
   return {
     /** Newest first; without `limit` every entry (up to the list cap), as the key list does. */
     async list(keyId: string, opts: { limit?: number; cursor?: string }) {
-      const key = opts.cursor !== undefined || opts.limit !== undefined ? await deps.cursorKey() : null;
-      let before: number | undefined;
-      if (opts.cursor !== undefined) {
-        const parsed = historyCursor.safeParse(verifyCursor(opts.cursor, key!));
-        if (!parsed.success || parsed.data[1] !== keyId) throw invalidCursor();
-        before = parsed.data[2];
-      }
-      const limit = opts.limit ?? UNPAGED_CAP;
-      const rows = await prisma.apiKeyChange.findMany({
-        where: { apiKeyId: keyId, ...(before !== undefined ? { version: { lt: before } } : {}) },
-        orderBy: { version: 'desc' },
-        take: limit + 1,
+      const { items, next, started } = await pageOf('history', opts, {
+        signingKey: deps.cursorKey,
+        fetch: (after, take) =>
+          prisma.apiKeyChange.findMany({
+            where: { apiKeyId: keyId, ...(after ? { version: { lt: after[1] } } : {}) },
+            orderBy: { version: 'desc' },
+            take,
+          }),
+        positionOf: (row) => [keyId, row.version],
+        accept: (position) => position[0] === keyId, // another key's cursor is not a position here
       });
-      if (!rows.length && before === undefined) throw notFound();
-      const page = rows.slice(0, limit);
-      const last = page.at(-1);
-      const next = rows.length > limit && key && last ? signCursor([2, keyId, last.version], key) : null;
-      return { items: page.map(toEntry), next };
+      if (!items.length && started) throw notFound();
+      return { items: items.map(toEntry), next };
     },
 
     get: one,

@@ -2,17 +2,17 @@
 // batched, flushed on an interval and at shutdown. The conditional UPDATE keeps it correct when
 // many instances write, and never touches updatedAt or the row version.
 import type { FastifyBaseLogger } from 'fastify';
-import type { PrismaClient } from '../generated/prisma/client.js';
+import type { KeyStore } from '../store/api-keys.js';
 
 export const LAST_USED_THROTTLE_MS = 30_000;
 
 export function createLastUsedRecorder(deps: {
-  prisma: PrismaClient;
+  keys: Pick<KeyStore, 'recordUses'>;
   log: FastifyBaseLogger;
   flushEveryMs: number;
   now?: () => Date;
 }) {
-  const { prisma, log } = deps;
+  const { log } = deps;
   const now = deps.now ?? (() => new Date());
   const recorded = new Map<string, number>(); // key id → when we last queued a write for it
   let pending = new Map<string, { at: Date; ip: string }>();
@@ -22,14 +22,7 @@ export function createLastUsedRecorder(deps: {
 
   async function writeBatch(batch: Map<string, { at: Date; ip: string }>) {
     if (!batch.size) return;
-    const ids = [...batch.keys()];
-    const ats = ids.map((id) => batch.get(id)!.at.toISOString());
-    const ips = ids.map((id) => batch.get(id)!.ip);
-    const throttle = `${LAST_USED_THROTTLE_MS} milliseconds`;
-    await prisma.$executeRaw`
-      UPDATE api_keys AS k SET last_used_at = v.at, last_used_from_ip = v.ip
-      FROM unnest(${ids}::uuid[], ${ats}::timestamptz[], ${ips}::text[]) AS v(id, at, ip)
-      WHERE k.id = v.id AND (k.last_used_at IS NULL OR k.last_used_at < v.at - ${throttle}::interval)`;
+    await deps.keys.recordUses([...batch].map(([id, v]) => ({ id, ...v })), LAST_USED_THROTTLE_MS);
   }
 
   /**

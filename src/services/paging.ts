@@ -1,6 +1,82 @@
+// Paging, once, for every list: keyset order, `limit` + 1 rows asked for to know whether more
+// remain, and an opaque cursor (the last row's position, signed with a key every instance
+// shares) carried in a `Link: <…>; rel="next"` header. Without `limit` (and cursor) a list is
+// every match up to UNPAGED_CAP, as JIM's clients expect, and carries no cursor.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { ValidationError } from '../lib/errors.js';
+
+/** The most a list returns without `limit`. */
+export const UNPAGED_CAP = 10_000;
+
+/** Each list's cursor: its kind number (so a cursor of one list is never taken by another) and its position's shape. */
+export const CURSOR_KINDS = {
+  keys: { kind: 1, position: z.tuple([z.string(), z.guid()]) },
+  history: { kind: 2, position: z.tuple([z.guid(), z.number().int().positive()]) },
+  securityEvents: { kind: 3, position: z.tuple([z.iso.datetime(), z.string().regex(/^\d+$/)]) },
+} as const;
+type Kinds = typeof CURSOR_KINDS;
+export type Position<K extends keyof Kinds> = z.infer<Kinds[K]['position']>;
+
+const MAC_LENGTH = 16;
+
+export const invalidCursor = () =>
+  new ValidationError([{ field: 'cursor', message: 'is not one this server issued: follow the Link header of the previous page' }]);
+
+const mac = (payload: Buffer, key: Buffer) => createHmac('sha256', key).update(payload).digest().subarray(0, MAC_LENGTH);
+
+function sign(values: unknown[], key: Buffer): string {
+  const payload = Buffer.from(JSON.stringify(values));
+  return Buffer.concat([mac(payload, key), payload]).toString('base64url');
+}
+
+function verify<K extends keyof Kinds>(kind: K, cursor: string, key: Buffer): Position<K> {
+  let values: unknown;
+  try {
+    if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw new Error('not base64url');
+    const raw = Buffer.from(cursor, 'base64url');
+    const payload = raw.subarray(MAC_LENGTH);
+    const given = raw.subarray(0, MAC_LENGTH);
+    if (given.length !== MAC_LENGTH || !timingSafeEqual(given, mac(payload, key))) throw new Error('bad signature');
+    values = JSON.parse(payload.toString('utf8'));
+  } catch {
+    throw invalidCursor();
+  }
+  const [k, ...position] = Array.isArray(values) ? values : [];
+  const parsed = CURSOR_KINDS[kind].position.safeParse(position);
+  if (k !== CURSOR_KINDS[kind].kind || !parsed.success) throw invalidCursor();
+  return parsed.data as Position<K>;
+}
+
+/**
+ * One page of a list. `fetch(after, take)` returns rows in the list's order starting after
+ * `after` (null: from the start); `positionOf` gives a row's position. `accept` may refuse a
+ * position that is well-formed but not this list's (another key's history).
+ */
+export async function pageOf<K extends keyof Kinds, Row>(
+  kind: K,
+  opts: { limit?: number; cursor?: string },
+  deps: {
+    signingKey: () => Promise<Buffer>;
+    fetch: (after: Position<K> | null, take: number) => Promise<Row[]>;
+    positionOf: (row: Row) => Position<K>;
+    accept?: (position: Position<K>) => boolean;
+  },
+): Promise<{ items: Row[]; next: string | null; started: boolean }> {
+  const paged = opts.limit !== undefined || opts.cursor !== undefined;
+  const key = paged ? await deps.signingKey() : null;
+  let after: Position<K> | null = null;
+  if (opts.cursor !== undefined) {
+    after = verify(kind, opts.cursor, key!);
+    if (deps.accept && !deps.accept(after)) throw invalidCursor();
+  }
+  const limit = opts.limit ?? UNPAGED_CAP;
+  const rows = await deps.fetch(after, limit + 1);
+  const items = rows.slice(0, limit);
+  const last = items.at(-1);
+  const next = rows.length > limit && key && last !== undefined ? sign([CURSOR_KINDS[kind].kind, ...deps.positionOf(last)], key) : null;
+  return { items, next, started: after === null };
+}
 
 /**
  * PowerShell `-like` wildcards to a SQL LIKE pattern: `*` any run, `?` one character,
@@ -15,47 +91,6 @@ export function wildcardToLike(pattern: string): string {
     else out += ch;
   }
   return out;
-}
-
-const cursorShape = z.tuple([z.literal(1), z.string(), z.guid()]);
-const MAC_LENGTH = 16;
-
-export const invalidCursor = () =>
-  new ValidationError([{ field: 'cursor', message: 'is not one this server issued: follow the Link header of the previous page' }]);
-
-/** Signs any JSON-able position (the first element names its kind, so cursors do not cross). */
-export function signCursor(values: unknown[], key: Buffer): string {
-  const payload = Buffer.from(JSON.stringify(values));
-  return Buffer.concat([mac(payload, key), payload]).toString('base64url');
-}
-
-export function verifyCursor(cursor: string, key: Buffer): unknown {
-  try {
-    if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw new Error('not base64url');
-    const raw = Buffer.from(cursor, 'base64url');
-    const payload = raw.subarray(MAC_LENGTH);
-    const given = raw.subarray(0, MAC_LENGTH);
-    if (given.length !== MAC_LENGTH || !timingSafeEqual(given, mac(payload, key))) throw new Error('bad signature');
-    return JSON.parse(payload.toString('utf8'));
-  } catch {
-    throw invalidCursor();
-  }
-}
-
-const mac = (payload: Buffer, key: Buffer) => createHmac('sha256', key).update(payload).digest().subarray(0, MAC_LENGTH);
-
-/**
- * An opaque keyset cursor: the last row's sort key, signed with a key every instance shares, so
- * a cursor this server did not issue is refused (400) instead of being taken as a position.
- */
-export function encodeCursor(pos: { name: string; id: string }, key: Buffer): string {
-  return signCursor([1, pos.name, pos.id], key);
-}
-
-export function decodeCursor(cursor: string, key: Buffer): { name: string; id: string } {
-  const parsed = cursorShape.safeParse(verifyCursor(cursor, key));
-  if (!parsed.success) throw invalidCursor();
-  return { name: parsed.data[1], id: parsed.data[2] };
 }
 
 /**

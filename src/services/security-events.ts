@@ -2,11 +2,14 @@
 // and 15-minute window, and written in batches: no database write per failure. Attacker-chosen
 // values never become row keys: a prefix is recorded only when it matches a stored key.
 import type { FastifyBaseLogger } from 'fastify';
-import type { PrismaClient } from '../generated/prisma/client.js';
+import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
 import { clientNetwork } from '../lib/client-ip.js';
+import { pageOf } from './paging.js';
 
 export const WINDOW_MS = 15 * 60 * 1000;
 export const OVERFLOW_IP = 'overflow';
+
+type EventRow = { id: bigint; window_start: Date; key_prefix: string; ip: string; reason: string; count: number; first_seen_at: Date; last_seen_at: Date };
 
 interface Bucket {
   windowStart: number;
@@ -26,6 +29,8 @@ export function createSecurityEventRecorder(deps: {
   maxBuckets: number;
   /** Server-side bound on one write (below the client's query timeout, so the server gives up first). */
   writeTimeoutMs?: number;
+  /** The key that signs paging cursors. */
+  cursorKey: () => Promise<Buffer>;
   now?: () => number;
 }) {
   const { prisma, log } = deps;
@@ -123,6 +128,39 @@ export function createSecurityEventRecorder(deps: {
     return queued;
   }
 
+  /** The aggregates, newest window first, filtered and paged (security_events' own SQL lives here). */
+  async function list(q: { from?: string; to?: string; reason?: string; ip?: string; limit?: number; cursor?: string }) {
+    const where: Prisma.Sql[] = [];
+    if (q.from) where.push(Prisma.sql`last_seen_at >= ${new Date(q.from)}`);
+    if (q.to) where.push(Prisma.sql`first_seen_at <= ${new Date(q.to)}`);
+    if (q.reason) where.push(Prisma.sql`reason = ${q.reason}`);
+    if (q.ip) where.push(Prisma.sql`ip = ${q.ip}`);
+    const { items, next } = await pageOf('securityEvents', q, {
+      signingKey: deps.cursorKey,
+      fetch: (after, take) => {
+        const conditions = after ? [...where, Prisma.sql`(window_start, id) < (${new Date(after[0])}, ${BigInt(after[1])})`] : where;
+        return prisma.$queryRaw<EventRow[]>`
+          SELECT id, window_start, key_prefix, ip, reason, count, first_seen_at, last_seen_at FROM security_events
+          ${conditions.length ? Prisma.sql`WHERE ${Prisma.join(conditions, ' AND ')}` : Prisma.empty}
+          ORDER BY window_start DESC, id DESC
+          LIMIT ${take}`;
+      },
+      positionOf: (r) => [r.window_start.toISOString(), String(r.id)],
+    });
+    return {
+      items: items.map((r) => ({
+        windowStart: r.window_start.toISOString(),
+        keyPrefix: r.key_prefix,
+        ip: r.ip,
+        reason: r.reason,
+        count: r.count,
+        firstSeenAt: r.first_seen_at.toISOString(),
+        lastSeenAt: r.last_seen_at.toISOString(),
+      })),
+      next,
+    };
+  }
+
   async function prune() {
     const removed = await prisma.$executeRaw`
       DELETE FROM security_events WHERE last_seen_at < now() - make_interval(days => ${deps.retentionDays})`;
@@ -137,6 +175,7 @@ export function createSecurityEventRecorder(deps: {
     },
     flush,
     prune,
+    list,
     /** Buckets held in memory: pending and in flight (overflow buckets included). */
     get pending() {
       return buckets.size + inFlight;

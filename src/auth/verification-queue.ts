@@ -1,10 +1,9 @@
-// Bounded concurrency for argon2 work: at most `concurrency` verifications run at once and at
-// most `queue` wait; beyond that the caller is told to come back (503) instead of queueing
+// The queue argon2 work waits in: at most `concurrency` verifications run at once and at most
+// `queue` wait; beyond that the caller is told to come back (503 OVERLOADED) instead of queueing
 // without limit, so a flood of wrong secrets cannot starve requests with cached keys.
 import { overloaded } from '../lib/errors.js';
 
-
-export function createLimiter(concurrency: number, queue: number) {
+export function createVerificationQueue(concurrency: number, queue: number) {
   let running = 0;
   const waiting: Array<() => void> = [];
   return {
@@ -37,4 +36,4 @@ export function createLimiter(concurrency: number, queue: number) {
   };
 }
 
-export type Limiter = ReturnType<typeof createLimiter>;
+export type VerificationQueue = ReturnType<typeof createVerificationQueue>;

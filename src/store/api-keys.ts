@@ -1,0 +1,294 @@
+// The one home of the keys' SQL: every query on api_keys and api_key_roles, the row type they
+// produce (StoredKey), and its mappers to the API view and to the cached principal. Services
+// and the authenticator ask for keys here; nothing else writes SQL for them.
+import { effectivePermissions, listPermissions } from '../auth/permissions.js';
+import type { Principal } from '../auth/principal.js';
+import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
+import { SNAPSHOT_FIELDS, type ApiKeyView, type Snapshot } from '../schemas/api-keys.js';
+
+export type Tx = Prisma.TransactionClient;
+type Db = PrismaClient | Tx;
+
+/** A key as stored: its row and its roles (with their permissions). */
+export interface StoredKey {
+  id: string;
+  name: string;
+  description: string | null;
+  keyPrefix: string;
+  /** argon2id PHC string; never leaves the server (response schemas have no field for it). */
+  hash: string;
+  isEnabled: boolean;
+  isInfrastructureKey: boolean;
+  expiresAt: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+  lastUsedAt: Date | null;
+  lastUsedFromIp: string | null;
+  version: number;
+  /** While disabled: the permissions of whoever disabled it (the escalation guard's). */
+  disabledBy: string[];
+  roles: Array<{ id: number; name: string; permissions: string[] }>;
+}
+
+/**
+ * Marks the transaction's writes as keyward's own: the row-version triggers (for changes made
+ * behind the server's back) then stand aside, as keyward versions its rows itself.
+ */
+export async function markOwnWrite(tx: Tx): Promise<void> {
+  await tx.$executeRaw`SELECT set_config('keyward.versioned', 'on', true)`;
+}
+
+const include = { roles: { include: { role: true }, orderBy: { roleId: 'asc' } } } as const;
+type PrismaKey = Prisma.ApiKeyGetPayload<{ include: typeof include }>;
+
+function fromPrisma(row: PrismaKey): StoredKey {
+  const { roles, disabledBy, ...rest } = row;
+  return { ...rest, disabledBy: disabledBy ?? [], roles: roles.map((r) => ({ id: r.role.id, name: r.role.name, permissions: r.role.permissions })) };
+}
+
+const iso = (d: Date | null) => (d ? new Date(d).toISOString() : null);
+
+/** The key as the API shows it (never the hash). */
+export function toView(key: Omit<StoredKey, 'hash' | 'version' | 'disabledBy'>): ApiKeyView {
+  return {
+    id: key.id,
+    name: key.name,
+    description: key.description,
+    keyPrefix: key.keyPrefix,
+    roles: key.roles.map((r) => ({ id: r.id, name: r.name })),
+    isEnabled: key.isEnabled,
+    isInfrastructureKey: key.isInfrastructureKey,
+    expiresAt: iso(key.expiresAt),
+    createdAt: iso(key.createdAt)!,
+    updatedAt: iso(key.updatedAt)!,
+    lastUsedAt: iso(key.lastUsedAt),
+    lastUsedFromIp: key.lastUsedFromIp,
+  };
+}
+
+/** The key as a request's principal (what the verified-key cache keeps). */
+export function toPrincipal(key: Pick<StoredKey, 'id' | 'name' | 'keyPrefix' | 'roles' | 'isInfrastructureKey' | 'expiresAt'>): Principal {
+  const permissions = effectivePermissions(key.roles.map((r) => r.permissions));
+  return {
+    id: key.id,
+    name: key.name,
+    keyPrefix: key.keyPrefix,
+    roles: key.roles.map((r) => ({ id: r.id, name: r.name })),
+    permissions,
+    permissionList: listPermissions(permissions),
+    isInfrastructureKey: key.isInfrastructureKey,
+    expiresAt: key.expiresAt ? new Date(key.expiresAt).getTime() : null,
+  };
+}
+
+/** The effective permissions a key's roles give it. */
+export const permissionsOf = (key: Pick<StoredKey, 'roles'>) => effectivePermissions(key.roles.map((r) => r.permissions));
+
+/** A change-history snapshot of the key (its SNAPSHOT_FIELDS). */
+export const snapshotOf = (view: ApiKeyView): Snapshot => Object.fromEntries(SNAPSHOT_FIELDS.map((f) => [f, view[f]])) as Snapshot;
+
+export interface KeyWrite {
+  name: string;
+  description: string | null;
+  roleIds: number[];
+  isEnabled: boolean;
+  disabledBy: string[];
+  expiresAt: Date | null;
+}
+
+/** The sort key of the listing (and of its cursors): lower(name) in code-point order, then id. */
+export interface ListPosition {
+  name: string;
+  id: string;
+}
+
+interface ListRow {
+  id: string;
+  name: string;
+  description: string | null;
+  key_prefix: string;
+  is_enabled: boolean;
+  is_infrastructure_key: boolean;
+  expires_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+  last_used_at: Date | null;
+  last_used_from_ip: string | null;
+  sort_name: string;
+  roles: Array<{ id: number; name: string }>;
+}
+
+/**
+ * The listing query (exported so the benchmark can EXPLAIN exactly what is sent): one round
+ * trip for the page and each key's roles. Filters are written against the index expression
+ * (lower(name) COLLATE "C"), so a prefix pattern is an index range scan whatever the database's
+ * default collation. `likePattern` is a SQL LIKE pattern with `\` as its escape.
+ */
+export function listStatement(q: { likePattern?: string; isEnabled?: boolean; after?: ListPosition | null; take: number }) {
+  const where: Prisma.Sql[] = [];
+  if (q.likePattern !== undefined) where.push(Prisma.sql`(lower(name) COLLATE "C") LIKE (lower(${q.likePattern}) COLLATE "C") ESCAPE '\\'`);
+  if (q.isEnabled !== undefined) where.push(Prisma.sql`is_enabled = ${q.isEnabled}`);
+  if (q.after) where.push(Prisma.sql`(lower(name) COLLATE "C", id) > (${q.after.name} COLLATE "C", ${q.after.id}::uuid)`);
+  return Prisma.sql`
+    SELECT k.id, k.name, k.description, k.key_prefix, k.is_enabled, k.is_infrastructure_key,
+           k.expires_at, k.created_at, k.updated_at, k.last_used_at, k.last_used_from_ip,
+           lower(k.name) AS sort_name,
+           coalesce((SELECT json_agg(json_build_object('id', r.id, 'name', r.name) ORDER BY r.id)
+                       FROM api_key_roles kr JOIN roles r ON r.id = kr.role_id
+                      WHERE kr.api_key_id = k.id), '[]') AS roles
+      FROM api_keys k
+    ${where.length ? Prisma.sql`WHERE ${Prisma.join(where, ' AND ')}` : Prisma.empty}
+    ORDER BY lower(k.name) COLLATE "C", k.id
+    LIMIT ${q.take}`;
+}
+
+/** A key read for authentication: one indexed read of its row and roles. */
+interface AuthRow {
+  id: string;
+  name: string;
+  key_prefix: string;
+  hash: string;
+  version: number;
+  is_enabled: boolean;
+  is_infrastructure_key: boolean;
+  expires_at: Date | null;
+  roles: Array<{ id: number; name: string; permissions: string[] }>;
+}
+
+const fromAuthRow = (r: AuthRow) => ({
+  id: r.id,
+  name: r.name,
+  keyPrefix: r.key_prefix,
+  hash: r.hash,
+  version: r.version,
+  isEnabled: r.is_enabled,
+  isInfrastructureKey: r.is_infrastructure_key,
+  expiresAt: r.expires_at ? new Date(r.expires_at) : null,
+  roles: r.roles,
+});
+
+export type AuthKey = ReturnType<typeof fromAuthRow>;
+
+function authRows(db: Db, where: Prisma.Sql) {
+  return db.$queryRaw<AuthRow[]>`
+    SELECT k.id, k.name, k.key_prefix, k.hash, k.version, k.is_enabled, k.is_infrastructure_key, k.expires_at,
+           coalesce(json_agg(json_build_object('id', r.id, 'name', r.name, 'permissions', r.permissions) ORDER BY r.id)
+                    FILTER (WHERE r.id IS NOT NULL), '[]') AS roles
+      FROM api_keys k
+      LEFT JOIN api_key_roles kr ON kr.api_key_id = k.id
+      LEFT JOIN roles r ON r.id = kr.role_id
+     WHERE ${where}
+     GROUP BY k.id`;
+}
+
+export function createKeyStore(prisma: PrismaClient) {
+  return {
+    /** One page of the listing, with the position of each row (for cursors). */
+    async list(q: { likePattern?: string; isEnabled?: boolean; after?: ListPosition | null; take: number }) {
+      const rows = await prisma.$queryRaw<ListRow[]>(listStatement(q));
+      return rows.map((r) => ({
+        view: toView({
+          id: r.id,
+          name: r.name,
+          description: r.description,
+          keyPrefix: r.key_prefix,
+          roles: r.roles.map((role) => ({ ...role, permissions: [] })),
+          isEnabled: r.is_enabled,
+          isInfrastructureKey: r.is_infrastructure_key,
+          expiresAt: r.expires_at,
+          createdAt: r.created_at,
+          updatedAt: r.updated_at,
+          lastUsedAt: r.last_used_at,
+          lastUsedFromIp: r.last_used_from_ip,
+        }),
+        position: { name: r.sort_name, id: r.id },
+      }));
+    },
+
+    async find(id: string, db: Db = prisma): Promise<StoredKey | null> {
+      const row = await db.apiKey.findUnique({ where: { id }, include });
+      return row && fromPrisma(row);
+    },
+
+    /** Locks the key's row for the rest of the transaction, then reads it; null when there is none. */
+    async lock(tx: Tx, id: string): Promise<StoredKey | null> {
+      const locked = await tx.$queryRaw<Array<{ id: string }>>`SELECT id FROM api_keys WHERE id = ${id}::uuid FOR UPDATE`;
+      return locked.length ? fromPrisma(await tx.apiKey.findUniqueOrThrow({ where: { id }, include })) : null;
+    },
+
+    async insert(tx: Tx, key: KeyWrite & { id: string; keyPrefix: string; hash: string; isInfrastructureKey: boolean; at: Date }): Promise<StoredKey> {
+      const { roleIds, at, ...fields } = key;
+      const row = await tx.apiKey.create({
+        data: { ...fields, createdAt: at, updatedAt: at, version: 1, roles: { create: roleIds.map((roleId) => ({ roleId })) } },
+        include,
+      });
+      return fromPrisma(row);
+    },
+
+    async update(tx: Tx, id: string, key: KeyWrite & { version: number; at: Date }): Promise<StoredKey> {
+      const { roleIds, at, ...fields } = key;
+      const row = await tx.apiKey.update({
+        where: { id },
+        data: { ...fields, updatedAt: at, roles: { deleteMany: {}, create: roleIds.map((roleId) => ({ roleId })) } },
+        include,
+      });
+      return fromPrisma(row);
+    },
+
+    async delete(tx: Tx, id: string): Promise<void> {
+      await tx.apiKey.delete({ where: { id } });
+    },
+
+    async exists(id: string, db: Db = prisma): Promise<boolean> {
+      return (await db.apiKey.count({ where: { id } })) > 0;
+    },
+
+    /** Every key sharing a prefix, for authentication (argon2 decides which, if any, it is). */
+    async byPrefix(prefix: string): Promise<AuthKey[]> {
+      return (await authRows(prisma, Prisma.sql`k.key_prefix = ${prefix}`)).map(fromAuthRow);
+    },
+
+    /** A key as authentication needs it, re-read after a change. */
+    async forAuth(id: string): Promise<AuthKey | null> {
+      const [row] = await authRows(prisma, Prisma.sql`k.id = ${id}::uuid`);
+      return row ? fromAuthRow(row) : null;
+    },
+
+    /** The row version alone: the cheap check that a cached key has not changed. */
+    async versionOf(id: string): Promise<number | null> {
+      const rows = await prisma.$queryRaw<Array<{ version: number }>>`SELECT version FROM api_keys WHERE id = ${id}::uuid`;
+      return rows[0]?.version ?? null;
+    },
+
+    /** Replaces a key's hash with a rehash of the same secret, if it is still `oldHash` (keyward's own write). */
+    async replaceHash(id: string, oldHash: string, hash: string): Promise<void> {
+      await prisma.$transaction(async (tx) => {
+        await markOwnWrite(tx);
+        await tx.apiKey.updateMany({ where: { id, hash: oldHash }, data: { hash } });
+      });
+    },
+
+    /** Records last uses; a use is written only when it is 30 s or more after the stored one. */
+    async recordUses(uses: Array<{ id: string; at: Date; ip: string }>, throttleMs: number): Promise<void> {
+      const throttle = `${throttleMs} milliseconds`;
+      await prisma.$executeRaw`
+        UPDATE api_keys AS k SET last_used_at = v.at, last_used_from_ip = v.ip
+        FROM unnest(${uses.map((u) => u.id)}::uuid[], ${uses.map((u) => u.at.toISOString())}::timestamptz[], ${uses.map((u) => u.ip)}::text[]) AS v(id, at, ip)
+        WHERE k.id = v.id AND (k.last_used_at IS NULL OR k.last_used_at < v.at - ${throttle}::interval)`;
+    },
+
+    /** Whether some enabled, unexpired key holds apikeys.write (so someone can create the others). */
+    async anyCanCreateKeys(): Promise<boolean> {
+      const rows = await prisma.$queryRaw<Array<{ usable: boolean }>>`
+        SELECT EXISTS (
+          SELECT 1 FROM api_keys k
+            JOIN api_key_roles kr ON kr.api_key_id = k.id
+            JOIN roles r ON r.id = kr.role_id
+           WHERE k.is_enabled AND (k.expires_at IS NULL OR k.expires_at > now())
+             AND r.permissions && ARRAY['*', 'apikeys.write']::text[]) AS usable`;
+      return rows[0]?.usable === true;
+    },
+  };
+}
+
+export type KeyStore = ReturnType<typeof createKeyStore>;
