@@ -1,6 +1,7 @@
 // ESLint (flat config): typescript-eslint's recommended rules, no import cycles (type-only
 // imports included), and imports only along the grain of the layers in src/ (README "Layout"):
-//   lib ← db ← auth ← services ← plugins ← routes ← app/server; schemas beside auth; cli alone.
+//   lib ← db ← store ← auth ← services ← plugins ← routes ← app/server; schemas beside auth
+//   (below store); cli alone.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import noImportCycle from './eslint/no-import-cycle.js';
@@ -30,9 +31,11 @@ export default tseslint.config(
       'no-control-regex': 'off',
     },
   },
-  { files: ['src/lib/**'], rules: against(['db', 'auth', 'schemas', 'services', 'plugins', 'routes', 'cli', 'app'], 'lib/ is the bottom layer: it imports nothing else of ours') },
-  { files: ['src/db/**'], rules: against(['auth', 'schemas', 'services', 'plugins', 'routes', 'cli', 'app'], 'db/ knows PostgreSQL, not what is built on it') },
+  { files: ['src/lib/**'], rules: against(['db', 'store', 'auth', 'schemas', 'services', 'plugins', 'routes', 'cli', 'app'], 'lib/ is the bottom layer: it imports nothing else of ours') },
+  { files: ['src/db/**'], rules: against(['store', 'auth', 'schemas', 'services', 'plugins', 'routes', 'cli', 'app'], 'db/ knows PostgreSQL, not what is built on it') },
   { files: ['src/auth/**', 'src/schemas/**'], rules: against(['services', 'plugins', 'routes', 'cli', 'app'], 'auth/ and schemas/ sit below the services') },
+  // The keys' SQL: below auth and the services, beside db/ (it may use schemas' types and auth's permission rules).
+  { files: ['src/store/**'], rules: against(['services', 'plugins', 'routes', 'cli', 'app'], 'store/ is data access: it knows rows, not requests') },
   { files: ['src/services/**'], rules: against(['plugins', 'routes', 'cli', 'app'], 'services do not know HTTP wiring') },
   { files: ['src/plugins/**'], rules: against(['routes', 'cli', 'app'], 'plugins do not import routes') },
   { files: ['src/routes/**'], rules: against(['cli', 'app'], 'routes are mounted by app.ts') },

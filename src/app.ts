@@ -17,6 +17,7 @@ import metricsPlugin from './plugins/metrics.js';
 import openapiPlugin from './plugins/openapi.js';
 import prismaPlugin from './plugins/prisma.js';
 import rateLimitPlugin from './plugins/rate-limit.js';
+import requestAuthPlugin from './plugins/request-auth.js';
 import servicesPlugin from './plugins/services.js';
 import { apiRoutes } from './routes/index.js';
 
@@ -73,7 +74,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(metricsPlugin, { config });
   await app.register(servicesPlugin, { config, hasher: options.hasher });
   await app.register(rateLimitPlugin, { config });
-  app.decorateRequest('principal', null);
+  await app.register(requestAuthPlugin);
 
   await app.register(apiRoutes, { prefix: '/api/v1', config });
   await app.register(

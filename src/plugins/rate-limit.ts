@@ -20,7 +20,7 @@ type Check = (req: FastifyRequest, opts?: { increment?: boolean }) => Promise<{
   ttlInSeconds?: number;
 }>;
 
-export interface Limits {
+export interface RateLimits {
   /** Per authenticated key. */
   key: Check;
   /** Per client IP (IPv6 per /64): failed authentications. Never refuses a key that verifies. */
@@ -31,7 +31,7 @@ export interface Limits {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    limits: Limits | null;
+    rateLimits: RateLimits | null;
   }
 }
 
@@ -63,7 +63,7 @@ export async function enforce(
   // A look reports the budget before this request; it is over once it is used up.
   const over = increment ? r.isExceeded : remaining <= 0;
   if (over) {
-    const limits = req.server.limits;
+    const limits = req.server.rateLimits;
     req.server.metrics.rateLimited(SCOPES.find((scope) => limits?.[scope] === check) ?? 'ip');
     throw new RateLimitedError(Math.max(1, r.ttlInSeconds ?? 1), headers, what);
   }
@@ -84,7 +84,7 @@ export function attemptedPrefix(req: FastifyRequest): string {
 async function rateLimitPlugin(app: FastifyInstance, opts: { config: Config }) {
   const rl = opts.config.rateLimit;
   if (!rl.enabled) {
-    app.decorate('limits', null);
+    app.decorate('rateLimits', null);
     return;
   }
   let redis: Redis | undefined;
@@ -104,7 +104,7 @@ async function rateLimitPlugin(app: FastifyInstance, opts: { config: Config }) {
     skipOnError: true,
   });
   const base = { timeWindow: rl.windowMs };
-  app.decorate('limits', {
+  app.decorate('rateLimits', {
     key: app.createRateLimit({ ...base, max: rl.keyMax, keyGenerator: (req) => `key:${req.principal?.id}` }) as Check,
     // Prefixed so an address can never name another budget (e.g. a key's).
     ip: app.createRateLimit({ ...base, max: rl.ipMax, keyGenerator: (req) => `ip:${clientNetwork(req.ip)}` }) as Check,
