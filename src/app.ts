@@ -1,7 +1,7 @@
 // buildApp(config): the whole server. server.ts and the tests build it the same way.
 import { randomUUID } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteOptions } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { KeyHasher } from './auth/hasher.js';
 import type { Config } from './config.js';
@@ -29,6 +29,8 @@ export interface BuildOptions {
   logStream?: Writable;
   /** Replaces the argon2 hasher (tests count its calls). */
   hasher?: KeyHasher;
+  /** Told of every route as it is registered (tests check their route tables against it). */
+  onRoute?: (route: RouteOptions) => void;
 }
 
 export type App = FastifyInstance;
@@ -62,6 +64,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     frameworkErrors: (err, req, reply) => handleError(err, req, reply),
   }).withTypeProvider<ZodTypeProvider>();
 
+  if (options.onRoute) app.addHook('onRoute', options.onRoute);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 

@@ -2,7 +2,8 @@
 // changes that take effect on the very next request.
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
-import { buildTestApp, testDatabase } from './helpers/app.js';
+import { buildTestApp, routesOf, testDatabase } from './helpers/app.js';
+import { missingRoutes } from './helpers/routes.js';
 import { ADMIN, apiVisibleState, json, OPERATOR, READER, seedKey, sql, type SeededKey } from './helpers/keys.js';
 
 let app: App;
@@ -56,6 +57,14 @@ const ROUTES: Route[] = [
       return { method: 'DELETE', url: `/api/v1/apikeys/${t.id}` };
     },
   },
+  { name: 'GET /apikeys/{id}/change-history', permission: 'audit.read', request: async () => ({ method: 'GET', url: `/api/v1/apikeys/${admin.id}/change-history` }) },
+  {
+    name: 'GET /apikeys/{id}/change-history/compare',
+    permission: 'audit.read',
+    request: async () => ({ method: 'GET', url: `/api/v1/apikeys/${admin.id}/change-history/compare?fromVersion=1&toVersion=1` }),
+  },
+  { name: 'GET /apikeys/{id}/change-history/{version}', permission: 'audit.read', request: async () => ({ method: 'GET', url: `/api/v1/apikeys/${admin.id}/change-history/1` }) },
+  { name: 'GET /security-events', permission: 'audit.read', request: async () => ({ method: 'GET', url: '/api/v1/security-events' }) },
 ];
 
 async function call(route: Route, headers: Record<string, string>) {
@@ -71,6 +80,14 @@ function expect401(res: Awaited<ReturnType<typeof call>>, code: string) {
 }
 
 describe('credentials that are refused on every protected route', () => {
+  it('the table covers every authenticated route the app registers (a new one fails here until it is added)', () => {
+    const listed: Array<[string, string]> = ROUTES.map((r) => {
+      const [method, path] = r.name.split(' ');
+      return [method, `/api/v1${path}`];
+    });
+    expect(missingRoutes(routesOf(app), listed, (r) => !r.authenticated), 'authenticated routes missing from ROUTES').toEqual([]);
+  });
+
   const wellFormedUnknown = `jim_ak_${'0'.repeat(64)}`;
   let disabled: SeededKey;
   let expired: SeededKey;
@@ -154,9 +171,9 @@ describe('credentials that are refused on every protected route', () => {
 describe('roles against every route', () => {
   const roleCases: Array<[string, number[], string[]]> = [
     ['no roles', [], []],
-    ['Reader', [READER], ['apikeys.read', 'roles.read']],
-    ['Operator', [OPERATOR], ['apikeys.read', 'apikeys.write', 'roles.read']],
-    ['Administrator', [ADMIN], ['apikeys.read', 'apikeys.write', 'roles.read']],
+    ['Reader', [READER], ['apikeys.read', 'audit.read', 'roles.read']],
+    ['Operator', [OPERATOR], ['apikeys.read', 'apikeys.write', 'audit.read', 'roles.read']],
+    ['Administrator', [ADMIN], ['apikeys.read', 'apikeys.write', 'audit.read', 'roles.read']],
   ];
   for (const [label, roleIds, permissions] of roleCases) {
     it(`${label}: allowed exactly where it holds the permission`, async () => {

@@ -8,7 +8,8 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
-import { buildTestApp, testDatabase } from './helpers/app.js';
+import { buildTestApp, routesOf, testDatabase } from './helpers/app.js';
+import { missingRoutes } from './helpers/routes.js';
 import { ADMIN, apiVisibleState, READER, seedKey, type SeededKey, VISIBLE_STATE } from './helpers/keys.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 1200);
@@ -201,10 +202,13 @@ const ROUTES: Array<[string, string]> = [
   ['GET', '/api/v1/roles'],
   ['GET', '/api/v1/health'],
   ['GET', '/api/v1/health/live'],
+  ['GET', '/api/v1/health/version'],
+  ['GET', '/'],
   ['GET', '/metrics'],
   ['GET', '/openapi.json'],
   ['GET', '/docs'],
   ['GET', '/docs/json'],
+  ['GET', '/docs/yaml'],
   ['POST', '/api/apikeys'],
   ['GET', '/api/apikeys/{id}'],
   ['PUT', '/api/apikeys/{id}'],
@@ -250,6 +254,12 @@ async function send(r: Request) {
 }
 
 describe(`fuzzed requests (${RUNS} per property, seed ${SEED})`, () => {
+  it('reach every route the app registers (a new route fails here until it is in ROUTES)', () => {
+    // The explorer's static files are one wildcard route of Swagger UI's; its pages are listed.
+    const missing = missingRoutes(routesOf(app), ROUTES, (r) => r.path.startsWith('/docs/static/'));
+    expect(missing, 'routes the fuzz never sends to').toEqual([]);
+  });
+
   it('never a 5xx; every 4xx is problem+json with a code; a rejected request changes nothing; no full key but in a creation', async () => {
     try {
     await fc.assert(

@@ -44,11 +44,38 @@ export function testConfig(env: Record<string, string> = {}, databaseUrl?: strin
   return loadConfig({ ...TEST_ENV, DATABASE_URL: databaseUrl, ...env });
 }
 
+export interface RegisteredRoute {
+  method: string;
+  /** As the table of a test writes it: `{id}` for fastify's `:id`. */
+  path: string;
+  /** Authenticated (declares a security requirement) or not. */
+  authenticated: boolean;
+  hidden: boolean;
+}
+
+const routesByApp = new WeakMap<App, RegisteredRoute[]>();
+
+/** Every method and path the app registered, as its onRoute hook saw them. */
+export function routesOf(app: App): RegisteredRoute[] {
+  return routesByApp.get(app) ?? [];
+}
+
 export async function buildTestApp(
-  opts: { env?: Record<string, string>; logStream?: Writable; databaseUrl?: string; ready?: boolean } & Omit<BuildOptions, 'logStream'> = {},
+  opts: { env?: Record<string, string>; logStream?: Writable; databaseUrl?: string; ready?: boolean } & Omit<BuildOptions, 'logStream' | 'onRoute'> = {},
 ): Promise<App> {
   const url = opts.databaseUrl ?? (await testDatabase()).url;
-  const app = await buildApp(testConfig(opts.env, url), { logStream: opts.logStream, hasher: opts.hasher });
+  const routes: RegisteredRoute[] = [];
+  const app = await buildApp(testConfig(opts.env, url), {
+    logStream: opts.logStream,
+    hasher: opts.hasher,
+    onRoute: (route) => {
+      const schema = route.schema as { security?: unknown[]; hide?: boolean } | undefined;
+      for (const method of [route.method].flat()) {
+        routes.push({ method, path: route.url.replace(/:(\w+)/g, '{$1}'), authenticated: (schema?.security?.length ?? 0) > 0, hidden: schema?.hide === true });
+      }
+    },
+  });
+  routesByApp.set(app, routes);
   apps.push(app);
   if (opts.ready !== false) await app.ready();
   return app;
