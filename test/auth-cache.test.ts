@@ -3,6 +3,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
 import { createKeyHasher, type KeyHasher } from '../src/auth/hasher.js';
+import { digestKey } from '../src/auth/key-cache.js';
 import { buildTestApp, testDatabase } from './helpers/app.js';
 import { ADMIN, json, READER, seedKey, sql, type SeededKey } from './helpers/keys.js';
 
@@ -189,6 +190,49 @@ describe('a secret replaced behind the server\'s back', () => {
     expect(patched.statusCode).toBe(200);
     await until(async () => (await me(a, replacement)).statusCode === 401, 2_000);
     expect((await me(a, third)).statusCode).toBe(200);
+  });
+});
+
+describe('a key keyward rehashed itself', () => {
+  it('keeps working after a change, on the instance that rehashed it (no argon2) and on another (one check, no failure budget)', async () => {
+    const counting = (memoryKib: number) => {
+      const real = createKeyHasher({ memoryKib, timeCost: 1, parallelism: 1, maxConcurrency: 1, maxQueue: 0 });
+      const counts = { verify: 0 };
+      const hasher: KeyHasher = { ...real, verify: (h, k) => (counts.verify++, real.verify(h, k)) };
+      return { hasher, counts };
+    };
+    const old = counting(1024);
+    const current = counting(2048); // B's parameters differ: it rehashes what it verifies
+    const limits = { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_PREFIX_MAX: '1', RATE_LIMIT_IP_MAX: '1000' };
+    const a = await buildTestApp({ hasher: old.hasher, env: limits });
+    const b = await buildTestApp({ hasher: current.hasher });
+    await until(async () => a.services.listener.listening && b.services.listener.listening, 5_000);
+    const admin = await seedKey(b, { roleIds: [ADMIN] });
+    const key = await seedKey(a, { roleIds: [READER] }); // hashed with 1024 KiB
+    const me = (app: App, secret = key.secret) => app.inject({ method: 'GET', url: '/api/v1/userinfo', headers: { 'x-api-key': secret } });
+    const [{ hash: before }] = await sql<{ hash: string }>(dbUrl, 'SELECT hash FROM api_keys WHERE id = $1', [key.id]);
+    expect((await me(a)).statusCode).toBe(200); // cached on A, against the 1024 KiB hash
+    expect((await me(b)).statusCode).toBe(200); // verified on B, which rehashes it
+    await until(async () => (await sql<{ hash: string }>(dbUrl, 'SELECT hash FROM api_keys WHERE id = $1', [key.id]))[0].hash !== before, 5_000);
+
+    // A's failure budget for this prefix is spent by someone else's guess.
+    const guess = `${key.secret.slice(0, 16)}${'0'.repeat(key.secret.length - 16)}`;
+    expect((await me(a, guess)).statusCode).toBe(401);
+    expect((await me(a, guess.replace(/0$/, '1'))).statusCode).toBe(429);
+
+    const patched = await b.inject({ method: 'PATCH', url: `/api/v1/apikeys/${key.id}`, headers: { ...admin.headers, ...json }, payload: { description: 'changed' } });
+    expect(patched.statusCode).toBe(200);
+    await until(async () => a.services.cache.get(digestKey(key.secret))?.stale !== false, 2_000);
+
+    const aVerifies = old.counts.verify;
+    expect((await me(a)).statusCode).toBe(200); // re-checked once against the new hash, not refused by the spent budget
+    expect(old.counts.verify - aVerifies).toBe(1);
+    expect((await me(a)).statusCode).toBe(200);
+    expect(old.counts.verify - aVerifies).toBe(1);
+
+    const bVerifies = current.counts.verify;
+    expect((await me(b)).statusCode).toBe(200); // B retagged its own entry when it rehashed: no argon2
+    expect(current.counts.verify).toBe(bVerifies);
   });
 });
 

@@ -56,7 +56,10 @@ export function createAuthenticator(deps: {
     rehashing.add(id);
     void verifications
       .tryRun(() => hasher.hash(secret))
-      .then((hash) => (hash === undefined ? undefined : keys.replaceHash(id, oldHash, hash)))
+      .then(async (hash) => {
+        // This instance's entries follow the new hash at once; others re-check theirs once, on their next re-read.
+        if (hash !== undefined && (await keys.replaceHash(id, oldHash, hash))) cache.retag(id, hashTag(oldHash), hashTag(hash));
+      })
       .catch((err) => log.warn({ err, keyId: id }, 'rehash failed'))
       .finally(() => rehashing.delete(id));
   }
@@ -74,14 +77,30 @@ export function createAuthenticator(deps: {
     return entry.principal;
   }
 
+  /** Verifications of a secret against a replaced hash, one per presented key at a time. */
+  const reverifying = new Map<string, Promise<boolean>>();
+
   /**
-   * Brings a stale or aged entry up to date without argon2. Aged entries first compare the row
-   * version (the cheap case); a changed or stale entry is re-read. Returns null when the key no
-   * longer exists, 'reverify' when its stored hash is no longer the one the secret verified
-   * against (replaced, by a rotation or behind the server's back): the entry is gone and the
-   * secret must be checked again.
+   * The stored hash is no longer the one this secret verified against: replaced (a rotation, a
+   * change behind the server's back) or rehashed by another instance. Only a secret that did
+   * verify for this key gets here, so it is checked against that one row directly — no prefix
+   * lookup, no failure budget (it is no guess) — once per secret however many requests wait.
    */
-  async function refresh(digest: string, entry: CachedKey, at: number): Promise<CachedKey | null | 'reverify'> {
+  function stillMatches(digest: string, presented: string, hash: string): Promise<boolean> {
+    let pending = reverifying.get(digest);
+    if (!pending) {
+      pending = verifications.run(() => hasher.verify(hash, presented)).finally(() => reverifying.delete(digest));
+      reverifying.set(digest, pending);
+    }
+    return pending;
+  }
+
+  /**
+   * Brings a stale or aged entry up to date. Aged entries first compare the row version (the
+   * cheap case); a changed or stale entry is re-read (no argon2, unless its hash was replaced).
+   * Says 'deleted' when the key no longer exists, 'replaced' when the secret no longer belongs to it.
+   */
+  async function refresh(digest: string, entry: CachedKey, at: number, presented: string): Promise<CachedKey | 'deleted' | 'replaced'> {
     const epoch = cache.epoch;
     if (!entry.stale) {
       const version = await keys.versionOf(entry.principal.id);
@@ -91,18 +110,19 @@ export function createAuthenticator(deps: {
       }
       if (version === null) {
         cache.forget(digest);
-        return null;
+        return 'deleted';
       }
     }
     const row = await keys.forAuth(entry.principal.id);
     if (!row) {
       cache.forget(digest);
-      return null;
+      return 'deleted';
     }
     const next = cachedFrom(row, at);
-    if (next.hashTag !== entry.hashTag) {
+    if (next.hashTag !== entry.hashTag && !(await stillMatches(digest, presented, row.hash))) {
       cache.forget(digest);
-      return 'reverify';
+      cache.rememberInvalid(digest, now());
+      return 'replaced';
     }
     // Another change may have landed while we read: then leave the entry stale for the next use.
     cache.set(digest, next, epoch);
@@ -147,10 +167,10 @@ export function createAuthenticator(deps: {
       const at = now();
       const hit = cache.get(digest);
       if (hit) {
-        const entry = hit.stale || at - hit.checkedAt > cache.maxAgeMs ? await refresh(digest, hit, at) : hit;
-        if (!entry) throw new AuthError('API_KEY_INVALID'); // the key was deleted: its prefix matches nothing now
-        if (entry !== 'reverify') return admit(entry, ip, at);
-        // Its hash was replaced: verify the secret against what is stored now (below).
+        const entry = hit.stale || at - hit.checkedAt > cache.maxAgeMs ? await refresh(digest, hit, at, presented) : hit;
+        if (entry === 'deleted') throw new AuthError('API_KEY_INVALID'); // its prefix matches nothing now
+        if (entry === 'replaced') refuse('API_KEY_INVALID', keyPrefixOf(presented)); // a wrong secret for a real prefix
+        return admit(entry, ip, at);
       }
       if (cache.isKnownInvalid(digest, at)) refuse('API_KEY_INVALID', keyPrefixOf(presented)); // only real prefixes are remembered
 

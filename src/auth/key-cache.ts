@@ -160,6 +160,13 @@ export function createKeyCache(opts: { maxEntries: number; maxAgeMs: number; neg
       return invalidatedSince(readEpoch, keyId);
     },
     forget,
+    /** The key's hash was rehashed (same secret): entries that verified against the old one now stand for the new. */
+    retag(keyId: string, from: string, to: string) {
+      for (const digest of byKeyId.get(keyId) ?? []) {
+        const e = entries.get(digest);
+        if (e?.hashTag === from) e.hashTag = to;
+      }
+    },
     isKnownInvalid(digest: string, now: number): boolean {
       const until = negative.get(digest);
       if (until === undefined) return false;

@@ -260,11 +260,11 @@ export function createKeyStore(prisma: PrismaClient) {
       return rows[0]?.version ?? null;
     },
 
-    /** Replaces a key's hash with a rehash of the same secret, if it is still `oldHash` (keyward's own write). */
-    async replaceHash(id: string, oldHash: string, hash: string): Promise<void> {
-      await prisma.$transaction(async (tx) => {
+    /** Replaces a key's hash with a rehash of the same secret, if it is still `oldHash` (keyward's own write); whether it did. */
+    async replaceHash(id: string, oldHash: string, hash: string): Promise<boolean> {
+      return prisma.$transaction(async (tx) => {
         await markOwnWrite(tx);
-        await tx.apiKey.updateMany({ where: { id, hash: oldHash }, data: { hash } });
+        return (await tx.apiKey.updateMany({ where: { id, hash: oldHash }, data: { hash } })).count === 1;
       });
     },
 
