@@ -109,7 +109,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err) => {
-    const fields = err instanceof AppError && err.reply.errors?.length ? ` (${err.reply.errors.map(sentenceOf).join('; ')})` : '';
+    const fields = err instanceof AppError && err.response.errors?.length ? ` (${err.response.errors.map(sentenceOf).join('; ')})` : '';
     const message = (err instanceof ConfigError || err instanceof Error ? err.message : String(err)) + fields;
     process.stderr.write(`keys:create: ${message}\n`);
     process.exit(1);

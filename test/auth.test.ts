@@ -85,7 +85,7 @@ describe('credentials that are refused on every protected route', () => {
       const [method, path] = r.name.split(' ');
       return [method, `/api/v1${path}`];
     });
-    expect(missingRoutes(routesOf(app), listed, (r) => !r.authenticated), 'authenticated routes missing from ROUTES').toEqual([]);
+    expect(missingRoutes(routesOf(app), listed, (r) => r.authorizes === undefined), 'protected routes missing from ROUTES').toEqual([]);
   });
 
   const wellFormedUnknown = `jim_ak_${'0'.repeat(64)}`;

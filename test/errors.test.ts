@@ -24,6 +24,9 @@ const probeRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/probe-typed', async () => {
     throw new AppError('PRECONDITION_FAILED', 'Something conflicts.');
   });
+  app.get('/probe-range', async () => {
+    throw Object.assign(new Error('internal detail'), { statusCode: 416 });
+  });
   app.get('/probe-overloaded', async () => {
     throw new AppError('OVERLOADED', 'Too busy.', { headers: { 'retry-after': '1' } });
   });
@@ -57,6 +60,12 @@ function expectProblem(res: { statusCode: number; headers: Record<string, unknow
 const json = { 'content-type': 'application/json' };
 
 describe('problem+json for every error class', () => {
+  it("another 4xx a plugin raises keeps its status, and the title of that status, never its message", async () => {
+    const body = expectProblem(await app.inject({ method: 'GET', url: '/api/v1/probe-range' }), 416, 'BAD_REQUEST');
+    expect(body.title).toBe('Client Error');
+    expect(JSON.stringify(body)).not.toContain('internal detail');
+  });
+
   it('validation failure: 400 with errors[] and JIM validationErrors{}', async () => {
     const res = await app.inject({ method: 'POST', url: `/api/v1/probe/${ID}`, headers: json, payload: { name: '', extra: 1 } });
     const body = expectProblem(res, 400, 'VALIDATION_FAILED');

@@ -98,6 +98,11 @@ describe('every route × every caller', () => {
     expect(missing, 'routes without a row in the table above').toEqual([]);
   });
 
+  it('protects exactly the routes whose schema says so (the document and the hooks agree)', () => {
+    const disagree = routesOf(app).filter((r) => (r.authorizes !== undefined) !== r.declaresSecurity);
+    expect(disagree.map((r) => `${r.method} ${r.path}`)).toEqual([]);
+  });
+
   it('has the status and code of its cell, and refusals change nothing', async () => {
     expect(CALLERS).toHaveLength(11);
     const seen: string[] = [];

@@ -5,8 +5,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { AuthError, type AuthCode } from '../lib/errors.js';
-
-export { AuthError } from '../lib/errors.js';
 import type { KeyHasher } from './hasher.js';
 import { digestKey, hashTag, type CachedKey, type KeyCache } from './key-cache.js';
 import { isWellFormedKey, keyPrefixOf } from './key-format.js';

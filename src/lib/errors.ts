@@ -22,6 +22,8 @@ interface Entry {
   exampleErrors?: FieldError[];
   /** Counted in security events (failed authentications, and refusals before a key was checked). */
   securityEvent?: true;
+  /** Seconds a client should wait before trying again (Retry-After), when it is always the same. */
+  retryAfter?: number;
 }
 
 export const ERROR_CATALOGUE = {
@@ -61,10 +63,10 @@ export const ERROR_CATALOGUE = {
   RATE_LIMITED: { status: 429, detail: 'Too many requests; retry later.', example: 'Too many requests for this API key; retry in 12 s.', securityEvent: true },
   HEADERS_TOO_LARGE: { status: 431, detail: 'The request headers are too large.' },
   INTERNAL_ERROR: { status: 500, detail: 'An unexpected error occurred.' },
-  SERVICE_UNAVAILABLE: { status: 503, detail: 'The database is unavailable; retry shortly.' },
-  DATABASE_UNAVAILABLE: { status: 503, detail: 'The database did not answer in time.' },
-  OVERLOADED: { status: 503, detail: 'Too many key verifications are in progress; retry shortly.' },
-  SHUTTING_DOWN: { status: 503, detail: 'The server is shutting down; retry on another instance.' },
+  SERVICE_UNAVAILABLE: { status: 503, detail: 'The database is unavailable; retry shortly.', retryAfter: 2 },
+  DATABASE_UNAVAILABLE: { status: 503, detail: 'The database did not answer in time.', retryAfter: 5 },
+  OVERLOADED: { status: 503, detail: 'Too many key verifications are in progress; retry shortly.', retryAfter: 1 },
+  SHUTTING_DOWN: { status: 503, detail: 'The server is shutting down; retry on another instance.', retryAfter: 1 },
 } as const satisfies Record<string, Entry>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
@@ -87,8 +89,8 @@ export class AppError extends Error {
   constructor(
     readonly code: ErrorCode,
     detail: string = ERROR_CATALOGUE[code].detail,
-    /** Response headers the reply carries (Retry-After, WWW-Authenticate…), and field errors. */
-    readonly reply: { headers?: Record<string, string>; errors?: FieldError[] } = {},
+    /** What the response carries besides the problem: headers (WWW-Authenticate…) and field errors. */
+    readonly response: { headers?: Record<string, string>; errors?: FieldError[] } = {},
   ) {
     super(detail);
     this.name = new.target.name;
@@ -127,5 +129,5 @@ export class RateLimitedError extends AppError {
   }
 }
 
-/** The 503 of a full argon2 queue: come back in a second. */
-export const overloaded = () => new AppError('OVERLOADED', undefined, { headers: { 'retry-after': '1' } });
+/** The 503 of a full argon2 queue: come back in a second (the catalogue's Retry-After). */
+export const overloaded = () => new AppError('OVERLOADED');

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { ERROR_CATALOGUE, entryOf, type ErrorCode, type FieldError } from './errors.js';
+import { ERROR_CATALOGUE, entryOf, isErrorCode, type ErrorCode, type FieldError } from './errors.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
@@ -42,8 +42,14 @@ export const problemSchema = z
 export type Problem = z.infer<typeof problemSchema>;
 
 /** The problem body for `code` (its status from the catalogue), with this request's id and path. */
-export function buildProblem(code: ErrorCode, detail: string = entryOf(code).detail, req?: FastifyRequest, errors?: FieldError[]): Problem {
-  const { status } = entryOf(code);
+export function buildProblem(
+  code: ErrorCode,
+  detail: string = entryOf(code).detail,
+  req?: FastifyRequest,
+  errors?: FieldError[],
+  /** A status other than the code's: a framework's own 4xx answered as BAD_REQUEST keeps its status. */
+  status: number = entryOf(code).status,
+): Problem {
   const problem: Problem = {
     type: `urn:keyward:problem:${code.toLowerCase().replace(/_/g, '-')}`,
     title: TITLES[status] ?? (status >= 500 ? 'Server Error' : 'Client Error'),
@@ -65,10 +71,12 @@ export function buildProblem(code: ErrorCode, detail: string = entryOf(code).det
   return problem;
 }
 
+/** Sends a problem, with its code's Retry-After when the catalogue gives one (`headers` win). */
 export function sendProblem(reply: FastifyReply, problem: Problem, headers: Record<string, string> = {}) {
+  const retryAfter = isErrorCode(problem.code) ? entryOf(problem.code).retryAfter : undefined;
   return reply
     .code(problem.status)
-    .headers(headers)
+    .headers(retryAfter === undefined ? headers : { 'retry-after': String(retryAfter), ...headers })
     .type(PROBLEM_CONTENT_TYPE)
     .serializer(JSON.stringify)
     .send(problem);
@@ -94,10 +102,13 @@ const DEFAULT_CODE: Record<number, ErrorCode> = {
 };
 
 /** An example problem for the document, from the catalogue (fixed id and time, so the committed document does not drift). */
-export function exampleProblem(status: number, code: ErrorCode = DEFAULT_CODE[status]): Problem {
+export function exampleProblem(status: number, named?: ErrorCode): Problem {
+  const code = named ?? DEFAULT_CODE[status] ?? (status >= 500 ? 'INTERNAL_ERROR' : 'BAD_REQUEST');
   const entry = ERROR_CATALOGUE[code] as { example?: string; exampleErrors?: FieldError[]; detail: string };
+  // The response's own status, whatever the code's (a status with no code of its own gets a generic one).
+  const detail = named || DEFAULT_CODE[status] ? (entry.example ?? entry.detail) : (TITLES[status] ?? 'Error');
   return {
-    ...buildProblem(code, entry.example ?? entry.detail, undefined, entry.exampleErrors),
+    ...buildProblem(code, detail, undefined, entry.exampleErrors, status),
     instance: '/api/v1/apikeys',
     requestId: '5f0c2d1e-8b7a-4c3d-9e2f-1a0b9c8d7e6f',
     timestamp: '2026-11-26T09:00:00.000Z',

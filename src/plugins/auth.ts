@@ -6,9 +6,13 @@ import type { Permission } from '../auth/permissions.js';
 import type { Principal } from '../auth/principal.js';
 import { AuthError } from '../lib/errors.js';
 
+/** Marks the hooks `authorize` makes, with what they require ("any key" or a permission), so tests can see which routes are protected. */
+export const AUTHORIZES = Symbol('authorizes');
+
 /** onRequest hook: any valid key, or one holding `permission`. */
 export function authorize(permission?: Permission) {
-  return (req: FastifyRequest, reply: FastifyReply, next: (err?: Error) => void) => req.server.requestAuth.check(req, reply, permission, next);
+  const hook = (req: FastifyRequest, reply: FastifyReply, next: (err?: Error) => void) => req.server.requestAuth.check(req, reply, permission, next);
+  return Object.assign(hook, { [AUTHORIZES]: permission ?? 'any key' });
 }
 
 /** The authenticated caller; only for routes behind `authorize`. */

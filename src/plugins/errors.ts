@@ -52,7 +52,7 @@ export function handleError(error: unknown, req: FastifyRequest, reply: FastifyR
     // A 503 is a state (overload, shutdown), not a bug: one warning line, no stack.
     if (error.status === 503) req.log.warn({ code: error.code }, error.message);
     else if (error.status >= 500) req.log.error({ err: error }, error.message);
-    return sendProblem(reply, buildProblem(error.code, error.message, req, error.reply.errors), error.reply.headers);
+    return sendProblem(reply, buildProblem(error.code, error.message, req, error.response.errors), error.response.headers);
   }
   const known = err?.code ? FRAMEWORK_ERRORS[err.code] : undefined;
   if (known) return sendProblem(reply, buildProblem(known.code, known.detail, req));
@@ -61,17 +61,13 @@ export function handleError(error: unknown, req: FastifyRequest, reply: FastifyR
   }
   if (isDatabaseUnavailable(err)) {
     req.log.warn({ err }, 'database unavailable');
-    return sendProblem(
-      reply,
-      buildProblem('SERVICE_UNAVAILABLE', undefined, req),
-      { 'retry-after': '2' },
-    );
+    return sendProblem(reply, buildProblem('SERVICE_UNAVAILABLE', undefined, req));
   }
   if (isResponseSerializationError(err)) {
     req.log.error({ err }, 'response did not match its schema');
   } else if (typeof err?.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
     // Any other client error fastify raises: keep its status, never its internals.
-    return sendProblem(reply, { ...buildProblem('BAD_REQUEST', undefined, req), status: err.statusCode });
+    return sendProblem(reply, buildProblem('BAD_REQUEST', undefined, req, undefined, err.statusCode));
   } else {
     req.log.error({ err }, 'unhandled error');
   }

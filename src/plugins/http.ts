@@ -67,9 +67,7 @@ async function httpPlugin(app: FastifyInstance, opts: { requestTimeoutMs: number
     reply.header('x-request-id', req.id);
     if (closing) {
       reply.header('connection', 'close');
-      return sendProblem(reply, buildProblem('SHUTTING_DOWN', undefined, req), {
-        'retry-after': '1',
-      });
+      return sendProblem(reply, buildProblem('SHUTTING_DOWN', undefined, req));
     }
   });
   app.addHook('onSend', async (_req, reply) => {

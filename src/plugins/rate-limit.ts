@@ -35,7 +35,6 @@ declare module 'fastify' {
   }
 }
 
-export { RateLimitedError } from '../lib/errors.js';
 
 const SCOPES = ['key', 'ip', 'prefix'] as const;
 

@@ -80,7 +80,7 @@ export const healthRoutes: FastifyPluginAsyncZod<{ dbHealthMs: number }> = async
       if (ok) return { status: 'healthy' as const, database: 'ok' as const };
       req.log.warn('health check: database did not answer');
       const problem = buildProblem('DATABASE_UNAVAILABLE', undefined, req);
-      return sendProblem(reply, { ...problem, database: 'unavailable' } as typeof problem, { 'retry-after': '5' });
+      return sendProblem(reply, { ...problem, database: 'unavailable' } as typeof problem);
     },
   );
 };

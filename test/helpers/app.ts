@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import { afterAll, inject } from 'vitest';
 import { buildApp, type App, type BuildOptions } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
+import { AUTHORIZES } from '../../src/plugins/auth.js';
 import { createDatabase } from './databases.js';
 
 let fileDb: Promise<{ name: string; url: string; drop(): Promise<void> }> | undefined;
@@ -48,9 +49,12 @@ export interface RegisteredRoute {
   method: string;
   /** As the table of a test writes it: `{id}` for fastify's `:id`. */
   path: string;
-  /** Authenticated (declares a security requirement) or not. */
-  authenticated: boolean;
+  /** It runs `authorize` (what it requires), or undefined. */
+  authorizes: string | undefined;
+  /** Its schema declares a security requirement (what the document says). */
+  declaresSecurity: boolean;
   hidden: boolean;
+  handler: unknown;
 }
 
 const routesByApp = new WeakMap<App, RegisteredRoute[]>();
@@ -70,8 +74,17 @@ export async function buildTestApp(
     hasher: opts.hasher,
     onRoute: (route) => {
       const schema = route.schema as { security?: unknown[]; hide?: boolean } | undefined;
+      const hooks = [route.onRequest ?? []].flat() as Array<{ [AUTHORIZES]?: string }>;
+      const authorizes = hooks.find((h) => h[AUTHORIZES] !== undefined)?.[AUTHORIZES];
       for (const method of [route.method].flat()) {
-        routes.push({ method, path: route.url.replace(/:(\w+)/g, '{$1}'), authenticated: (schema?.security?.length ?? 0) > 0, hidden: schema?.hide === true });
+        routes.push({
+          method,
+          path: route.url.replace(/:(\w+)/g, '{$1}'),
+          authorizes,
+          declaresSecurity: (schema?.security?.length ?? 0) > 0,
+          hidden: schema?.hide === true,
+          handler: route.handler,
+        });
       }
     },
   });

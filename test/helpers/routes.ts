@@ -11,13 +11,26 @@ export const isExplorer = (path: string) => path === '/docs' || path.startsWith(
 
 /**
  * The registered routes a table does not list, as "METHOD /path". A HEAD route counts as
- * listed when its GET is (fastify adds one for each), an alias when its /api/v1 twin is.
+ * listed when its GET is and it is the one fastify made from it (the same handler and hooks);
+ * an alias when its /api/v1 twin is listed and is protected the same way.
  */
 export function missingRoutes(registered: RegisteredRoute[], table: Array<[method: string, path: string]>, ignore: (r: RegisteredRoute) => boolean = () => false): string[] {
   const listed = new Set(table.map(([m, p]) => `${m} ${p}`));
-  const has = (method: string, path: string) => listed.has(`${method} ${path}`) || (isAlias(path) && listed.has(`${method} ${twinOf(path)}`));
+  const find = (method: string, path: string) => registered.find((r) => r.method === method && r.path === path);
+  const has = (r: RegisteredRoute): boolean => {
+    if (listed.has(`${r.method} ${r.path}`)) return true;
+    if (isAlias(r.path)) {
+      const twin = find(r.method, twinOf(r.path));
+      return twin !== undefined && twin.authorizes === r.authorizes && has(twin);
+    }
+    return false;
+  };
+  const headOfGet = (r: RegisteredRoute) => {
+    const get = find('GET', r.path);
+    return r.method === 'HEAD' && get !== undefined && get.handler === r.handler && get.authorizes === r.authorizes && has(get);
+  };
   return registered
     .filter((r) => !ignore(r))
-    .filter((r) => !(has(r.method, r.path) || (r.method === 'HEAD' && has('GET', r.path))))
+    .filter((r) => !(has(r) || headOfGet(r)))
     .map((r) => `${r.method} ${r.path}`);
 }
