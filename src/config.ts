@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { trustProxyProblem } from './lib/trust-proxy.js';
+import { wholeNumber } from './lib/validation.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -25,11 +26,7 @@ const bool = (def: 'true' | 'false') =>
     .default(def)
     .transform((v) => v === 'true');
 
-/** A whole number from `min` to `max` (without a default: optional). */
-const int = (min: number, max: number) => {
-  const error = `must be a whole number from ${min} to ${max}`;
-  return z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error });
-};
+const int = wholeNumber;
 const ms = (def: number, min: number, max: number) => int(min, max).default(def);
 const oneOf = <T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `must be one of ${values.join(', ')}` });
 

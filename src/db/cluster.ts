@@ -71,6 +71,15 @@ export async function removeIncompleteCluster(clusterDir: string, as: RunAs | un
   }
 }
 
+/** The real uid a live process runs as (from /proc), or undefined. */
+export function processUid(pid: number): number | undefined {
+  try {
+    return Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The pid in postmaster.pid, if it is a live postgres of this cluster run by the account it
  * should be (the file is the account's to write: a pid it names is never trusted on its own).
@@ -86,7 +95,7 @@ export function postmasterOf(clusterDir: string, as: RunAs | undefined): { pid: 
   if (!Number.isInteger(pid) || pid <= 1) return null;
   try {
     const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    const uid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+    const uid = processUid(pid);
     const d = args.indexOf('-D');
     if (!path.basename(args[0] ?? '').startsWith('postgres') || d < 0 || args[d + 1] !== clusterDir) return null;
     if (uid !== (as?.uid ?? process.getuid?.())) return null;

@@ -10,7 +10,7 @@ import { chown, mkdir, rm, stat, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
-import { checkCluster, forcedSettings, PG_HBA, postmasterOf, removeIncompleteCluster, writeClusterFile } from './cluster.js';
+import { checkCluster, forcedSettings, PG_HBA, postmasterOf, processUid, removeIncompleteCluster, writeClusterFile } from './cluster.js';
 import { binariesFor, databaseAccount, type EmbeddedLog, type RunAs } from './embedded-account.js';
 import { createFile, readOwnFile, readPrivateFile, resolveDataDir } from './data-dir.js';
 
@@ -124,8 +124,7 @@ function startPostgres(bin: string, clusterDir: string, port: number, as: RunAs 
 function isKeyward(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 1 || !alive(pid)) return false;
   try {
-    const uid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
-    return uid === process.getuid?.() && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('node');
+    return processUid(pid) === process.getuid?.() && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('node');
   } catch {
     return process.platform !== 'linux'; // no /proc: trust that the pid is alive
   }

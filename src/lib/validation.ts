@@ -76,6 +76,15 @@ export function ruleOf(iss: z.core.$ZodRawIssue): string {
   }
 }
 
+/**
+ * A whole number from `min` to `max`, from text (a query string, a path, an environment
+ * variable). One message for every way it can be wrong, naming the range.
+ */
+export function wholeNumber(min: number, max: number) {
+  const error = `must be a whole number from ${min} to ${max}`;
+  return z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error });
+}
+
 export const DATE_TIME_RULE = 'must be an RFC 3339 date-time with an offset, e.g. 2027-02-24T10:00:00Z';
 export const GUID_RULE = 'must be a GUID (8-4-4-4-12 hex digits), e.g. 0b9f8c3e-6d2a-4f1b-9a7e-2c5d8e1f4a6b';
 

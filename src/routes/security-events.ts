@@ -4,7 +4,8 @@ import { SECURITY_EVENT_REASONS } from '../lib/errors.js';
 import { problemResponses } from '../lib/problem.js';
 import { authorize, SECURITY } from '../plugins/auth.js';
 import { timestamp } from '../schemas/api-keys.js';
-import { text, wholeNumber } from '../schemas/text.js';
+import { wholeNumber } from '../lib/validation.js';
+import { text } from '../schemas/text.js';
 import { nextLink } from '../services/paging.js';
 
 /** From the catalogue; RATE_LIMITED: refused by a budget before its key was checked. */

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { PERMISSIONS } from '../auth/permissions.js';
-import { DATE_TIME_RULE, GUID_RULE } from '../lib/validation.js';
-import { text, wholeNumber } from './text.js';
+import { DATE_TIME_RULE, GUID_RULE, wholeNumber } from '../lib/validation.js';
+import { text } from './text.js';
 
 // Rule messages are phrases: the validator prefixes the field ("roleIds must not repeat a role id").
 export const name = text({ min: 1, max: 200, trim: true });

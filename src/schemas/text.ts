@@ -27,12 +27,3 @@ export function text(opts: { min?: number; max: number; multiline?: boolean; tri
     .refine((s) => codePoints(s) <= opts.max, { message: `must have at most ${opts.max} characters` })
     .meta({ description: `${min ? `${min}–` : 'up to '}${opts.max} characters (Unicode code points)` });
 }
-
-/**
- * A whole number from `min` to `max`, from a query string or path (coerced from text). One
- * message for every way it can be wrong, naming the range.
- */
-export function wholeNumber(min: number, max: number) {
-  const error = `must be a whole number from ${min} to ${max}`;
-  return z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error });
-}

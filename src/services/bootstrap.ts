@@ -6,6 +6,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { KeyHasher } from '../auth/hasher.js';
 import { isWellFormedKey, keyPrefixOf } from '../auth/key-format.js';
 import type { PrismaClient } from '../generated/prisma/client.js';
+import { withinDeadline } from '../lib/deadline.js';
 import { createKeyStore, type KeyStore } from '../store/api-keys.js';
 import { SYSTEM_ACTOR, type ApiKeyService } from './api-keys.js';
 
@@ -78,14 +79,6 @@ export const FIRST_KEY_HINT =
  * Whether some enabled, unexpired key holds apikeys.write (so someone can create the others);
  * undefined when the database did not say within `timeoutMs`.
  */
-export async function hasUsableKey(keys: Pick<KeyStore, 'anyCanCreateKeys'>, timeoutMs: number): Promise<boolean | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
-  const query = keys.anyCanCreateKeys();
-  query.catch(() => {}); // a late failure has nobody to report to
-  try {
-    return await Promise.race([query, late]);
-  } finally {
-    clearTimeout(timer);
-  }
+export function hasUsableKey(keys: Pick<KeyStore, 'anyCanCreateKeys'>, timeoutMs: number): Promise<boolean | undefined> {
+  return withinDeadline(keys.anyCanCreateKeys(), timeoutMs);
 }

@@ -49,7 +49,7 @@ function fromPrisma(row: PrismaKey): StoredKey {
 const iso = (d: Date | null) => (d ? new Date(d).toISOString() : null);
 
 /** The key as the API shows it (never the hash). */
-export function toView(key: Omit<StoredKey, 'hash' | 'version' | 'disabledBy'>): ApiKeyView {
+export function toView(key: Omit<StoredKey, 'hash' | 'version' | 'disabledBy' | 'roles'> & { roles: Array<{ id: number; name: string }> }): ApiKeyView {
   return {
     id: key.id,
     name: key.name,
@@ -192,7 +192,7 @@ export function createKeyStore(prisma: PrismaClient) {
           name: r.name,
           description: r.description,
           keyPrefix: r.key_prefix,
-          roles: r.roles.map((role) => ({ ...role, permissions: [] })),
+          roles: r.roles,
           isEnabled: r.is_enabled,
           isInfrastructureKey: r.is_infrastructure_key,
           expiresAt: r.expires_at,
