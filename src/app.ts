@@ -19,6 +19,7 @@ import prismaPlugin from './plugins/prisma.js';
 import rateLimitPlugin from './plugins/rate-limit.js';
 import requestAuthPlugin from './plugins/request-auth.js';
 import servicesPlugin from './plugins/services.js';
+import { benchRoutes } from './routes/bench.js';
 import { apiRoutes } from './routes/index.js';
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
@@ -77,7 +78,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(metricsPlugin, { config });
   await app.register(servicesPlugin, { config, hasher: options.hasher });
   await app.register(rateLimitPlugin, { config });
-  await app.register(requestAuthPlugin);
+  await app.register(requestAuthPlugin, { failureDelayMs: config.authFailureDelayMs });
+  if (config.benchRoutes) await app.register(benchRoutes, { prefix: '/bench' });
 
   await app.register(apiRoutes, { prefix: '/api/v1', config });
   await app.register(

@@ -88,6 +88,10 @@ export const envSchema = z.object({
   /** argon2 verifications at once, and waiting; beyond that a 503 OVERLOADED. */
   ARGON2_MAX_CONCURRENCY: int(1, 64).default(Math.max(1, availableParallelism() - 1)),
   ARGON2_MAX_QUEUE: int(0, 10_000).default(32),
+  /** Share of the argon2 slots' time that verifications for prefixes or addresses with recent failures may take. */
+  ARGON2_SUSPECT_SHARE_PERCENT: int(1, 100).default(25),
+  /** A failed authentication is answered no sooner than this after the request arrived. */
+  AUTH_FAILURE_DELAY_MS: ms(100, 0, 10_000),
   /** Rate limits (per minute by default); shared through Redis when REDIS_URL is set. */
   RATE_LIMIT_ENABLED: bool('true'),
   RATE_LIMIT_KEY_MAX: int(1, 10_000_000).default(300),
@@ -125,6 +129,8 @@ export const envSchema = z.object({
   METRICS_PORT: int(0, 65535).optional(),
   /** Address of the metrics listener; defaults to HOST. */
   METRICS_HOST: z.string().trim().min(1).optional(),
+  /** Registers the benchmark's routes (/bench/*, outside the API and its document): `npm run bench` only. */
+  BENCH_ROUTES: bool('false'),
   /** HTTPS directly from the server: PEM certificate (chain) and private key, both or neither. */
   TLS_CERT_FILE: z.string().trim().min(1).optional(),
   TLS_KEY_FILE: z.string().trim().min(1).optional(),
@@ -158,7 +164,9 @@ export interface Config {
   trustProxy: false | string;
   /** The raw JIM_INFRASTRUCTURE_API_KEY (a secret), validated by the bootstrap. */
   infrastructureKey: string | null;
-  argon2: { memoryKib: number; timeCost: number; parallelism: number; maxConcurrency: number; maxQueue: number };
+  argon2: { memoryKib: number; timeCost: number; parallelism: number; maxConcurrency: number; maxQueue: number; suspectShare: number };
+  authFailureDelayMs: number;
+  benchRoutes: boolean;
   authCache: { maxEntries: number; maxAgeMs: number; negativeMaxEntries: number; negativeTtlMs: number };
   lastUsedFlushMs: number;
   rateLimit: { enabled: boolean; keyMax: number; ipMax: number; prefixMax: number; windowMs: number; redisUrl: string | null };
@@ -242,7 +250,10 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       parallelism: e.ARGON2_PARALLELISM,
       maxConcurrency: e.ARGON2_MAX_CONCURRENCY,
       maxQueue: e.ARGON2_MAX_QUEUE,
+      suspectShare: e.ARGON2_SUSPECT_SHARE_PERCENT / 100,
     },
+    authFailureDelayMs: e.AUTH_FAILURE_DELAY_MS,
+    benchRoutes: e.BENCH_ROUTES,
     authCache: {
       maxEntries: e.AUTH_CACHE_MAX_ENTRIES,
       maxAgeMs: e.AUTH_CACHE_MAX_AGE_MS,

@@ -57,7 +57,7 @@ describe('infrastructure key bootstrap', () => {
     const app = await buildTestApp({ databaseUrl: url });
     const { bootstrapInfrastructureKey } = await import('../src/services/bootstrap.js');
     const { createKeyHasher } = await import('../src/auth/hasher.js');
-    const real = createKeyHasher({ memoryKib: 1024, timeCost: 1, parallelism: 1, maxConcurrency: 1, maxQueue: 0 });
+    const real = createKeyHasher({ memoryKib: 1024, timeCost: 1, parallelism: 1 });
     const slow = { ...real, hash: async (s: string) => (await new Promise((r) => setTimeout(r, 200)), real.hash(s)) };
     const outcomes = await Promise.all(
       [1, 2, 3].map(() => bootstrapInfrastructureKey({ secret: INFRA, prisma: app.prisma, hasher: slow, keys: app.services.keys, log: app.log })),

@@ -8,7 +8,7 @@ import { AuthError, type AuthCode } from '../lib/errors.js';
 import type { KeyHasher } from './hasher.js';
 import { digestKey, hashTag, type CachedKey, type KeyCache } from './key-cache.js';
 import { isWellFormedKey, keyPrefixOf } from './key-format.js';
-import type { VerificationQueue } from './verification-queue.js';
+import { SuspectRefused, type Lane, type VerificationQueue } from './verification-queue.js';
 import type { Principal } from './principal.js';
 import { toPrincipal, type AuthKey, type KeyStore } from '../store/api-keys.js';
 
@@ -25,6 +25,32 @@ function cachedFrom(key: AuthKey, at: number): CachedKey {
     checkedAt: at,
     stale: false,
   };
+}
+
+/** What the caller of `authenticate` decides about argon2 work (request-auth.ts: the failure budgets). */
+export interface VerificationGuard {
+  /** Before the prefix lookup: true refuses the attempt at once, unverified. */
+  refusesUnread(prefix: string): boolean;
+  /** Just before argon2: the lane to verify in, or a throw; `settle` follows with whether the secret matched. */
+  reserve(prefix: string): Promise<{ lane: Lane; settle(matched: boolean): Promise<void> | void }>;
+}
+
+/**
+ * A wrong-secret answer given without argon2 (the prefix's budget is spent, or its lane is full):
+ * the caller sees API_KEY_INVALID like any wrong secret; the security event says RATE_LIMITED.
+ */
+export function refusedUnverified(prefix: string): AuthError {
+  const err = new AuthError('API_KEY_INVALID');
+  err.matchedPrefix = prefix;
+  err.eventReason = 'RATE_LIMITED';
+  return err;
+}
+
+function copyOf(err: AuthError): AuthError {
+  const copy = new AuthError(err.authCode, err.message);
+  copy.matchedPrefix = err.matchedPrefix;
+  copy.eventReason = err.eventReason;
+  return copy;
 }
 
 export function createAuthenticator(deps: {
@@ -127,6 +153,41 @@ export function createAuthenticator(deps: {
     return next;
   }
 
+  /** First uses being verified, by digest: concurrent requests with one secret wait for one answer. */
+  const firstUses = new Map<string, Promise<CachedKey>>();
+
+  async function verifyFirstUse(digest: string, presented: string, prefix: string, guard?: VerificationGuard): Promise<CachedKey> {
+    const epoch = cache.epoch;
+    const at = now();
+    const candidates = await keys.byPrefix(prefix);
+    if (!candidates.length) throw new AuthError('API_KEY_INVALID'); // unknown prefix: no argon2
+    const reservation = guard ? await guard.reserve(prefix) : undefined;
+    let match: (typeof candidates)[number] | undefined;
+    let verified = false;
+    try {
+      match = await verifications.run(async () => {
+        verified = true;
+        for (const row of candidates) if (await hasher.verify(row.hash, presented)) return row;
+        return undefined;
+      }, reservation?.lane);
+    } catch (err) {
+      if (err instanceof SuspectRefused) throw refusedUnverified(prefix);
+      throw err;
+    } finally {
+      // A refusal before argon2 ran (overload) is no wrong secret.
+      await reservation?.settle(match !== undefined || !verified);
+    }
+    if (!match) {
+      cache.rememberInvalid(digest, now());
+      refuse('API_KEY_INVALID', prefix);
+    }
+    if (hasher.needsRehash(match.hash)) rehashLater(match.id, match.hash, presented);
+    const entry = cachedFrom(match, at);
+    // Disabled and expired keys are cached too: hammering with one costs no more argon2.
+    cache.set(digest, entry, epoch);
+    return entry;
+  }
+
   return {
     /**
      * Whether `presented` is the configured JIM_INFRASTRUCTURE_API_KEY (constant time). Says
@@ -150,16 +211,14 @@ export function createAuthenticator(deps: {
     },
 
     /**
-     * The full path. `beforeVerify`, when given, runs just before argon2 would (and only then),
-     * with the prefix that matched stored keys: the caller's last chance to refuse the work (a
-     * spent failure budget). It returns a release function, called once the verification is
-     * over with whether the secret matched (true when argon2 never ran, e.g. on overload).
+     * The full path. `guard`, when given, is the caller's say over argon2 work: `refusesUnread`
+     * before the prefix is looked up (a prefix known to be under a spent budget is refused with
+     * no database read), `reserve` just before argon2 would run (and only then), with the prefix
+     * that matched stored keys — it picks the lane or throws the refusal, and its `settle` is
+     * told once the verification is over whether the secret matched (true when argon2 never ran).
+     * Concurrent first uses of one secret share one reservation and one verification.
      */
-    async authenticate(
-      presented: string,
-      ip: string,
-      beforeVerify?: (prefix: string) => Promise<(matched: boolean) => Promise<void>>,
-    ): Promise<Principal> {
+    async authenticate(presented: string, ip: string, guard?: VerificationGuard): Promise<Principal> {
       if (!isWellFormedKey(presented)) throw new AuthError('API_KEY_INVALID');
       const digest = digestKey(presented);
       const at = now();
@@ -170,33 +229,20 @@ export function createAuthenticator(deps: {
         if (entry === 'replaced') refuse('API_KEY_INVALID', keyPrefixOf(presented)); // a wrong secret for a real prefix
         return admit(entry, ip, at);
       }
-      if (cache.isKnownInvalid(digest, at)) refuse('API_KEY_INVALID', keyPrefixOf(presented)); // only real prefixes are remembered
-
-      const epoch = cache.epoch;
-      const candidates = await keys.byPrefix(keyPrefixOf(presented));
-      if (!candidates.length) throw new AuthError('API_KEY_INVALID'); // unknown prefix: no argon2
-      const release = beforeVerify ? await beforeVerify(keyPrefixOf(presented)) : undefined;
-      let match: (typeof candidates)[number] | undefined;
-      let verified = false;
-      try {
-        match = await verifications.run(async () => {
-          verified = true;
-          for (const row of candidates) if (await hasher.verify(row.hash, presented)) return row;
-          return undefined;
+      const prefix = keyPrefixOf(presented);
+      if (cache.isKnownInvalid(digest, at)) refuse('API_KEY_INVALID', prefix); // only real prefixes are remembered
+      if (guard?.refusesUnread(prefix)) throw refusedUnverified(prefix);
+      let pending = firstUses.get(digest);
+      if (!pending) {
+        pending = verifyFirstUse(digest, presented, prefix, guard).finally(() => firstUses.delete(digest));
+        firstUses.set(digest, pending);
+      } else {
+        // Another request is verifying this very secret: its answer is ours (a refusal, re-thrown as our own).
+        pending = pending.catch((err) => {
+          throw err instanceof AuthError ? copyOf(err) : err;
         });
-      } finally {
-        // A refusal before argon2 ran (overload) is no wrong secret.
-        await release?.(match !== undefined || !verified);
       }
-      if (!match) {
-        cache.rememberInvalid(digest, now());
-        refuse('API_KEY_INVALID', keyPrefixOf(presented));
-      }
-      if (hasher.needsRehash(match.hash)) rehashLater(match.id, match.hash, presented);
-      const entry = cachedFrom(match, at);
-      // Disabled and expired keys are cached too: hammering with one costs no more argon2.
-      cache.set(digest, entry, epoch);
-      return admit(entry, ip, now());
+      return admit(await pending, ip, now());
     },
   };
 }

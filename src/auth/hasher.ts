@@ -9,7 +9,7 @@ export interface KeyHasher {
   needsRehash(hash: string): boolean;
 }
 
-export function createKeyHasher(params: Config['argon2']): KeyHasher {
+export function createKeyHasher(params: Pick<Config['argon2'], 'memoryKib' | 'timeCost' | 'parallelism'>): KeyHasher {
   const options = {
     type: argon2.argon2id,
     memoryCost: params.memoryKib,

@@ -37,26 +37,33 @@ export function digestKey(key: string): string {
   return oneShot ? oneShot('sha256', data, 'base64url') : crypto.createHash('sha256').update(data).digest('base64url');
 }
 
-/** A Map kept in least-recently-used order: a hit moves the entry to the end. */
+/**
+ * A Map kept in (nearly) least-recently-used order. A hit moves its entry to the end only when
+ * it has drifted into the older half — a hot key costs one Map read per request, not a delete
+ * and a set — so what is evicted first is always among the least recently used.
+ */
 class Lru<V> {
-  private map = new Map<string, V>();
+  private map = new Map<string, { value: V; seq: number }>();
+  private seq = 0;
   constructor(private readonly max: number) {}
   get(k: string): V | undefined {
-    const v = this.map.get(k);
-    if (v !== undefined) {
+    const slot = this.map.get(k);
+    if (slot === undefined) return undefined;
+    if (this.seq - slot.seq >= this.max / 2) {
       this.map.delete(k);
-      this.map.set(k, v);
+      slot.seq = ++this.seq;
+      this.map.set(k, slot);
     }
-    return v;
+    return slot.value;
   }
   /** Returns the evicted entry, if one had to go. */
   set(k: string, v: V): [string, V] | undefined {
     this.map.delete(k);
-    this.map.set(k, v);
+    this.map.set(k, { value: v, seq: ++this.seq });
     if (this.map.size > this.max) {
-      const [oldest, value] = this.map.entries().next().value as [string, V];
+      const [oldest, slot] = this.map.entries().next().value as [string, { value: V }];
       this.map.delete(oldest);
-      return [oldest, value];
+      return [oldest, slot.value];
     }
     return undefined;
   }

@@ -109,6 +109,8 @@ export class ValidationError extends AppError {
 export class AuthError extends AppError {
   /** The presented key's prefix, when it matched a stored key (for security events only). */
   matchedPrefix?: string;
+  /** What the security event records when it is not the code (RATE_LIMITED: refused before argon2). */
+  eventReason?: ErrorCode;
 
   constructor(
     readonly authCode: AuthCode,
@@ -121,8 +123,10 @@ export class AuthError extends AppError {
 
 /** A 429: `what` names the budget that ran out ("requests for this API key"). */
 export class RateLimitedError extends AppError {
-  /** The presented key's prefix when a prefix budget refused it (for security events only). */
+  /** The presented key's prefix, when it matched a stored key (for security events only). */
   matchedPrefix?: string;
+  /** The 429 of an address's failure budget (a failed authentication), not of a key's own limit. */
+  fromFailureBudget?: boolean;
 
   constructor(retryAfter: number, headers: Record<string, string>, what: string) {
     super('RATE_LIMITED', `Too many ${what}; retry in ${retryAfter} s.`, { headers: { ...headers, 'retry-after': String(retryAfter) } });

@@ -1,21 +1,22 @@
 // Request authentication as one unit: which key a request carries, whether it verifies, the
-// failure budgets (per address, and per key prefix before argon2), the per-key rate limit,
-// security events and the auth-outcome metric — everything between a request and its
-// principal. Routes declare `authorize(permission)` (plugins/auth.ts), which calls this; code
-// that is not a hook calls `authenticate`. What it keeps (the verifications in flight per
-// prefix) belongs to the app that registered it.
+// failure budgets (per client network, and per real key prefix before argon2), the lane its
+// argon2 work waits in, the per-key rate limit, the delay before a failure is answered, security
+// events and the auth-outcome metric — everything between a request and its principal. Routes
+// declare `authorize(permission)` (plugins/auth.ts), which calls this; code that is not a hook
+// calls `authenticate`. README "Wrong-secret floods" explains the budgets and lanes.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { presentedKey } from '../auth/authenticator.js';
+import { presentedKey, refusedUnverified, type VerificationGuard } from '../auth/authenticator.js';
 import type { Permission } from '../auth/permissions.js';
 import type { Principal } from '../auth/principal.js';
+import { clientNetwork } from '../lib/client-ip.js';
 import { AppError, AuthError, RateLimitedError } from '../lib/errors.js';
-import { enforce } from './rate-limit.js';
+import { budgetHeaders, rateLimited, type Hit, type RateLimits } from './rate-limit.js';
 
 export interface RequestAuthenticator {
   /**
    * The check behind `authorize`: sets `req.principal` and calls `done()`, or `done(err)`.
-   * A fresh cache hit with no rate limits configured completes synchronously.
+   * A fresh cache hit completes synchronously unless the key's budget lives in Redis.
    */
   check(req: FastifyRequest, reply: FastifyReply, permission: Permission | undefined, done: (err?: Error) => void): void;
   /** The same, as a promise: the principal, or the error the request is refused with. */
@@ -39,108 +40,156 @@ function requirePermission(principal: Principal, permission?: Permission) {
   }
 }
 
-async function requestAuthPlugin(app: FastifyInstance) {
+/** Failures answered only after the delay: a guess, or an address out of guesses. A key's own limit, 403 and 503 are not. */
+const isDelayedFailure = (err: Error, keyPresented: boolean) =>
+  (err instanceof AuthError && keyPresented) || (err instanceof RateLimitedError && err.fromFailureBudget);
+
+async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: number }) {
   const { services, metrics } = app;
-  const rateLimits = app.rateLimits;
-  /** argon2 verifications in progress per presented key prefix (bounded by the verification queue). */
-  const verifying = new Map<string, number>();
+  const limits: RateLimits | null = app.rateLimits;
+  const max = limits?.max;
+
+  /** The key's own budget after one more request: its headers, or its 429. */
+  function spendKeyBudget(reply: FastifyReply, hit: Hit) {
+    if (hit.count > max!.key) {
+      metrics.rateLimited('key');
+      throw rateLimited(max!.key, hit, 'requests for this API key');
+    }
+    // The budget's headers once half of it is spent, when a client pacing itself needs them;
+    // before that they would add three headers to every request for nothing (README "Rate limits").
+    if (hit.count * 2 >= max!.key) reply.headers(budgetHeaders(max!.key, hit));
+  }
 
   /**
-   * Just before argon2, for a key whose prefix matches a stored key: refuse when that prefix's
-   * budget of wrong secrets, less the verifications already under way for it, is spent, so a
-   * burst of concurrent guesses cannot all reach argon2 before the first failure is counted.
-   * The reservation is taken before the first await, so concurrent requests see each other's.
-   * The client's address plays no part: a key that verifies is never refused for its
-   * neighbours' failures. The returned release counts a wrong secret against the prefix, then
-   * frees the slot. The configured JIM_INFRASTRUCTURE_API_KEY itself (compared as a digest, no
-   * argon2) skips the budget, so knowing its prefix is not enough to lock the administrator out.
+   * The failure budgets' say over one uncached attempt. Per attempt, one atomic reservation
+   * counts it against its prefix and its network before argon2: a prefix whose budget is spent
+   * is refused unverified (and remembered here as locked until its window ends); a network
+   * whose budget is spent gets a 429 for a prefix with recent failures (a clean prefix — a
+   * new key — is still verified); the rest is verified in the lane the two counts give.
    */
-  async function reserveVerification(req: FastifyRequest, reply: FastifyReply, key: string, prefix: string) {
-    if (services.auth.isInfrastructureSecret(key)) return async () => {};
-    const inFlight = verifying.get(prefix) ?? 0;
-    verifying.set(prefix, inFlight + 1);
-    const free = () => {
-      const n = (verifying.get(prefix) ?? 1) - 1;
-      if (n > 0) verifying.set(prefix, n);
-      else verifying.delete(prefix);
-    };
-    try {
-      await enforce(rateLimits!.prefix, req, reply, `wrong secrets for keys starting ${prefix}`, { increment: false, reserved: inFlight });
-    } catch (err) {
-      free();
-      if (err instanceof RateLimitedError) err.matchedPrefix = prefix;
-      throw err;
-    }
-    return async (matched: boolean) => {
-      try {
-        if (!matched) await rateLimits!.prefix(req, { increment: true });
-      } finally {
-        free();
-      }
+  function guardFor(key: string, network: string, attempt: { addressHit?: Hit }): VerificationGuard {
+    // The configured JIM_INFRASTRUCTURE_API_KEY (a digest comparison, no argon2) skips the budgets:
+    // knowing its prefix must not be enough to lock the administrator out.
+    const exempt = services.auth.isInfrastructureSecret(key);
+    return {
+      refusesUnread: (prefix) => !exempt && limits!.isLocked(prefix),
+      async reserve(prefix) {
+        if (exempt) return { lane: 'clean', settle() {} };
+        const [p, a] = await limits!.reserve(prefix, network);
+        attempt.addressHit = a;
+        if (p.count > max!.prefix) {
+          limits!.lock(prefix, p.resetMs);
+          metrics.rateLimited('prefix');
+          throw refusedUnverified(prefix);
+        }
+        const prefixClean = p.count === 1;
+        if (a.count > max!.ip && !prefixClean) {
+          metrics.rateLimited('ip');
+          const err = rateLimited(max!.ip, a, NO_VALID_KEY);
+          err.matchedPrefix = prefix;
+          err.fromFailureBudget = true;
+          throw err;
+        }
+        return {
+          lane: prefixClean ? (a.count === 1 ? 'clean' : 'address') : 'prefix',
+          settle(matched) {
+            if (!matched) return;
+            attempt.addressHit = undefined;
+            return limits!.release(prefix, network);
+          },
+        };
+      },
     };
   }
 
+  /** After a failed authentication: the security event, and the network's budget (a 401 may become its 429). */
+  async function failed(req: FastifyRequest, reply: FastifyReply, err: unknown, network: string, attempt: { addressHit?: Hit }): Promise<never> {
+    if (err instanceof AuthError) {
+      services.securityEvents.record(err.matchedPrefix, req.ip, err.eventReason ?? err.code);
+      if (limits) {
+        const hit = attempt.addressHit ?? (await limits.addressFailure(network));
+        if (hit.count > max!.ip) {
+          metrics.rateLimited('ip');
+          const limited = rateLimited(max!.ip, hit, NO_VALID_KEY);
+          limited.fromFailureBudget = true;
+          throw limited;
+        }
+        reply.headers(budgetHeaders(max!.ip, hit));
+      }
+    } else if (err instanceof RateLimitedError && err.fromFailureBudget) {
+      services.securityEvents.record(err.matchedPrefix, req.ip, 'RATE_LIMITED'); // refused before its key was checked
+    }
+    throw err;
+  }
+
   /** Everything but the synchronous cache hit: verification, failure budgets, events, the key's own limit. */
-  async function authenticateFully(
-    req: FastifyRequest,
-    reply: FastifyReply,
-    early: Error | undefined,
-    key: string | null,
-    cached: Principal | undefined,
-    permission?: Permission,
-  ): Promise<Principal> {
+  async function authenticateFully(req: FastifyRequest, reply: FastifyReply, key: string, permission?: Permission): Promise<Principal> {
+    const network = clientNetwork(req.ip);
+    const attempt: { addressHit?: Hit } = {};
     let principal: Principal;
     try {
-      if (early) throw early;
-      if (key === null) throw new AuthError('UNAUTHENTICATED');
-      principal = cached ?? (await services.auth.authenticate(key, req.ip, rateLimits ? (prefix) => reserveVerification(req, reply, key, prefix) : undefined));
+      principal = await services.auth.authenticate(key, req.ip, limits ? guardFor(key, network, attempt) : undefined);
     } catch (err) {
-      if (err instanceof AuthError) {
-        services.securityEvents.record(err.matchedPrefix, req.ip, err.code);
-        if (rateLimits) await enforce(rateLimits.ip, req, reply, NO_VALID_KEY); // counts the failure; may turn it into a 429
-      } else if (err instanceof RateLimitedError) {
-        services.securityEvents.record(err.matchedPrefix, req.ip, 'RATE_LIMITED'); // refused before its key was checked
-      }
-      throw err;
+      return failed(req, reply, err, network, attempt);
     }
     req.principal = principal;
     // Only the key's own budget applies to a key that verified; the infrastructure key is exempt.
-    if (rateLimits && !principal.isInfrastructureKey) await enforce(rateLimits.key, req, reply, 'requests for this API key');
+    if (limits && !principal.isInfrastructureKey) spendKeyBudget(reply, await limits.keyUse(principal.id));
     requirePermission(principal, permission);
     return principal;
   }
 
+  /**
+   * Ends the check. A failure is answered no sooner than failureDelayMs after the request
+   * arrived: a flood of guesses holds its connections instead of the CPU, and a refusal without
+   * argon2 takes as long as one with it. (One function for every request: closures made per
+   * request cost more than the rest of a cache hit.)
+   */
+  function finish(reply: FastifyReply, next: (err?: Error) => void, keyPresented: boolean, err?: Error) {
+    if (metrics.registry !== null) metrics.authOutcome(err ? (err instanceof AppError ? err.code : 'ERROR') : 'OK');
+    const wait = err && opts.failureDelayMs > 0 && isDelayedFailure(err, keyPresented) ? opts.failureDelayMs - reply.elapsedTime : 0;
+    if (wait > 0) setTimeout(next, wait, err);
+    else next(err);
+  }
+
   const check: RequestAuthenticator['check'] = (req, reply, permission, next) => {
-    // With metrics off (the default) the hot path gets `next` itself, no wrapper per request.
-    const done =
-      metrics.registry === null
-        ? next
-        : (err?: Error) => {
-            metrics.authOutcome(err ? (err instanceof AppError ? err.code : 'ERROR') : 'OK');
-            next(err);
-          };
     let key: string | null = null;
-    let cached: Principal | undefined;
-    let early: Error | undefined;
     try {
       key = presentedKey(req.headers, req.raw.rawHeaders);
       if (key === null) throw new AuthError('UNAUTHENTICATED');
-      cached = services.auth.fromCache(key, req.ip);
+      const cached = services.auth.fromCache(key, req.ip);
       metrics.cacheLookup(cached !== undefined);
-      // No rate limits configured and a fresh cache hit (nearly every request): done synchronously.
-      if (cached && !rateLimits) {
+      if (cached) {
+        // A fresh cache hit (nearly every request): synchronous unless the key's budget is in Redis.
         req.principal = cached;
+        if (limits && !cached.isInfrastructureKey) {
+          const use = limits.keyUse(cached.id);
+          if (use instanceof Promise) {
+            use
+              .then((hit) => {
+                spendKeyBudget(reply, hit);
+                requirePermission(cached, permission);
+              })
+              .then(
+                () => finish(reply, next, true),
+                (err) => finish(reply, next, true, err),
+              );
+            return;
+          }
+          spendKeyBudget(reply, use);
+        }
         requirePermission(cached, permission);
-        return done();
+        return finish(reply, next, true);
       }
     } catch (err) {
-      if (!rateLimits) {
-        if (err instanceof AuthError) services.securityEvents.record(err.matchedPrefix, req.ip, err.code);
-        return done(err as Error);
-      }
-      early = err as Error;
+      if (!(err instanceof AuthError)) return finish(reply, next, true, err as Error); // 403, or the key's own 429
+      failed(req, reply, err, clientNetwork(req.ip), {}).catch((e) => finish(reply, next, key !== null, e));
+      return;
     }
-    authenticateFully(req, reply, early, key, cached, permission).then(() => done(), done);
+    authenticateFully(req, reply, key, permission).then(
+      () => finish(reply, next, true),
+      (err) => finish(reply, next, true, err),
+    );
   };
 
   app.decorateRequest('principal', null);

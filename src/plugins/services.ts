@@ -44,7 +44,11 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
   const { config } = opts;
   const hasher = instrumentHasher(opts.hasher ?? createKeyHasher(config.argon2), app.metrics);
   const cache = createKeyCache(config.authCache);
-  const verifications = createVerificationQueue(config.argon2.maxConcurrency, config.argon2.maxQueue);
+  const verifications = createVerificationQueue({
+    concurrency: config.argon2.maxConcurrency,
+    queue: config.argon2.maxQueue,
+    suspectShare: config.argon2.suspectShare,
+  });
   const keyStore = createKeyStore(prisma);
   const lastUsed = createLastUsedRecorder({ keys: keyStore, log, flushEveryMs: config.lastUsedFlushMs });
   const instanceId = randomUUID();

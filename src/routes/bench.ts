@@ -1,0 +1,34 @@
+// The benchmark's routes, registered only with BENCH_ROUTES=true (npm run bench): two routes
+// identical but for `authorize`, so the difference in CPU per request is the cost of
+// authentication alone, and the process's own counters. Hidden from the API document.
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { problemResponses } from '../lib/problem.js';
+import { authorize } from '../plugins/auth.js';
+
+const reply = z.object({ ok: z.literal(true) });
+const handler = async () => ({ ok: true as const });
+
+export const benchRoutes: FastifyPluginAsyncZod = async (app) => {
+  const schema = { hide: true, tags: ['bench'], response: { 200: reply.describe('Always ok') } };
+  app.get('/open', { schema: { ...schema, description: 'No authentication.' } }, handler);
+  app.get('/authed', { onRequest: authorize(), schema: { ...schema, description: 'Any valid key.', response: { ...schema.response, ...problemResponses(401) } } }, handler);
+  app.get(
+    '/stats',
+    {
+      schema: {
+        hide: true,
+        tags: ['bench'],
+        description: "This process's CPU time and argon2 work so far.",
+        response: {
+          200: z.object({ cpuUs: z.number(), argon2Runs: z.number(), suspectRuns: z.number(), rssBytes: z.number() }).describe('Counters'),
+        },
+      },
+    },
+    async () => {
+      const cpu = process.cpuUsage();
+      const { verifications } = app.services;
+      return { cpuUs: cpu.user + cpu.system, argon2Runs: verifications.runs, suspectRuns: verifications.suspectRuns, rssBytes: process.memoryUsage.rss() };
+    },
+  );
+};
