@@ -90,6 +90,8 @@ export const envSchema = z.object({
   ARGON2_MAX_QUEUE: int(0, 10_000).default(32),
   /** Share of the argon2 slots' time that verifications for prefixes or addresses with recent failures may take. */
   ARGON2_SUSPECT_SHARE_PERCENT: int(1, 100).default(25),
+  /** Verifications those may keep waiting; beyond that an attempt is refused unverified. */
+  ARGON2_SUSPECT_QUEUE: int(0, 100_000).default(128),
   /** A failed authentication is answered no sooner than this after the request arrived. */
   AUTH_FAILURE_DELAY_MS: ms(100, 0, 10_000),
   /** Rate limits (per minute by default); shared through Redis when REDIS_URL is set. */
@@ -164,7 +166,7 @@ export interface Config {
   trustProxy: false | string;
   /** The raw JIM_INFRASTRUCTURE_API_KEY (a secret), validated by the bootstrap. */
   infrastructureKey: string | null;
-  argon2: { memoryKib: number; timeCost: number; parallelism: number; maxConcurrency: number; maxQueue: number; suspectShare: number };
+  argon2: { memoryKib: number; timeCost: number; parallelism: number; maxConcurrency: number; maxQueue: number; suspectShare: number; suspectQueue: number };
   authFailureDelayMs: number;
   benchRoutes: boolean;
   authCache: { maxEntries: number; maxAgeMs: number; negativeMaxEntries: number; negativeTtlMs: number };
@@ -251,6 +253,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       maxConcurrency: e.ARGON2_MAX_CONCURRENCY,
       maxQueue: e.ARGON2_MAX_QUEUE,
       suspectShare: e.ARGON2_SUSPECT_SHARE_PERCENT / 100,
+      suspectQueue: e.ARGON2_SUSPECT_QUEUE,
     },
     authFailureDelayMs: e.AUTH_FAILURE_DELAY_MS,
     benchRoutes: e.BENCH_ROUTES,

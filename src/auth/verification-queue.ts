@@ -7,8 +7,8 @@
 // run only when no clean verification waits, and together they may use at most `suspectShare` of
 // the argon2 slots' time (a token bucket in milliseconds of argon2 actually spent), however many
 // prefixes and addresses a flood is spread over. The clean lane holds at most `queue` waiters,
-// beyond which it is told to come back (503 OVERLOADED); so do the suspect lanes together, beyond
-// which an attempt is refused unverified (SuspectRefused: answered like a wrong secret), an
+// beyond which it is told to come back (503 OVERLOADED); the suspect lanes together hold
+// `suspectQueue`, beyond which an attempt is refused unverified (SuspectRefused: answered like a wrong secret), an
 // address-lane one first taking the place of the newest prefix-lane waiter.
 import { overloaded } from '../lib/errors.js';
 
@@ -31,11 +31,14 @@ export interface VerificationQueueOptions {
   queue: number;
   /** Share (0–1] of the argon2 slots' time that suspect lanes may use. */
   suspectShare?: number;
+  /** Waiters the two suspect lanes hold together (default: `queue`). */
+  suspectQueue?: number;
   now?: () => number;
 }
 
 export function createVerificationQueue(opts: VerificationQueueOptions) {
   const { concurrency, queue } = opts;
+  const suspectQueue = opts.suspectQueue ?? queue;
   const share = opts.suspectShare ?? 1;
   const now = opts.now ?? (() => performance.now());
   /** argon2 milliseconds suspects may spend per millisecond. */
@@ -124,7 +127,7 @@ export function createVerificationQueue(opts: VerificationQueueOptions) {
         if (lanes.clean.length >= queue) throw overloaded();
       } else {
         if (running < concurrency && !suspectsWaiting() && !lanes.clean.length && suspectMayStart()) return execute(task, true);
-        if (suspectsWaiting() >= queue) {
+        if (suspectsWaiting() >= suspectQueue) {
           const dropped = lane === 'address' ? lanes.prefix.pop() : undefined;
           if (!dropped) throw new SuspectRefused();
           dropped.refuse(new SuspectRefused());

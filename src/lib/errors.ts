@@ -92,7 +92,12 @@ export class AppError extends Error {
     /** What the response carries besides the problem: headers (WWW-Authenticate…) and field errors. */
     readonly response: { headers?: Record<string, string>; errors?: FieldError[] } = {},
   ) {
+    // An expected refusal, answered as its code says: its stack would never be read, and
+    // capturing one is most of the cost of refusing a flood of guesses.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(detail);
+    Error.stackTraceLimit = limit;
     this.name = new.target.name;
     this.status = ERROR_CATALOGUE[code].status;
   }

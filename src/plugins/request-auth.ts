@@ -103,9 +103,9 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
   }
 
   /** After a failed authentication: the security event, and the network's budget (a 401 may become its 429). */
-  async function failed(req: FastifyRequest, reply: FastifyReply, err: unknown, network: string, attempt: { addressHit?: Hit }): Promise<never> {
+  async function failed(ip: string, reply: FastifyReply, err: unknown, network: string, attempt: { addressHit?: Hit }): Promise<never> {
     if (err instanceof AuthError) {
-      services.securityEvents.record(err.matchedPrefix, req.ip, err.eventReason ?? err.code);
+      services.securityEvents.record(err.matchedPrefix, ip, err.eventReason ?? err.code);
       if (limits) {
         const hit = attempt.addressHit ?? (await limits.addressFailure(network));
         if (hit.count > max!.ip) {
@@ -117,20 +117,21 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
         reply.headers(budgetHeaders(max!.ip, hit));
       }
     } else if (err instanceof RateLimitedError && err.fromFailureBudget) {
-      services.securityEvents.record(err.matchedPrefix, req.ip, 'RATE_LIMITED'); // refused before its key was checked
+      services.securityEvents.record(err.matchedPrefix, ip, 'RATE_LIMITED'); // refused before its key was checked
     }
     throw err;
   }
 
   /** Everything but the synchronous cache hit: verification, failure budgets, events, the key's own limit. */
   async function authenticateFully(req: FastifyRequest, reply: FastifyReply, key: string, permission?: Permission): Promise<Principal> {
-    const network = clientNetwork(req.ip);
+    const ip = req.ip; // derived from X-Forwarded-For on every read when a proxy is trusted
+    const network = clientNetwork(ip);
     const attempt: { addressHit?: Hit } = {};
     let principal: Principal;
     try {
-      principal = await services.auth.authenticate(key, req.ip, limits ? guardFor(key, network, attempt) : undefined);
+      principal = await services.auth.authenticate(key, ip, limits ? guardFor(key, network, attempt) : undefined);
     } catch (err) {
-      return failed(req, reply, err, network, attempt);
+      return failed(ip, reply, err, network, attempt);
     }
     req.principal = principal;
     // Only the key's own budget applies to a key that verified; the infrastructure key is exempt.
@@ -148,7 +149,8 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
   function finish(reply: FastifyReply, next: (err?: Error) => void, keyPresented: boolean, err?: Error) {
     if (metrics.registry !== null) metrics.authOutcome(err ? (err instanceof AppError ? err.code : 'ERROR') : 'OK');
     const wait = err && opts.failureDelayMs > 0 && isDelayedFailure(err, keyPresented) ? opts.failureDelayMs - reply.elapsedTime : 0;
-    if (wait > 0) setTimeout(next, wait, err);
+    // Whole milliseconds: Node keeps one timer list per distinct duration.
+    if (wait > 0) setTimeout(next, Math.ceil(wait), err);
     else next(err);
   }
 
@@ -183,7 +185,8 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
       }
     } catch (err) {
       if (!(err instanceof AuthError)) return finish(reply, next, true, err as Error); // 403, or the key's own 429
-      failed(req, reply, err, clientNetwork(req.ip), {}).catch((e) => finish(reply, next, key !== null, e));
+      const ip = req.ip;
+      failed(ip, reply, err, clientNetwork(ip), {}).catch((e) => finish(reply, next, key !== null, e));
       return;
     }
     authenticateFully(req, reply, key, permission).then(

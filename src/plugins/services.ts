@@ -48,6 +48,7 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
     concurrency: config.argon2.maxConcurrency,
     queue: config.argon2.maxQueue,
     suspectShare: config.argon2.suspectShare,
+    suspectQueue: config.argon2.suspectQueue,
   });
   const keyStore = createKeyStore(prisma);
   const lastUsed = createLastUsedRecorder({ keys: keyStore, log, flushEveryMs: config.lastUsedFlushMs });
