@@ -19,7 +19,8 @@ import { autocannon, flood, pinning, query, startServer, stopChildren, type Floo
 const ROOT = path.resolve(import.meta.dirname, '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const CPU_ROUNDS = Number(process.env.BENCH_CPU_ROUNDS ?? 7);
+const CPU_ROUNDS = Number(process.env.BENCH_CPU_ROUNDS ?? 15);
+const CPU_SECONDS = Number(process.env.BENCH_CPU_SECONDS ?? 4);
 const CONNECTIONS = 50;
 const FLOOD_CONCURRENCY = 32;
 const FLOOD_ADDRESSES = 256;
@@ -47,9 +48,9 @@ interface Stats {
 const stats = async (base: string): Promise<Stats> => (await fetch(`${base}/bench/stats`)).json() as Promise<Stats>;
 
 /** A load run with the server's CPU time and argon2 work over it. */
-async function measured(base: string, url: string, headers: string[] = [], during?: () => Promise<FloodResult>) {
+async function measured(base: string, url: string, headers: string[] = [], during?: () => Promise<FloodResult>, seconds = SECONDS) {
   const before = await stats(base);
-  const [load, flooded] = await Promise.all([autocannon(base + url, { seconds: SECONDS, connections: CONNECTIONS, headers }), during?.()]);
+  const [load, flooded] = await Promise.all([autocannon(base + url, { seconds, connections: CONNECTIONS, headers }), during?.()]);
   const after = await stats(base);
   if (load.non2xx) throw new Error(`${url}: ${load.non2xx} non-2xx replies`);
   return { ...load, cpuUs: after.cpuUs - before.cpuUs, argon2Runs: after.argon2Runs - before.argon2Runs, flooded };
@@ -124,8 +125,8 @@ async function main() {
     const open: Awaited<ReturnType<typeof measured>>[] = [];
     const authed: typeof open = [];
     for (let i = 0; i < CPU_ROUNDS; i++) {
-      open.push(await measured(a.base, '/bench/open'));
-      authed.push(await measured(a.base, '/bench/authed', auth));
+      open.push(await measured(a.base, '/bench/open', [], undefined, CPU_SECONDS));
+      authed.push(await measured(a.base, '/bench/authed', auth, undefined, CPU_SECONDS));
     }
     const perRequest = (rs: typeof open) => rs.map((r) => r.cpuUs / r.total);
     const cpuOpen = Math.min(...perRequest(open));

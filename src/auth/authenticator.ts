@@ -4,7 +4,7 @@
 // verified. Garbage never reaches argon2.
 import crypto, { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
-import { AuthError, type AuthCode } from '../lib/errors.js';
+import { AuthError, RateLimitedError, type AuthCode } from '../lib/errors.js';
 import type { KeyHasher } from './hasher.js';
 import { digestKey, hashTag, type CachedKey, type KeyCache } from './key-cache.js';
 import { isWellFormedKey, keyPrefixOf } from './key-format.js';
@@ -29,6 +29,9 @@ function cachedFrom(key: AuthKey, at: number): CachedKey {
     stale: false,
   };
 }
+
+/** The client's address, or how to get it: behind a trusted proxy reading it parses X-Forwarded-For, so a cache hit reads it only when lastUsedAt records it. */
+export type ClientIp = string | (() => string);
 
 /** What the caller of `authenticate` decides about argon2 work (request-auth.ts: the failure budgets). */
 export interface VerificationGuard {
@@ -60,7 +63,7 @@ export function createAuthenticator(deps: {
   keys: KeyStore;
   hasher: KeyHasher;
   /** Told of every admitted use (lastUsedAt, batched elsewhere). */
-  lastUsed: { touch(keyId: string, ip: string): void };
+  lastUsed: { touch(keyId: string, ip: ClientIp): void };
   cache: KeyCache;
   verifications: VerificationQueue;
   log: FastifyBaseLogger;
@@ -97,7 +100,7 @@ export function createAuthenticator(deps: {
     throw err;
   }
 
-  function admit(entry: CachedKey, ip: string, at: number): Principal {
+  function admit(entry: CachedKey, ip: ClientIp, at: number): Principal {
     if (!entry.isEnabled) refuse('API_KEY_DISABLED', entry.principal.keyPrefix);
     if (entry.expiresAt !== null && entry.expiresAt <= at) refuse('API_KEY_EXPIRED', entry.principal.keyPrefix);
     lastUsed.touch(entry.principal.id, ip);
@@ -204,7 +207,7 @@ export function createAuthenticator(deps: {
      * The common case, synchronously: a fresh cache hit. Returns undefined when the full path
      * (stale or aged entry, or no entry) is needed; throws for a malformed, disabled or expired key.
      */
-    fromCache(presented: string, ip: string): Principal | undefined {
+    fromCache(presented: string, ip: ClientIp): Principal | undefined {
       if (!isWellFormedKey(presented)) throw new AuthError('API_KEY_INVALID');
       const hit = cache.get(digestKey(presented));
       if (!hit || hit.stale) return undefined;
@@ -240,8 +243,10 @@ export function createAuthenticator(deps: {
         pending = verifyFirstUse(digest, presented, prefix, guard).finally(() => firstUses.delete(digest));
         firstUses.set(digest, pending);
       } else {
-        // Another request is verifying this very secret: its answer is ours (a refusal, re-thrown as our own).
+        // Another request is verifying this very secret: its answer is ours (a refusal, re-thrown
+        // as our own) — but its network's spent budget is not ours: then we try under our own.
         pending = pending.catch((err) => {
+          if (err instanceof RateLimitedError) return verifyFirstUse(digest, presented, prefix, guard);
           throw err instanceof AuthError ? copyOf(err) : err;
         });
       }

@@ -12,33 +12,39 @@ export interface Hit {
   resetMs: number;
 }
 
+export interface Counted {
+  hits: Hit[];
+  /** The counts of the names only read (0 when absent or expired). */
+  reads: number[];
+  /** Answered by this instance's memory (Redis failed): what is taken back must go there too. */
+  local: boolean;
+}
+
 export interface WindowCounters {
   /** Adds one to `name`; the count after. Synchronous in memory (the hot path of every request with a key). */
   incrOne(name: string): Hit | Promise<Hit>;
-  /** Adds one to each name, atomically as a whole; the counts after. Synchronous in memory. */
-  incr(names: readonly string[]): Hit[] | Promise<Hit[]>;
-  /** Takes one back from each name that still exists (a reservation that turned out not to count). */
-  decr(names: readonly string[]): void | Promise<void>;
+  /** Adds one to each of `names` and reads `read`, atomically as a whole. */
+  incr(names: readonly string[], read?: readonly string[]): Counted | Promise<Counted>;
+  /** Takes one back from each name that still exists; `local` as `incr` said. */
+  decr(names: readonly string[], local?: boolean): void | Promise<void>;
 }
 
 /** The in-memory counters: the same operations, synchronously. */
 export interface MemoryCounters extends WindowCounters {
   incrOne(name: string): Hit;
-  incr(names: readonly string[]): Hit[];
+  incr(names: readonly string[], read?: readonly string[]): Counted;
   decr(names: readonly string[]): void;
   readonly size: number;
 }
 
 export function createMemoryCounters(windowMs: number, maxEntries: number, now: () => number = Date.now): MemoryCounters {
+  // Every counter lives one window from its (re)start and is (re)inserted then, so Map order is
+  // expiry order: the expired, and beyond the bound the oldest, are always at the front.
   const counts = new Map<string, { count: number; resetAt: number }>();
-  let sweptAt = now();
 
-  /** Drops expired counters; when still full, the oldest go (Map order is insertion order). */
-  function sweep(at: number) {
-    sweptAt = at;
-    for (const [name, c] of counts) if (c.resetAt <= at) counts.delete(name);
-    for (const name of counts.keys()) {
-      if (counts.size < maxEntries) break;
+  function trim(at: number) {
+    for (const [name, c] of counts) {
+      if (c.resetAt > at && counts.size < maxEntries) break;
       counts.delete(name);
     }
   }
@@ -46,7 +52,8 @@ export function createMemoryCounters(windowMs: number, maxEntries: number, now: 
   function hit(name: string, at: number): Hit {
     let c = counts.get(name);
     if (c === undefined || c.resetAt <= at) {
-      if (counts.size >= maxEntries || at - sweptAt > windowMs) sweep(at);
+      if (c !== undefined) counts.delete(name);
+      trim(at);
       c = { count: 0, resetAt: at + windowMs };
       counts.set(name, c);
     }
@@ -54,11 +61,16 @@ export function createMemoryCounters(windowMs: number, maxEntries: number, now: 
     return { count: c.count, resetMs: c.resetAt - at };
   }
 
+  function read(name: string, at: number): number {
+    const c = counts.get(name);
+    return c !== undefined && c.resetAt > at ? c.count : 0;
+  }
+
   return {
     incrOne: (name) => hit(name, now()),
-    incr(names) {
+    incr(names, reads = []) {
       const at = now();
-      return names.map((name) => hit(name, at));
+      return { hits: names.map((name) => hit(name, at)), reads: reads.map((name) => read(name, at)), local: true };
     },
     decr(names) {
       const at = now();
@@ -73,24 +85,30 @@ export function createMemoryCounters(windowMs: number, maxEntries: number, now: 
   };
 }
 
-// KEYS: the counters; ARGV[1]: the window in ms. Returns count, ttl pairs.
+// KEYS: the counters to increment, then those to read; ARGV[1]: the window in ms, ARGV[2]: how
+// many KEYS to increment. Returns count, ttl pairs, then the counts read.
 const INCR_SCRIPT = `
 local out = {}
-for i, key in ipairs(KEYS) do
-  local n = redis.call('INCR', key)
+local n = tonumber(ARGV[2])
+for i = 1, n do
+  local key = KEYS[i]
+  local c = redis.call('INCR', key)
   local ttl = redis.call('PTTL', key)
-  if n == 1 or ttl < 0 then
+  if c == 1 or ttl < 0 then
     redis.call('PEXPIRE', key, ARGV[1])
     ttl = tonumber(ARGV[1])
   end
-  out[#out + 1] = n
+  out[#out + 1] = c
   out[#out + 1] = ttl
+end
+for i = n + 1, #KEYS do
+  out[#out + 1] = tonumber(redis.call('GET', KEYS[i]) or '0')
 end
 return out`;
 
 const DECR_SCRIPT = `
 for i, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 and tonumber(redis.call('GET', key)) > 0 then redis.call('DECR', key) end
+  if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
 end
 return 0`;
 
@@ -100,12 +118,13 @@ type ScriptedRedis = Redis & {
 };
 
 /**
- * Counters in Redis under `namespace`. When Redis fails, `fallback` (this instance's memory)
- * answers instead and `onError` is told: the budgets then hold per instance rather than not at all.
+ * Counters in Redis under `namespace`. When Redis fails, `fallback(name)` (this instance's
+ * memory, one store per scope) answers instead and `onError` is told: the budgets then hold per
+ * instance rather than not at all.
  */
 export function createRedisCounters(
   redis: Redis,
-  opts: { namespace: string; windowMs: number; fallback: WindowCounters; onError: (err: Error) => void },
+  opts: { namespace: string; windowMs: number; fallback: (name: string) => MemoryCounters; onError: (err: Error) => void },
 ): WindowCounters {
   const r = redis as ScriptedRedis;
   if (typeof r.keywardIncr !== 'function') {
@@ -113,25 +132,37 @@ export function createRedisCounters(
     redis.defineCommand('keywardDecr', { lua: DECR_SCRIPT });
   }
   const keys = (names: readonly string[]) => names.map((n) => opts.namespace + n);
+  function locally(names: readonly string[], reads: readonly string[]): Counted {
+    const hits = names.map((name) => opts.fallback(name).incrOne(name));
+    const read = reads.map((name) => opts.fallback(name).incr([], [name]).reads[0]);
+    return { hits, reads: read, local: true };
+  }
   const counters: WindowCounters = {
     async incrOne(name) {
-      return (await counters.incr([name]))[0];
+      return (await counters.incr([name])).hits[0];
     },
-    async incr(names) {
+    async incr(names, reads = []) {
       try {
-        const flat = await r.keywardIncr(names.length, ...keys(names), opts.windowMs);
-        return names.map((_, i) => ({ count: Number(flat[2 * i]), resetMs: Number(flat[2 * i + 1]) }));
+        const flat = await r.keywardIncr(names.length + reads.length, ...keys(names), ...keys(reads), opts.windowMs, names.length);
+        return {
+          hits: names.map((_, i) => ({ count: Number(flat[2 * i]), resetMs: Number(flat[2 * i + 1]) })),
+          reads: reads.map((_, i) => Number(flat[2 * names.length + i])),
+          local: false,
+        };
       } catch (err) {
         opts.onError(err as Error);
-        return opts.fallback.incr(names);
+        return locally(names, reads);
       }
     },
-    async decr(names) {
+    async decr(names, local = false) {
+      if (local) {
+        for (const name of names) opts.fallback(name).decr([name]);
+        return;
+      }
       try {
         await r.keywardDecr(names.length, ...keys(names));
       } catch (err) {
-        opts.onError(err as Error);
-        await opts.fallback.decr(names);
+        opts.onError(err as Error); // the count stays: a budget spent too early, never one too many
       }
     },
   };

@@ -3,8 +3,9 @@
 //   key    — requests per authenticated key;
 //   ip     — failed authentications per client network (IPv6 per /64); never refuses a key
 //            that verifies;
-//   prefix — wrong secrets per real key prefix, reserved before argon2 (README "Wrong-secret floods").
-// request-auth.ts applies them.
+//   prefix — wrong secrets per real key prefix, reserved before argon2 (README "Wrong-secret floods");
+// and, beside the network's budget, its failures alone (without attempts under way), which pick
+// the lane its argon2 work waits in. request-auth.ts applies them.
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { Redis } from 'ioredis';
@@ -16,18 +17,31 @@ export type { Hit } from '../lib/window-counters.js';
 
 export type Scope = 'key' | 'ip' | 'prefix';
 
+/** One attempt counted against its prefix's and its network's budgets before argon2. */
+export interface Reservation {
+  prefix: Hit;
+  network: Hit;
+  /** The network's failures (not attempts under way) in its window so far. */
+  networkFailures: number;
+  /** Counted in this instance's memory (Redis failed): taken back there too. */
+  local: boolean;
+  /** After this (Date.now()) a window may have rolled over: nothing is taken back from the next one. */
+  until: number;
+}
+
+/** How a reserved attempt ended: the secret matched (or argon2 never ran), it failed, or the network's budget refused it. */
+export type Outcome = 'matched' | 'failed' | 'refusedByNetwork';
+
 export interface RateLimits {
   readonly max: Record<Scope, number>;
   /** One request by a key that verified; its budget after it. */
   keyUse(keyId: string): Hit | Promise<Hit>;
-  /** One failed authentication from a client network; its budget after it. */
+  /** One failed authentication from a client network that held no reservation; its budget after it. */
   addressFailure(network: string): Hit | Promise<Hit>;
-  /**
-   * Just before argon2: one attempt counted against the prefix's and the network's failure
-   * budgets at once, atomically ([prefix, network]). `release` takes it back when the secret matched.
-   */
-  reserve(prefix: string, network: string): Hit[] | Promise<Hit[]>;
-  release(prefix: string, network: string): void | Promise<void>;
+  /** Just before argon2: one attempt counted against the prefix's and the network's budgets at once, atomically. */
+  reserve(prefix: string, network: string): Reservation | Promise<Reservation>;
+  /** Ends a reservation: a match takes the attempt back, a failure is recorded as one. */
+  settle(prefix: string, network: string, reservation: Reservation, outcome: Outcome): void | Promise<void>;
   /** Whether this instance has seen the prefix's budget spent in its current window. */
   isLocked(prefix: string): boolean;
   lock(prefix: string, resetMs: number): void;
@@ -62,16 +76,21 @@ async function rateLimitPlugin(app: FastifyInstance, opts: { config: Config }) {
     app.decorate('rateLimits', null);
     return;
   }
-  /** This instance's counters, one store per scope (no name to build on the hot path). */
-  const local = {
-    key: createMemoryCounters(rl.windowMs, MAX_MEMORY_COUNTERS),
-    ip: createMemoryCounters(rl.windowMs, MAX_MEMORY_COUNTERS),
-    prefix: createMemoryCounters(rl.windowMs, MAX_MEMORY_COUNTERS),
-  };
+  /** This instance's counters, one store per scope (no name to build on the hot path; a flood of one cannot evict another). */
+  const memory = () => createMemoryCounters(rl.windowMs, MAX_MEMORY_COUNTERS);
+  const local = { key: memory(), ip: memory(), prefix: memory(), ipFailures: memory() };
   let shared: WindowCounters | null = null;
   if (rl.redisUrl) {
-    // Fail fast rather than queue when Redis is away: this instance's own counters answer meanwhile.
-    const redis = new Redis(rl.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2_000 });
+    // Fail fast rather than queue or hang when Redis is away or silent: this instance's own
+    // counters answer meanwhile. Unanswered commands are not resent after a reconnect: an
+    // increment that did run would count twice.
+    const redis = new Redis(rl.redisUrl, {
+      maxRetriesPerRequest: 1,
+      enableOfflineQueue: false,
+      connectTimeout: 2_000,
+      commandTimeout: 500,
+      autoResendUnfulfilledCommands: false,
+    });
     let warnedAt = 0;
     const onError = (err: Error) => {
       if (Date.now() - warnedAt < 10_000) return;
@@ -82,23 +101,62 @@ async function rateLimitPlugin(app: FastifyInstance, opts: { config: Config }) {
     app.addHook('onClose', async () => {
       await redis.quit().catch(() => redis.disconnect());
     });
-    const fallback = createMemoryCounters(rl.windowMs, MAX_MEMORY_COUNTERS);
+    const fallbacks = { key: memory(), ip: memory(), prefix: memory(), fail: memory() };
+    const fallback = (name: string) => fallbacks[name.slice(0, name.indexOf(':')) as keyof typeof fallbacks];
     shared = createRedisCounters(redis, { namespace: 'keyward-rl:', windowMs: rl.windowMs, fallback, onError });
     app.log.info('rate limits shared through Redis');
   }
+
+  async function reserveShared(counters: WindowCounters, prefix: string, network: string): Promise<Reservation> {
+    const at = Date.now();
+    const r = await counters.incr([`prefix:${prefix}`, `ip:${network}`], [`fail:ip:${network}`]);
+    const [p, n] = r.hits;
+    return { prefix: p, network: n, networkFailures: r.reads[0], local: r.local, until: at + Math.min(p.resetMs, n.resetMs) };
+  }
+
+  function settleLocally(prefix: string, network: string, r: Reservation, outcome: Outcome) {
+    const current = Date.now() < r.until;
+    if (outcome === 'matched') {
+      if (current) {
+        local.prefix.decr([prefix]);
+        local.ip.decr([network]);
+      }
+      return;
+    }
+    if (outcome === 'refusedByNetwork' && current) local.prefix.decr([prefix]);
+    local.ipFailures.incrOne(network);
+  }
+
+  async function settleShared(counters: WindowCounters, prefix: string, network: string, r: Reservation, outcome: Outcome) {
+    const current = Date.now() < r.until;
+    if (outcome === 'matched') {
+      if (current) await counters.decr([`prefix:${prefix}`, `ip:${network}`], r.local);
+      return;
+    }
+    if (outcome === 'refusedByNetwork' && current) await counters.decr([`prefix:${prefix}`], r.local);
+    await counters.incr([`fail:ip:${network}`]);
+  }
+
   /** Prefixes whose budget this instance saw spent, and until when (real prefixes only, so few). */
   const locked = new Map<string, number>();
   // Prefixed names, so an address can never name another budget (e.g. a key's).
   app.decorate('rateLimits', {
     max: { key: rl.keyMax, ip: rl.ipMax, prefix: rl.prefixMax },
     keyUse: shared ? (keyId) => shared.incrOne(`key:${keyId}`) : (keyId) => local.key.incrOne(keyId),
-    addressFailure: (network) => (shared ? shared.incrOne(`ip:${network}`) : local.ip.incrOne(network)),
-    reserve: (prefix, network) => (shared ? shared.incr([`prefix:${prefix}`, `ip:${network}`]) : [local.prefix.incrOne(prefix), local.ip.incrOne(network)]),
-    release(prefix, network) {
-      if (shared) return shared.decr([`prefix:${prefix}`, `ip:${network}`]);
-      local.prefix.decr([prefix]);
-      local.ip.decr([network]);
+    addressFailure(network) {
+      if (shared) return Promise.resolve(shared.incr([`ip:${network}`, `fail:ip:${network}`])).then((r) => r.hits[0]);
+      local.ipFailures.incrOne(network);
+      return local.ip.incrOne(network);
     },
+    reserve(prefix, network) {
+      if (shared) return reserveShared(shared, prefix, network);
+      const at = Date.now();
+      const p = local.prefix.incrOne(prefix);
+      const n = local.ip.incrOne(network);
+      const networkFailures = local.ipFailures.incr([], [network]).reads[0];
+      return { prefix: p, network: n, networkFailures, local: true, until: at + Math.min(p.resetMs, n.resetMs) };
+    },
+    settle: (prefix, network, r, outcome) => (shared ? settleShared(shared, prefix, network, r, outcome) : settleLocally(prefix, network, r, outcome)),
     isLocked(prefix) {
       const until = locked.get(prefix);
       if (until === undefined) return false;

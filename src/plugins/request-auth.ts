@@ -42,7 +42,7 @@ function requirePermission(principal: Principal, permission?: Permission) {
 
 /** Failures answered only after the delay: a guess, or an address out of guesses. A key's own limit, 403 and 503 are not. */
 const isDelayedFailure = (err: Error, keyPresented: boolean) =>
-  (err instanceof AuthError && keyPresented) || (err instanceof RateLimitedError && err.fromFailureBudget);
+  keyPresented && (err instanceof AuthError || (err instanceof RateLimitedError && err.fromFailureBudget === true));
 
 async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: number }) {
   const { services, metrics } = app;
@@ -75,27 +75,31 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
       refusesUnread: (prefix) => !exempt && limits!.isLocked(prefix),
       async reserve(prefix) {
         if (exempt) return { lane: 'clean', settle() {} };
-        const [p, a] = await limits!.reserve(prefix, network);
-        attempt.addressHit = a;
-        if (p.count > max!.prefix) {
-          limits!.lock(prefix, p.resetMs);
+        const r = await limits!.reserve(prefix, network);
+        attempt.addressHit = r.network;
+        if (r.prefix.count > max!.prefix) {
+          limits!.lock(prefix, r.prefix.resetMs);
           metrics.rateLimited('prefix');
+          await limits!.settle(prefix, network, r, 'failed');
           throw refusedUnverified(prefix);
         }
-        const prefixClean = p.count === 1;
-        if (a.count > max!.ip && !prefixClean) {
+        // A network's lane is judged by its failures only (a NAT's many first uses after a restart
+        // are no sign of anything); a prefix also by other secrets for it under way (one key has
+        // one secret, and a burst of guesses must not all pass before the first one fails).
+        const prefixClean = r.prefix.count === 1;
+        if (r.network.count > max!.ip && !prefixClean) {
           metrics.rateLimited('ip');
-          const err = rateLimited(max!.ip, a, NO_VALID_KEY);
+          await limits!.settle(prefix, network, r, 'refusedByNetwork'); // the prefix's budget is not spent by it
+          const err = rateLimited(max!.ip, r.network, NO_VALID_KEY);
           err.matchedPrefix = prefix;
           err.fromFailureBudget = true;
           throw err;
         }
         return {
-          lane: prefixClean ? (a.count === 1 ? 'clean' : 'address') : 'prefix',
+          lane: prefixClean ? (r.networkFailures === 0 ? 'clean' : 'address') : 'prefix',
           settle(matched) {
-            if (!matched) return;
-            attempt.addressHit = undefined;
-            return limits!.release(prefix, network);
+            if (matched) attempt.addressHit = undefined; // taken back: a refusal without argon2 is counted as the network's failure afresh
+            return limits!.settle(prefix, network, r, matched ? 'matched' : 'failed');
           },
         };
       },
@@ -159,7 +163,7 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
     try {
       key = presentedKey(req.headers, req.raw.rawHeaders);
       if (key === null) throw new AuthError('UNAUTHENTICATED');
-      const cached = services.auth.fromCache(key, req.ip);
+      const cached = services.auth.fromCache(key, () => req.ip);
       metrics.cacheLookup(cached !== undefined);
       if (cached) {
         // A fresh cache hit (nearly every request): synchronous unless the key's budget is in Redis.

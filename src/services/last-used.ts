@@ -50,12 +50,13 @@ export function createLastUsedRecorder(deps: {
   }
 
   return {
-    touch(id: string, ip: string) {
+    /** `ip` may be a function: it is called only when this use is recorded. */
+    touch(id: string, ip: string | (() => string)) {
       const last = recorded.get(id);
       const t = deps.now ? deps.now().getTime() : Date.now();
       if (last !== undefined && t - last < LAST_USED_THROTTLE_MS) return; // the hot path: no allocation
       recorded.set(id, t);
-      pending.set(id, { at: new Date(t), ip });
+      pending.set(id, { at: new Date(t), ip: typeof ip === 'function' ? ip() : ip });
     },
     flush,
     /** Keys waiting for their write (not counting the batch being written). */
