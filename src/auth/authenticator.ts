@@ -204,12 +204,12 @@ export function createAuthenticator(deps: {
     },
 
     /**
-     * The common case, synchronously: a fresh cache hit. Returns undefined when the full path
+     * The common case, synchronously: a fresh cache hit (`digestOf` may remember digests it made). Returns undefined when the full path
      * (stale or aged entry, or no entry) is needed; throws for a malformed, disabled or expired key.
      */
-    fromCache(presented: string, ip: ClientIp): Principal | undefined {
+    fromCache(presented: string, ip: ClientIp, digestOf: (key: string) => string = digestKey): Principal | undefined {
       if (!isWellFormedKey(presented)) throw new AuthError('API_KEY_INVALID');
-      const hit = cache.get(digestKey(presented));
+      const hit = cache.get(digestOf(presented));
       if (!hit || hit.stale) return undefined;
       const at = now();
       if (at - hit.checkedAt > cache.maxAgeMs) return undefined;

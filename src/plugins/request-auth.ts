@@ -7,6 +7,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { presentedKey, refusedUnverified, type VerificationGuard } from '../auth/authenticator.js';
+import { digestKey } from '../auth/key-cache.js';
 import type { Permission } from '../auth/permissions.js';
 import type { Principal } from '../auth/principal.js';
 import { clientNetwork } from '../lib/client-ip.js';
@@ -33,6 +34,19 @@ declare module 'fastify' {
 }
 
 const NO_VALID_KEY = 'requests without a valid API key from this address';
+
+/** The last key a connection presented and its digest: a keep-alive client repeats its key, and the digest is the dearest step of a cache hit. */
+const LAST_DIGEST = Symbol('keyward.lastDigest');
+type Remembering = { [LAST_DIGEST]?: { key: string; digest: string } };
+
+function digestFor(socket: Remembering, key: string): string {
+  const last = socket[LAST_DIGEST];
+  // Plain comparison: what it could leak by timing is this connection's own previous key.
+  if (last !== undefined && last.key === key) return last.digest;
+  const digest = digestKey(key);
+  socket[LAST_DIGEST] = { key, digest };
+  return digest;
+}
 
 function requirePermission(principal: Principal, permission?: Permission) {
   if (permission && !principal.permissions.has(permission)) {
@@ -163,7 +177,8 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
     try {
       key = presentedKey(req.headers, req.raw.rawHeaders);
       if (key === null) throw new AuthError('UNAUTHENTICATED');
-      const cached = services.auth.fromCache(key, () => req.ip);
+      const socket = req.raw.socket as unknown as Remembering;
+      const cached = services.auth.fromCache(key, () => req.ip, (k) => digestFor(socket, k));
       metrics.cacheLookup(cached !== undefined);
       if (cached) {
         // A fresh cache hit (nearly every request): synchronous unless the key's budget is in Redis.
