@@ -2,14 +2,14 @@
 // whatever the number of addresses, atomically across instances sharing Redis; legitimate
 // traffic keeps priority (cache hits never wait, clean first uses go first); addresses are
 // grouped as the IPv4 client they carry; failures are answered after the delay.
-import net from 'node:net';
+import type net from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { App } from '../src/app.js';
-import { createKeyHasher, type KeyHasher } from '../src/auth/hasher.js';
 import { createVerificationQueue, SuspectRefused } from '../src/auth/verification-queue.js';
 import { clientNetwork } from '../src/lib/client-ip.js';
 import { buildTestApp } from './helpers/app.js';
+import { countingHasher, redisAnswers } from './helpers/auth-load.js';
 import { READER, seedKey } from './helpers/keys.js';
 
 const LIMITS = { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_KEY_MAX: '100000', RATE_LIMIT_IP_MAX: '1000', RATE_LIMIT_PREFIX_MAX: '10', RATE_LIMIT_WINDOW_MS: '60000' };
@@ -25,37 +25,9 @@ async function until(condition: () => boolean, ms = 5_000) {
   }
 }
 
-/** A real (cheap) hasher that counts verifications, and can hold them until released. */
-function counting() {
-  const real = createKeyHasher({ memoryKib: 1024, timeCost: 1, parallelism: 1 });
-  let n = 0;
-  let gate: Promise<void> | null = null;
-  const hasher: KeyHasher = {
-    ...real,
-    async verify(h, s) {
-      n++;
-      if (gate) await gate;
-      return real.verify(h, s);
-    },
-  };
-  return {
-    hasher,
-    verifies: () => n,
-    /** Holds every verification that starts from now until the returned function is called. */
-    hold() {
-      let open!: () => void;
-      gate = new Promise((r) => (open = r));
-      return () => {
-        gate = null;
-        open();
-      };
-    },
-  };
-}
-
 describe('wrong secrets for one prefix from many addresses', () => {
   it('cost at most the prefix budget of argon2; the key itself, cached, still answers; another prefix is unaffected', async () => {
-    const { hasher, verifies } = counting();
+    const { hasher, verifies } = countingHasher();
     const app = await buildTestApp({ env: LIMITS, hasher });
     const target = await seedKey(app, { roleIds: [READER] });
     const other = await seedKey(app, { roleIds: [READER] });
@@ -72,7 +44,7 @@ describe('wrong secrets for one prefix from many addresses', () => {
   });
 
   it('the guesses spread over IPv6 /64s, NAT64 and IPv4-mapped forms change nothing', async () => {
-    const { hasher, verifies } = counting();
+    const { hasher, verifies } = countingHasher();
     const app = await buildTestApp({ env: { ...LIMITS, TRUST_PROXY: '127.0.0.1' }, hasher });
     const target = await seedKey(app, { roleIds: [READER] });
     const forms = (i: number) => [`2001:db8:${i.toString(16)}::1`, `64:ff9b::198.51.100.${i % 250}`, `::ffff:203.0.113.${i % 250}`][i % 3];
@@ -98,7 +70,7 @@ describe('wrong secrets for one prefix from many addresses', () => {
   });
 
   it('a prefix whose budget is spent is refused here without reading the database again', async () => {
-    const { hasher } = counting();
+    const { hasher } = countingHasher();
     const app = await buildTestApp({ env: { ...LIMITS, RATE_LIMIT_PREFIX_MAX: '2' }, hasher });
     const target = await seedKey(app, { roleIds: [READER] });
     for (let i = 0; i < 3; i++) await me(app, guess(target.secret));
@@ -109,7 +81,7 @@ describe('wrong secrets for one prefix from many addresses', () => {
   });
 
   it("a network out of budget retrying a key whose prefix has a failure gets 429 each time, but never spends that prefix's budget", async () => {
-    const { hasher, verifies } = counting();
+    const { hasher, verifies } = countingHasher();
     const app = await buildTestApp({ env: { ...LIMITS, RATE_LIMIT_IP_MAX: '3', RATE_LIMIT_PREFIX_MAX: '5' }, hasher });
     const key = await seedKey(app, { roleIds: [READER] });
     const nat = addr();
@@ -122,7 +94,7 @@ describe('wrong secrets for one prefix from many addresses', () => {
   });
 
   it('many first uses at once from one network with no failures all go through the clean lane', async () => {
-    const counter = counting();
+    const counter = countingHasher();
     const app = await buildTestApp({ env: { ...LIMITS, ARGON2_MAX_CONCURRENCY: '1', ARGON2_SUSPECT_QUEUE: '0' }, hasher: counter.hasher });
     const keys = await Promise.all(Array.from({ length: 8 }, () => seedKey(app, { roleIds: [READER] })));
     const nat = addr();
@@ -132,7 +104,7 @@ describe('wrong secrets for one prefix from many addresses', () => {
   });
 
   it('a valid key whose prefix is under attack, not cached here, gets through once the window ends', async () => {
-    const { hasher, verifies } = counting();
+    const { hasher, verifies } = countingHasher();
     const env = { ...LIMITS, RATE_LIMIT_PREFIX_MAX: '3', RATE_LIMIT_WINDOW_MS: '1000' };
     const app = await buildTestApp({ env, hasher });
     const target = await seedKey(app, { roleIds: [READER] });
@@ -147,7 +119,7 @@ describe('wrong secrets for one prefix from many addresses', () => {
   });
 
   it('a valid key from an address out of budget answers 200; that address gets 429 for a prefix under attack', async () => {
-    const { hasher } = counting();
+    const { hasher } = countingHasher();
     const app = await buildTestApp({ env: { ...LIMITS, RATE_LIMIT_IP_MAX: '3' }, hasher });
     const attacked = await seedKey(app, { roleIds: [READER] });
     const ip = addr();
@@ -160,7 +132,7 @@ describe('wrong secrets for one prefix from many addresses', () => {
   });
 
   it('concurrent first uses of one valid secret share one verification and one reservation', async () => {
-    const { hasher, verifies } = counting();
+    const { hasher, verifies } = countingHasher();
     const app = await buildTestApp({ env: { ...LIMITS, RATE_LIMIT_PREFIX_MAX: '1' }, hasher });
     const key = await seedKey(app, { roleIds: [READER] });
     const results = await Promise.all(Array.from({ length: 20 }, () => me(app, key.headers)));
@@ -171,7 +143,7 @@ describe('wrong secrets for one prefix from many addresses', () => {
 
 describe('legitimate traffic keeps priority', () => {
   it('a cache hit never waits for argon2, even with every slot held by guesses', async () => {
-    const counter = counting();
+    const counter = countingHasher();
     const app = await buildTestApp({ env: { ...LIMITS, ARGON2_MAX_CONCURRENCY: '1', ARGON2_MAX_QUEUE: '4' }, hasher: counter.hasher });
     const key = await seedKey(app, { roleIds: [READER] });
     expect((await me(app, key.headers)).statusCode).toBe(200);
@@ -184,7 +156,7 @@ describe('legitimate traffic keeps priority', () => {
   });
 
   it('a first use of a clean prefix is verified before waiting guesses for a prefix under attack', async () => {
-    const counter = counting();
+    const counter = countingHasher();
     const app = await buildTestApp({ env: { ...LIMITS, ARGON2_MAX_CONCURRENCY: '1', ARGON2_MAX_QUEUE: '16' }, hasher: counter.hasher });
     const attacked = await seedKey(app, { roleIds: [READER] });
     const fresh = await seedKey(app, { roleIds: [READER] });
@@ -273,22 +245,13 @@ describe('the failure delay', () => {
   });
 });
 
-async function redisAnswers(): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port: 6379 });
-    s.setTimeout(1_000, () => (s.destroy(), resolve(false)));
-    s.once('connect', () => (s.destroy(), resolve(true)));
-    s.once('error', () => resolve(false));
-  });
-}
-
 const redis = await redisAnswers();
 if (!redis) console.log('[flood] no Redis at 127.0.0.1:6379: the two-instance test is skipped');
 describe.runIf(redis)('two instances sharing Redis', () => {
   it('33 concurrent wrong secrets from one address with a budget of 30 cost at most 30 argon2 calls in all', async () => {
     const env = { ...LIMITS, RATE_LIMIT_IP_MAX: '30', RATE_LIMIT_PREFIX_MAX: '1000', REDIS_URL: 'redis://127.0.0.1:6379' };
-    const one = counting();
-    const two = counting();
+    const one = countingHasher();
+    const two = countingHasher();
     const a = await buildTestApp({ env, hasher: one.hasher });
     const b = await buildTestApp({ env, hasher: two.hasher });
     const target = await seedKey(a, { roleIds: [READER] });

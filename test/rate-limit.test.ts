@@ -2,24 +2,17 @@
 // key that verifies; per real key prefix for wrong secrets (checked before argon2); the
 // infrastructure key exempt; X-Forwarded-For only through trusted proxies; one budget across
 // instances through Redis.
-import net from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
-import { createKeyHasher, type KeyHasher } from '../src/auth/hasher.js';
 import { buildTestApp } from './helpers/app.js';
+import { countingHasher, redisAnswers } from './helpers/auth-load.js';
 import { READER, seedKey } from './helpers/keys.js';
 
 const LIMITS = { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_KEY_MAX: '5', RATE_LIMIT_IP_MAX: '3', RATE_LIMIT_PREFIX_MAX: '3', RATE_LIMIT_WINDOW_MS: '60000' };
 const addr = () => `10.${randomInt(1, 250)}.${randomInt(1, 250)}.${randomInt(1, 250)}`;
 const me = (app: App, headers: Record<string, string>, remoteAddress: string) =>
   app.inject({ method: 'GET', url: '/api/v1/userinfo', headers, remoteAddress });
-
-function counting(): { hasher: KeyHasher; verifies: () => number } {
-  const real = createKeyHasher({ memoryKib: 1024, timeCost: 1, parallelism: 1 });
-  let n = 0;
-  return { hasher: { ...real, verify: (h, s) => (n++, real.verify(h, s)) }, verifies: () => n };
-}
 
 function expect429(res: Awaited<ReturnType<typeof me>>) {
   expect(res.statusCode).toBe(429);
@@ -33,7 +26,7 @@ function expect429(res: Awaited<ReturnType<typeof me>>) {
 
 /** 40 concurrent wrong secrets for one real prefix, each from its own address: argon2 runs at most the prefix budget (3). */
 async function expectBurstBounded(env: Record<string, string>) {
-  const { hasher, verifies } = counting();
+  const { hasher, verifies } = countingHasher();
   const app = await buildTestApp({ env: { ...LIMITS, RATE_LIMIT_IP_MAX: '1000', ARGON2_MAX_CONCURRENCY: '4', ARGON2_MAX_QUEUE: '64', ...env }, hasher });
   const real = await seedKey(app, { roleIds: [READER] });
   const before = verifies();
@@ -75,7 +68,7 @@ describe('rate limits', () => {
   });
 
   it('per prefix, wrong secrets: 401 until the prefix budget is spent, then the same 401 without argon2; other keys unaffected', async () => {
-    const { hasher, verifies } = counting();
+    const { hasher, verifies } = countingHasher();
     const app = await buildTestApp({ env: { ...LIMITS, RATE_LIMIT_IP_MAX: '1000' }, hasher });
     const target = await seedKey(app, { roleIds: [READER] });
     const other = await seedKey(app, { roleIds: [READER] });
@@ -247,15 +240,6 @@ describe('a valid key is never refused for its address (default limits)', () => 
     expect(res.json().name).toBe('Infrastructure Key');
   });
 });
-
-async function redisAnswers(): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port: 6379 });
-    s.setTimeout(1_000, () => (s.destroy(), resolve(false)));
-    s.once('connect', () => (s.destroy(), resolve(true)));
-    s.once('error', () => resolve(false));
-  });
-}
 
 const redis = await redisAnswers();
 if (!redis) console.log('[rate limits] no Redis at 127.0.0.1:6379: the shared-budget test is skipped');
