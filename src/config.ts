@@ -94,6 +94,8 @@ export const envSchema = z.object({
   ARGON2_SUSPECT_QUEUE: int(0, 100_000).default(128),
   /** A failed authentication is answered no sooner than this after the request arrived. */
   AUTH_FAILURE_DELAY_MS: ms(100, 0, 10_000),
+  /** How often the verify event stream sends a heartbeat (consumers treat a silent stream as lost). */
+  VERIFY_EVENTS_HEARTBEAT_MS: ms(5_000, 200, 60_000),
   /** Rate limits (per minute by default); shared through Redis when REDIS_URL is set. */
   RATE_LIMIT_ENABLED: bool('true'),
   RATE_LIMIT_KEY_MAX: int(1, 10_000_000).default(300),
@@ -168,6 +170,7 @@ export interface Config {
   infrastructureKey: string | null;
   argon2: { memoryKib: number; timeCost: number; parallelism: number; maxConcurrency: number; maxQueue: number; suspectShare: number; suspectQueue: number };
   authFailureDelayMs: number;
+  verifyEventsHeartbeatMs: number;
   benchRoutes: boolean;
   authCache: { maxEntries: number; maxAgeMs: number; negativeMaxEntries: number; negativeTtlMs: number };
   lastUsedFlushMs: number;
@@ -256,6 +259,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       suspectQueue: e.ARGON2_SUSPECT_QUEUE,
     },
     authFailureDelayMs: e.AUTH_FAILURE_DELAY_MS,
+    verifyEventsHeartbeatMs: e.VERIFY_EVENTS_HEARTBEAT_MS,
     benchRoutes: e.BENCH_ROUTES,
     authCache: {
       maxEntries: e.AUTH_CACHE_MAX_ENTRIES,

@@ -14,6 +14,7 @@ beforeAll(async () => {
 });
 
 const KEY_FIELDS = [
+  'metadata',
   'createdAt',
   'description',
   'expiresAt',
@@ -52,12 +53,19 @@ describe('GET /api/v1/roles', () => {
   it('lists the built-in roles with their permissions', async () => {
     const res = await app.inject({ method: 'GET', url: '/api/v1/roles', headers: admin.headers });
     expect(res.statusCode).toBe(200);
-    expect(res.json()).toEqual([
-      { id: 1, name: 'Administrator', builtIn: true, permissions: ['*', 'apikeys.read', 'apikeys.write', 'audit.read', 'metrics.read', 'roles.read'] },
-      { id: 2, name: 'Operator', builtIn: true, permissions: ['apikeys.read', 'apikeys.write', 'audit.read', 'roles.read'] },
+    expect(res.json().map(({ id, name, builtIn, permissions }: Record<string, unknown>) => ({ id, name, builtIn, permissions }))).toEqual([
+      {
+        id: 1,
+        name: 'Administrator',
+        builtIn: true,
+        permissions: ['*', 'apikeys.read', 'apikeys.verify', 'apikeys.write', 'audit.read', 'metrics.read', 'roles.read', 'roles.write'],
+      },
+      { id: 2, name: 'Operator', builtIn: true, permissions: ['apikeys.read', 'apikeys.verify', 'apikeys.write', 'audit.read', 'roles.read'] },
       { id: 3, name: 'Reader', builtIn: true, permissions: ['apikeys.read', 'audit.read', 'roles.read'] },
       { id: 4, name: 'Monitoring', builtIn: true, permissions: ['metrics.read'] },
+      { id: 5, name: 'Verifier', builtIn: true, permissions: ['apikeys.verify'] },
     ]);
+    for (const role of res.json()) expect(Object.keys(role).sort()).toEqual(['builtIn', 'createdAt', 'description', 'id', 'name', 'permissions', 'updatedAt']);
   });
 });
 

@@ -50,6 +50,7 @@ describe('change history', () => {
       isEnabled: true,
       isInfrastructureKey: false,
       expiresAt: null,
+      metadata: {},
     });
     expect(entries[0].snapshot).toMatchObject({ name: 'tracked-2', isEnabled: false }); // the key as it was when deleted
     expect(new Date(entries[0].changedAt).getTime()).toBeGreaterThanOrEqual(new Date(entries[4].changedAt).getTime());

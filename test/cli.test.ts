@@ -80,7 +80,7 @@ describe('keyward roles list', () => {
     expect(table.stdout.split('\n')[0]).toMatch(/^ID\s+NAME\s+BUILT-IN\s+PERMISSIONS$/);
     expect(table.stdout).toMatch(/^3\s+Reader\s+yes\s+apikeys\.read, audit\.read, roles\.read$/m);
     const asJson = await cli(['roles', 'list', '--json']);
-    expect(JSON.parse(asJson.stdout).map((r: { name: string }) => r.name)).toEqual(['Administrator', 'Operator', 'Reader', 'Monitoring']);
+    expect(JSON.parse(asJson.stdout).map((r: { name: string }) => r.name)).toEqual(['Administrator', 'Operator', 'Reader', 'Monitoring', 'Verifier']);
   });
 });
 

@@ -63,10 +63,13 @@ describe('migrations', () => {
     const roles = await query(db.url, 'SELECT id, name, built_in, permissions FROM roles ORDER BY id');
     expect(roles).toEqual([
       { id: 1, name: 'Administrator', built_in: true, permissions: ['*'] },
-      { id: 2, name: 'Operator', built_in: true, permissions: ['apikeys.read', 'apikeys.write', 'roles.read', 'audit.read'] },
+      { id: 2, name: 'Operator', built_in: true, permissions: ['apikeys.read', 'apikeys.write', 'roles.read', 'audit.read', 'apikeys.verify'] },
       { id: 3, name: 'Reader', built_in: true, permissions: ['apikeys.read', 'roles.read', 'audit.read'] },
       { id: 4, name: 'Monitoring', built_in: true, permissions: ['metrics.read'] },
+      { id: 5, name: 'Verifier', built_in: true, permissions: ['apikeys.verify'] },
     ]);
+    // Roles created through the API get ids from 100 up.
+    expect((await query(db.url, "INSERT INTO roles (name, permissions) VALUES ('first-own', '{a.b}') RETURNING id"))[0].id).toBe(100);
   });
 
   it('two instances migrating one database at once apply each migration exactly once', async () => {

@@ -3,7 +3,10 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
 import { generateKey } from '../src/auth/key-format.js';
+import type { AddressInfo } from 'node:net';
+import { SYSTEM_ACTOR } from '../src/services/api-keys.js';
 import { buildTestApp, routesOf, testDatabase } from './helpers/app.js';
+import { openSse } from './helpers/sse.js';
 import { isExplorer, missingRoutes } from './helpers/routes.js';
 import { ADMIN, apiVisibleState, json, OPERATOR, READER, seedKey, sql, type SeededKey } from './helpers/keys.js';
 
@@ -27,6 +30,14 @@ GET /api/v1/apikeys/{id}/change-history               U I I D E I F 200 200 200 
 GET /api/v1/apikeys/{id}/change-history/{version}     U I I D E I F 200 200 200 200
 GET /api/v1/apikeys/{id}/change-history/compare       U I I D E I F 200 200 200 200
 GET /api/v1/security-events                           U I I D E I F 200 200 200 200
+GET /api/v1/roles/{id}                                U I I D E I F 200 200 200 200
+POST /api/v1/roles                                    U I I D E I F F F 201 201
+PUT /api/v1/roles/{id}                                U I I D E I F F F 200 200
+PATCH /api/v1/roles/{id}                              U I I D E I F F F 200 200
+DELETE /api/v1/roles/{id}                             U I I D E I F F F 204 204
+GET /api/v1/roles/{id}/change-history                 U I I D E I F 200 200 200 200
+POST /api/v1/apikeys/verify                           U I I D E I F F 200 200 200
+GET /api/v1/apikeys/verify/events                     U I I D E I F F 200 200 200
 HEAD /api/v1/apikeys/{id}                             401 401 401 401 401 401 403 200 200 200 200
 GET /metrics                                          U I I D E I F F F 200 200
 HEAD /metrics                                         401 401 401 401 401 401 403 403 403 200 200
@@ -55,6 +66,7 @@ const callers: Record<string, Record<string, string>> = {};
 
 beforeAll(async () => {
   app = await buildTestApp({ env: { JIM_INFRASTRUCTURE_API_KEY: INFRA, METRICS_ENABLED: 'true' } });
+  await app.listen({ host: '127.0.0.1', port: 0 }); // the event stream never ends: its successes are read over a socket
   dbUrl = (await testDatabase()).url;
   const admin = await seedKey(app, { roleIds: [ADMIN], name: 'm-admin' });
   const h = { ...admin.headers, ...json };
@@ -85,12 +97,27 @@ async function target(): Promise<SeededKey> {
   return seedKey(app, { roleIds: [READER], name: 'm-target' });
 }
 
-function payloadFor(method: string) {
+let roleNames = 0;
+/** A fresh role of one's own per cell (role routes' {id}). */
+async function targetRole(): Promise<number> {
+  return (await app.services.roles.create(SYSTEM_ACTOR, { name: `m-role-${++roleNames}`, permissions: ['m.read'] })).role.id;
+}
+
+function payloadFor(method: string, path: string) {
+  if (path.endsWith('/verify')) return { key: 'not-a-key' };
+  if (path.includes('/roles')) {
+    if (method === 'POST' || method === 'PUT') return { name: `m-role-${++roleNames}`, permissions: ['m.read'] };
+    if (method === 'PATCH') return { description: 'patched' };
+    return undefined;
+  }
   if (method === 'POST') return { name: 'm-created', roleIds: [READER] };
   if (method === 'PUT') return { name: 'm-replaced', roleIds: [READER], isEnabled: true };
   if (method === 'PATCH') return { description: 'patched' };
   return undefined;
 }
+
+/** Roles and their history: what a refused role change must leave as it was. */
+const roleState = () => sql(dbUrl, 'SELECT r.*, (SELECT count(*)::int FROM role_changes c WHERE c.role_id = r.id) AS history FROM roles r ORDER BY id');
 
 describe('every route × every caller', () => {
   it('lists every route the app registers (a new route fails here until it has its row)', () => {
@@ -109,14 +136,24 @@ describe('every route × every caller', () => {
     for (const route of ROUTES) {
       expect(route.cells, route.path).toHaveLength(CALLERS.length);
       for (const [i, caller] of CALLERS.entries()) {
-        const t = await target();
-        let url = route.path.replace('{id}', t.id).replace('{version}', '1');
+        const id = route.path.includes('/roles/{id}') ? String(await targetRole()) : (await target()).id;
+        let url = route.path.replace('{id}', id).replace('{version}', '1');
         if (url.endsWith('/compare')) url += '?fromVersion=1&toVersion=1';
-        const payload = payloadFor(route.method);
+        const payload = payloadFor(route.method, route.path);
         const before = await apiVisibleState(dbUrl);
-        const res = await app.inject({ method: route.method as 'GET', url, headers: { ...callers[caller], ...(payload ? json : {}) }, payload });
+        const rolesBefore = await roleState();
         const cell = route.cells[i];
         const where = `${route.method} ${route.path} as ${caller}`;
+        if (url.endsWith('/verify/events') && !(cell in CODES)) {
+          const port = (app.server.address() as AddressInfo).port;
+          const stream = await openSse(`http://127.0.0.1:${port}${url}`, callers[caller]['x-api-key']);
+          expect(stream.status, where).toBe(Number(cell));
+          expect(stream.headers['content-type'], where).toMatch(/^text\/event-stream/);
+          stream.close();
+          seen.push(`${route.method} ${route.path} ${caller} ${stream.status}`);
+          continue;
+        }
+        const res = await app.inject({ method: route.method as 'GET', url, headers: { ...callers[caller], ...(payload ? json : {}) }, payload });
         if (route.method === 'HEAD' && Number(cell) >= 400) {
           // A HEAD reply has no body to carry the code: the status and headers tell.
           expect(res.statusCode, where).toBe(Number(cell));
@@ -128,6 +165,7 @@ describe('every route × every caller', () => {
           expect(res.headers['content-type'], where).toBe('application/problem+json');
           expect(res.json().code, where).toBe(code);
           expect(await apiVisibleState(dbUrl), where).toEqual(before);
+          expect(await roleState(), where).toEqual(rolesBefore);
         } else {
           expect(res.statusCode, `${where}: ${res.body.slice(0, 200)}`).toBe(Number(cell));
         }

@@ -52,6 +52,17 @@ export function refusedUnverified(prefix: string): AuthError {
   return err;
 }
 
+/** A disabled or expired key: its secret verified, so the verify endpoint may say whose it is. */
+export class RefusedKeyError extends AuthError {
+  constructor(
+    code: 'API_KEY_DISABLED' | 'API_KEY_EXPIRED',
+    readonly principal: Principal,
+  ) {
+    super(code);
+    this.matchedPrefix = principal.keyPrefix;
+  }
+}
+
 function copyOf(err: AuthError): AuthError {
   const copy = new AuthError(err.authCode, err.message);
   copy.matchedPrefix = err.matchedPrefix;
@@ -101,8 +112,8 @@ export function createAuthenticator(deps: {
   }
 
   function admit(entry: CachedKey, ip: ClientIp, at: number): Principal {
-    if (!entry.isEnabled) refuse('API_KEY_DISABLED', entry.principal.keyPrefix);
-    if (entry.expiresAt !== null && entry.expiresAt <= at) refuse('API_KEY_EXPIRED', entry.principal.keyPrefix);
+    if (!entry.isEnabled) throw new RefusedKeyError('API_KEY_DISABLED', entry.principal);
+    if (entry.expiresAt !== null && entry.expiresAt <= at) throw new RefusedKeyError('API_KEY_EXPIRED', entry.principal);
     lastUsed.touch(entry.principal.id, ip);
     return entry.principal;
   }

@@ -1,30 +1,75 @@
-export const PERMISSIONS = ['apikeys.read', 'apikeys.write', 'audit.read', 'metrics.read', 'roles.read'] as const;
+// Permissions: keyward's own (below) and application permissions that roles created through the
+// API may hold for the services that verify keys (`orders.read`, `billing.invoices.write`).
+// A name is lower-case words joined by dots; `x.*` grants every name below `x` (`orders.*`
+// grants `orders.read` and `orders.items.write`); `*` grants everything, present and future.
+export const PERMISSIONS = [
+  'apikeys.read',
+  'apikeys.verify',
+  'apikeys.write',
+  'audit.read',
+  'metrics.read',
+  'roles.read',
+  'roles.write',
+] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
 /** Stored on the Administrator role: every permission, including ones added later. */
 export const ALL = '*';
 
-/** Expands stored role permissions (which may contain "*") into concrete ones. */
+const SEGMENT = '[a-z][a-z0-9_-]*';
+/** Two or more segments (`orders.read`), or one or more followed by `.*` (`orders.*`). */
+const NAME = new RegExp(`^${SEGMENT}(?:\\.${SEGMENT})+$`);
+const WILDCARD = new RegExp(`^${SEGMENT}(?:\\.${SEGMENT})*\\.\\*$`);
+export const PERMISSION_NAME_MAX = 100;
+
+/** Whether `p` is a permission a role may hold: `*`, a dotted lower-case name, or one ending in `.*`. */
+export function isPermissionName(p: string): boolean {
+  return p === ALL || (p.length <= PERMISSION_NAME_MAX && (NAME.test(p) || WILDCARD.test(p)));
+}
+
+/** The rule a permission name must follow, as a phrase for error messages. */
+export const PERMISSION_NAME_RULE =
+  'must be lower-case words (a letter, then letters, digits, - or _) joined by dots, at least two (orders.read), optionally ending in .* for every name below (orders.*), or * for every permission; at most 100 characters';
+
+/**
+ * Whether `holder` grants `p`: `*`, `p` itself, or a wildcard above it (`orders.*` for
+ * `orders.read`, `orders.items.*` and `orders.*`). Only `*` grants `*`.
+ */
+export function grants(holder: Set<string>, p: string): boolean {
+  if (holder.has(p) || holder.has(ALL)) return true;
+  for (let i = p.indexOf('.'); i !== -1; i = p.indexOf('.', i + 1)) {
+    if (holder.has(`${p.slice(0, i)}.*`)) return true;
+  }
+  return false;
+}
+
+/**
+ * Expands stored role permissions into what they grant: as stored, plus keyward's own
+ * permissions that a `*` or a wildcard among them covers (so a listing shows them by name).
+ */
 export function effectivePermissions(rolePermissions: Iterable<string[]>): Set<string> {
   const out = new Set<string>();
+  let wildcards = false;
   for (const perms of rolePermissions) {
     for (const p of perms) {
-      if (p === ALL) {
-        out.add(ALL);
-        PERMISSIONS.forEach((q) => out.add(q));
-      } else {
-        out.add(p);
-      }
+      out.add(p);
+      if (p === ALL || p.endsWith('.*')) wildcards = true;
     }
   }
+  if (wildcards) for (const q of PERMISSIONS) if (grants(out, q)) out.add(q);
   return out;
 }
 
-/** Whether `holder` has every permission in `needed` (a "*" holder has all, present and future). */
-export function covers(holder: Set<string>, needed: Set<string>): boolean {
+/** Whether `holder` grants every permission in `needed`. */
+export function covers(holder: Set<string>, needed: Iterable<string>): boolean {
   if (holder.has(ALL)) return true;
-  for (const p of needed) if (!holder.has(p)) return false;
+  for (const p of needed) if (!grants(holder, p)) return false;
   return true;
+}
+
+/** The permissions of `needed` that `holder` does not grant. */
+export function missing(holder: Set<string>, needed: Iterable<string>): string[] {
+  return [...needed].filter((p) => !grants(holder, p));
 }
 
 /** Sorted; "*" (first) when held, followed by what it currently expands to. */

@@ -10,4 +10,6 @@ export interface Principal {
   isInfrastructureKey: boolean;
   /** When the key expires (ms), or null: the escalation guard keeps what it creates within it. */
   expiresAt: number | null;
+  /** The owner's own data, as verify returns it. */
+  metadata: Record<string, unknown>;
 }

@@ -1,5 +1,6 @@
 // The command line's HTTP client: one base URL, one key, problem+json turned into CliError.
-import type { ApiKeyView, RoleView } from '../schemas/api-keys.js';
+import type { ApiKeyView } from '../schemas/api-keys.js';
+import type { RoleView } from '../schemas/roles.js';
 
 export type ApiKey = ApiKeyView;
 export type CreatedApiKey = ApiKey & { key: string };

@@ -50,8 +50,12 @@ export const ERROR_CATALOGUE = {
   NOT_FOUND: { status: 404, detail: 'The requested resource was not found.' },
   API_KEY_NOT_FOUND: { status: 404, detail: 'API key not found.' },
   VERSION_NOT_FOUND: { status: 404, detail: 'The key has no such version.' },
+  ROLE_NOT_FOUND: { status: 404, detail: 'Role not found.' },
   METHOD_NOT_ALLOWED: { status: 405, detail: 'This method is not allowed here.' },
   REQUEST_TIMEOUT: { status: 408, detail: 'The request did not arrive in time.' },
+  ROLE_BUILT_IN: { status: 409, detail: 'Built-in roles cannot be changed or deleted.', example: 'Operator is a built-in role: it cannot be changed or deleted. Create a role of your own instead.' },
+  ROLE_IN_USE: { status: 409, detail: 'Keys still hold this role.', example: '3 keys hold this role: remove it from them first (PATCH their roleIds).' },
+  ROLE_NAME_TAKEN: { status: 409, detail: 'Another role already has this name.', example: 'A role named "orders-reader" already exists (id 101); role names are unique, whatever their case.' },
   PRECONDITION_FAILED: {
     status: 412,
     detail: 'The key has changed since it was read (If-Match does not match its ETag).',

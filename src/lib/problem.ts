@@ -12,6 +12,7 @@ const TITLES: Record<number, string> = {
   404: 'Not Found',
   405: 'Method Not Allowed',
   408: 'Request Timeout',
+  409: 'Conflict',
   412: 'Precondition Failed',
   413: 'Content Too Large',
   414: 'URI Too Long',
@@ -116,11 +117,11 @@ export function exampleProblem(status: number, named?: ErrorCode): Problem {
 }
 
 /** OpenAPI responses for the given error statuses, as application/problem+json. */
-export function problemResponses(...statuses: number[]) {
+export function problemResponses(...statuses: Array<number | [status: number, description: string]>) {
   return Object.fromEntries(
-    statuses.map((s) => [
-      s,
-      { description: PROBLEM_DESCRIPTIONS[s] ?? TITLES[s] ?? 'Error', content: { [PROBLEM_CONTENT_TYPE]: { schema: problemSchema } } },
-    ]),
+    statuses.map((entry) => {
+      const [s, description] = typeof entry === 'number' ? [entry, PROBLEM_DESCRIPTIONS[entry] ?? TITLES[entry] ?? 'Error'] : entry;
+      return [s, { description, content: { [PROBLEM_CONTENT_TYPE]: { schema: problemSchema } } }];
+    }),
   ) as Record<number, { description: string; content: Record<string, { schema: typeof problemSchema }> }>;
 }

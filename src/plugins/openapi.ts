@@ -57,7 +57,8 @@ async function openapiPlugin(app: FastifyInstance) {
       tags: [
         { name: 'apikeys', description: 'The API key lifecycle (JIM-compatible)' },
         { name: 'identity', description: 'The calling key' },
-        { name: 'roles', description: 'Built-in roles' },
+        { name: 'roles', description: 'Roles: built-in, and your own with application permissions (orders.read, orders.*)' },
+        { name: 'verify', description: 'Service-to-service: verify the key a caller presented to another service, and stream key changes to its cache' },
         { name: 'audit', description: 'Failed authentications' },
         { name: 'health', description: 'Service health' },
       ],

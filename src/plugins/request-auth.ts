@@ -6,9 +6,9 @@
 // calls `authenticate`. README "Wrong-secret floods" explains the budgets and lanes.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { presentedKey, refusedUnverified, type VerificationGuard } from '../auth/authenticator.js';
+import { presentedKey, RefusedKeyError, refusedUnverified, type VerificationGuard } from '../auth/authenticator.js';
 import { digestKey } from '../auth/key-cache.js';
-import type { Permission } from '../auth/permissions.js';
+import { grants, type Permission } from '../auth/permissions.js';
 import type { Principal } from '../auth/principal.js';
 import { clientNetwork } from '../lib/client-ip.js';
 import { AppError, AuthError, RateLimitedError } from '../lib/errors.js';
@@ -19,9 +19,16 @@ export interface RequestAuthenticator {
    * The check behind `authorize`: sets `req.principal` and calls `done()`, or `done(err)`.
    * A fresh cache hit completes synchronously unless the key's budget lives in Redis.
    */
-  check(req: FastifyRequest, reply: FastifyReply, permission: Permission | undefined, done: (err?: Error) => void): void;
+  check(req: FastifyRequest, reply: FastifyReply, permission: Permission | undefined, done: (err?: Error) => void, ownBudget?: boolean): void;
   /** The same, as a promise: the principal, or the error the request is refused with. */
   authenticate(req: FastifyRequest, reply: FastifyReply, permission?: Permission): Promise<Principal>;
+  /**
+   * A key presented to another service (POST /apikeys/verify): the same cache, failure budgets,
+   * lanes, security events and failure delay as a key presented to keyward, with `clientIp` as
+   * the client's address; the key's own budget is spent instead of the caller's. Resolves with
+   * the principal or the refusal (and the principal, when its secret verified).
+   */
+  verifyPresented(key: string, clientIp: string, reply: FastifyReply): Promise<{ principal?: Principal; refusal?: AppError }>;
 }
 
 declare module 'fastify' {
@@ -49,7 +56,7 @@ function digestFor(socket: Remembering, key: string): string {
 }
 
 function requirePermission(principal: Principal, permission?: Permission) {
-  if (permission && !principal.permissions.has(permission)) {
+  if (permission && !principal.permissions.has(permission) && !grants(principal.permissions, permission)) {
     throw new AppError('FORBIDDEN', `This requires the ${permission} permission, which your key does not have.`);
   }
 }
@@ -121,7 +128,7 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
   }
 
   /** After a failed authentication: the security event, and the network's budget (a 401 may become its 429). */
-  async function failed(ip: string, reply: FastifyReply, err: unknown, network: string, attempt: { addressHit?: Hit }): Promise<never> {
+  async function failed(ip: string, reply: FastifyReply | null, err: unknown, network: string, attempt: { addressHit?: Hit }): Promise<never> {
     if (err instanceof AuthError) {
       services.securityEvents.record(err.matchedPrefix, ip, err.eventReason ?? err.code);
       if (limits) {
@@ -132,7 +139,7 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
           limited.fromFailureBudget = true;
           throw limited;
         }
-        reply.headers(budgetHeaders(max!.ip, hit));
+        reply?.headers(budgetHeaders(max!.ip, hit));
       }
     } else if (err instanceof RateLimitedError && err.fromFailureBudget) {
       services.securityEvents.record(err.matchedPrefix, ip, 'RATE_LIMITED'); // refused before its key was checked
@@ -141,7 +148,7 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
   }
 
   /** Everything but the synchronous cache hit: verification, failure budgets, events, the key's own limit. */
-  async function authenticateFully(req: FastifyRequest, reply: FastifyReply, key: string, permission?: Permission): Promise<Principal> {
+  async function authenticateFully(req: FastifyRequest, reply: FastifyReply, key: string, permission: Permission | undefined, ownBudget: boolean): Promise<Principal> {
     const ip = req.ip; // derived from X-Forwarded-For on every read when a proxy is trusted
     const network = clientNetwork(ip);
     const attempt: { addressHit?: Hit } = {};
@@ -153,10 +160,40 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
     }
     req.principal = principal;
     // Only the key's own budget applies to a key that verified; the infrastructure key is exempt.
-    if (limits && !principal.isInfrastructureKey) spendKeyBudget(reply, await limits.keyUse(principal.id));
+    if (limits && ownBudget && !principal.isInfrastructureKey) spendKeyBudget(reply, await limits.keyUse(principal.id));
     requirePermission(principal, permission);
     return principal;
   }
+
+  /** The delay a failure waits for (0: answer now). */
+  const failureWait = (reply: FastifyReply, keyPresented: boolean, err: Error) =>
+    opts.failureDelayMs > 0 && isDelayedFailure(err, keyPresented) ? opts.failureDelayMs - reply.elapsedTime : 0;
+
+  const verifyPresented: RequestAuthenticator['verifyPresented'] = async (key, ip, reply) => {
+    const network = clientNetwork(ip);
+    const attempt: { addressHit?: Hit } = {};
+    let principal: Principal | undefined;
+    try {
+      try {
+        principal = services.auth.fromCache(key, ip) ?? (await services.auth.authenticate(key, ip, limits ? guardFor(key, network, attempt) : undefined));
+      } catch (err) {
+        await failed(ip, null, err, network, attempt);
+      }
+      if (limits && !principal!.isInfrastructureKey) {
+        const hit = await limits.keyUse(principal!.id);
+        if (hit.count > max!.key) {
+          metrics.rateLimited('key');
+          throw rateLimited(max!.key, hit, 'requests for this API key');
+        }
+      }
+      return { principal };
+    } catch (err) {
+      if (!(err instanceof AuthError || err instanceof RateLimitedError)) throw err; // 503 and the like: the caller's answer
+      const wait = failureWait(reply, true, err);
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, Math.ceil(wait)));
+      return { refusal: err, principal: principal ?? (err instanceof RefusedKeyError ? err.principal : undefined) };
+    }
+  };
 
   /**
    * Ends the check. A failure is answered no sooner than failureDelayMs after the request
@@ -166,13 +203,13 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
    */
   function finish(reply: FastifyReply, next: (err?: Error) => void, keyPresented: boolean, err?: Error) {
     if (metrics.registry !== null) metrics.authOutcome(err ? (err instanceof AppError ? err.code : 'ERROR') : 'OK');
-    const wait = err && opts.failureDelayMs > 0 && isDelayedFailure(err, keyPresented) ? opts.failureDelayMs - reply.elapsedTime : 0;
+    const wait = err ? failureWait(reply, keyPresented, err) : 0;
     // Whole milliseconds: Node keeps one timer list per distinct duration.
     if (wait > 0) setTimeout(next, Math.ceil(wait), err);
     else next(err);
   }
 
-  const check: RequestAuthenticator['check'] = (req, reply, permission, next) => {
+  const check: RequestAuthenticator['check'] = (req, reply, permission, next, ownBudget = true) => {
     let key: string | null = null;
     try {
       key = presentedKey(req.headers, req.raw.rawHeaders);
@@ -183,7 +220,7 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
       if (cached) {
         // A fresh cache hit (nearly every request): synchronous unless the key's budget is in Redis.
         req.principal = cached;
-        if (limits && !cached.isInfrastructureKey) {
+        if (limits && ownBudget && !cached.isInfrastructureKey) {
           const use = limits.keyUse(cached.id);
           if (use instanceof Promise) {
             use
@@ -208,7 +245,7 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
       failed(ip, reply, err, clientNetwork(ip), {}).catch((e) => finish(reply, next, key !== null, e));
       return;
     }
-    authenticateFully(req, reply, key, permission).then(
+    authenticateFully(req, reply, key, permission, ownBudget).then(
       () => finish(reply, next, true),
       (err) => finish(reply, next, true, err),
     );
@@ -217,6 +254,7 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
   app.decorateRequest('principal', null);
   app.decorate('requestAuth', {
     check,
+    verifyPresented,
     authenticate: (req, reply, permission) =>
       new Promise<Principal>((resolve, reject) => check(req, reply, permission, (err) => (err ? reject(err) : resolve(req.principal!)))),
   } satisfies RequestAuthenticator);

@@ -14,12 +14,15 @@ import { bootstrapInfrastructureKey, FIRST_KEY_HINT, hasUsableKey } from '../ser
 import { createCursorKeyLoader } from '../services/cursor-key.js';
 import { createHealthCheck, type HealthCheck } from '../services/health.js';
 import { createHistoryService, type HistoryService } from '../services/history.js';
+import { createRoleService, type RoleService } from '../services/roles.js';
 import { createSecurityEventRecorder, type SecurityEventRecorder } from '../services/security-events.js';
 import { createLastUsedRecorder, type LastUsedRecorder } from '../services/last-used.js';
+import { createVerifyEventHub, type VerifyEventHub } from '../services/verify-events.js';
 
 export interface Services {
   hasher: KeyHasher;
   keys: ApiKeyService;
+  roles: RoleService;
   history: HistoryService;
   securityEvents: SecurityEventRecorder;
   /** The shared key that signs paging cursors. */
@@ -31,6 +34,8 @@ export interface Services {
   /** Where argon2 verifications wait their turn (bounded). */
   verifications: VerificationQueue;
   listener: KeyEventListener;
+  /** The verify event stream's subscribers (services that cache verifications). */
+  verifyEvents: VerifyEventHub;
 }
 
 declare module 'fastify' {
@@ -53,17 +58,31 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
   const keyStore = createKeyStore(prisma);
   const lastUsed = createLastUsedRecorder({ keys: keyStore, log, flushEveryMs: config.lastUsedFlushMs });
   const instanceId = randomUUID();
-  const onChanged = (keyId: string, op: KeyEventOp) => (op === 'create' ? cache.keyCreated() : cache.invalidateKey(keyId, op === 'delete'));
+  // The listener is created below (the hub asks it, once running, whether this instance hears every change).
+  const verifyEvents = createVerifyEventHub({ heartbeatMs: config.verifyEventsHeartbeatMs, listening: () => listener.listening });
+  const onChanged = (keyId: string, op: KeyEventOp) => {
+    if (op === 'create') return cache.keyCreated();
+    cache.invalidateKey(keyId, op === 'delete');
+    verifyEvents.keyChanged(keyId);
+  };
   const cursorKey = createCursorKeyLoader(prisma);
   const keys = createApiKeyService({ prisma, store: keyStore, hasher, log, onChanged, instanceId, cursorKey });
   const history = createHistoryService({ prisma, cursorKey });
+  const roles = createRoleService({ prisma, instanceId, onKeyChanged: onChanged, cursorKey });
   const auth = createAuthenticator({ keys: keyStore, hasher, lastUsed, cache, verifications, log, infrastructureKey: config.infrastructureKey });
   const listener = createKeyEventListener({
     url: app.database.url,
     log,
     instanceId,
-    onChanged: (event) => (event.keyId ? onChanged(event.keyId, event.op) : cache.clear()),
-    onState: (listening) => cache.setFillable(listening && config.authCache.maxEntries > 0),
+    onChanged: (event) => {
+      if (event.keyId) return onChanged(event.keyId, event.op);
+      cache.clear();
+      verifyEvents.reset('unknown-change'); // a change that names no key: consumers must forget everything too
+    },
+    onState: (listening) => {
+      cache.setFillable(listening && config.authCache.maxEntries > 0);
+      if (!listening) verifyEvents.reset('listener-lost');
+    },
   });
   const securityEvents = createSecurityEventRecorder({
     prisma,
@@ -74,10 +93,12 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
     writeTimeoutMs: Math.max(50, Math.floor(config.db.queryTimeoutMs * 0.8)),
     cursorKey,
   });
-  app.decorate('services', { hasher, keys, history, auth, lastUsed, cache, health: createHealthCheck(prisma), verifications, listener, securityEvents, cursorKey });
+  app.decorate('services', { hasher, keys, roles, history, auth, lastUsed, cache, health: createHealthCheck(prisma), verifications, listener, securityEvents, cursorKey, verifyEvents });
 
   await listener.start();
   app.addHook('onClose', () => listener.stop());
+  // Streams never end by themselves: end them as the shutdown starts, so close() is not held open.
+  app.addHook('preClose', async () => verifyEvents.reset('shutting-down'));
   lastUsed.start();
   app.onFlush('lastUsedAt', () => lastUsed.stop());
   securityEvents.start();

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { authorize, principalOf, SECURITY } from '../plugins/auth.js';
+import { actorOf, authorize, SECURITY } from '../plugins/auth.js';
 import { problemResponses } from '../lib/problem.js';
 import {
   apiKeySchema,
@@ -13,7 +13,6 @@ import {
   patchBody,
   replaceBody,
 } from '../schemas/api-keys.js';
-import type { Actor } from '../services/api-keys.js';
 import { nextLink } from '../services/paging.js';
 
 const TAGS = ['apikeys'];
@@ -23,7 +22,7 @@ const TAGS = ['apikeys'];
  */
 const ETAG = '(?:W\\/)?"[\\x21\\x23-\\x7e\\x80-\\xff]*"';
 const IF_MATCH = new RegExp(`^(?:\\*|(?:,[ \\t]*)*${ETAG}(?:[ \\t]*,(?:[ \\t]*${ETAG})?)*)$`);
-const ifMatchHeaders = z.object({
+export const ifMatchHeaders = z.object({
   'if-match': z
     .string()
     .trim()
@@ -33,21 +32,16 @@ const ifMatchHeaders = z.object({
     .describe('Apply only if the key still has this ETag (412 otherwise); a malformed value is a 400'),
 });
 
-function actorOf(req: FastifyRequest): Actor {
-  const p = principalOf(req);
-  return { type: 'apiKey', id: p.id, name: p.name, permissions: p.permissions, expiresAt: p.expiresAt === null ? null : new Date(p.expiresAt) };
-}
-
 /**
  * `/api/v1/apikeys` or `/api/apikeys`, whichever route served the request: the route's own
  * template, never the raw URL (which may be percent-encoded, `/api/v1/%61pikeys`, or carry a
  * trailing slash).
  */
-function collectionPath(req: FastifyRequest): string {
+export function collectionPath(req: FastifyRequest): string {
   return req.routeOptions.url!.replace(/\/$/, '');
 }
 
-function noStore(reply: FastifyReply) {
+export function noStore(reply: FastifyReply) {
   reply.header('cache-control', 'no-store');
 }
 

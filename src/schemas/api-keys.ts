@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { PERMISSIONS } from '../auth/permissions.js';
 import { DATE_TIME_RULE, GUID_RULE, wholeNumber } from '../lib/validation.js';
 import { text } from './text.js';
 
@@ -14,6 +13,32 @@ const roleIdList = z
   .array(roleId)
   .max(100, { error: 'must list at most 100 role ids' })
   .refine((ids) => new Set(ids).size === ids.length, { message: 'must not repeat a role id' });
+/** Depth of a JSON value: 0 for a scalar, 1 for an object or array of scalars, and so on. */
+function depthOf(v: unknown): number {
+  if (v === null || typeof v !== 'object') return 0;
+  let deepest = 0;
+  for (const child of Object.values(v)) deepest = Math.max(deepest, depthOf(child));
+  return deepest + 1;
+}
+
+export const METADATA_MAX_BYTES = 4096;
+export const METADATA_MAX_DEPTH = 5;
+/**
+ * The owner's own data: a JSON object, at most 4 KiB as compact JSON (UTF-8) and 5 levels deep
+ * (the object itself is level 1). Returned by GET and verify; searchable by nothing.
+ */
+export const metadata = z
+  .record(z.string(), z.unknown(), { error: 'must be a JSON object (e.g. {"tenantId": "t-42"}), or null for none' })
+  .refine((m) => Buffer.byteLength(JSON.stringify(m)) <= METADATA_MAX_BYTES, {
+    message: `must be at most ${METADATA_MAX_BYTES} bytes as compact JSON`,
+    abort: true,
+  })
+  .refine((m) => depthOf(m) <= METADATA_MAX_DEPTH, { message: `must nest at most ${METADATA_MAX_DEPTH} levels deep (the object itself is the first)` })
+  .meta({ description: 'The owner\'s own data: a JSON object of at most 4 KiB (compact JSON, UTF-8), nested at most 5 levels; returned by GET and verify, searchable by nothing', examples: [{ tenantId: 't-42', plan: 'pro' }] });
+const metadataInput = metadata
+  .nullable()
+  .describe('A JSON object of at most 4 KiB, nested at most 5 levels, or null for none ({}). Replaces the whole object. Absent: unchanged (on create: {})');
+
 export const roleIds = roleIdList.describe('Ids of the roles the key holds; replaces all assignments');
 
 /**
@@ -55,6 +80,7 @@ export const createBody = z
     roleIds: roleIds.optional(),
     isEnabled: z.boolean().optional(),
     expiresAt: expiresAt.optional(),
+    metadata: metadataInput.optional(),
     changeReason: changeReason.optional(),
   })
   .meta({
@@ -70,11 +96,13 @@ export const replaceBody = z
     roleIds: roleIdsLenient,
     isEnabled: z.boolean(),
     expiresAt: expiresAt.optional(),
+    metadata: metadataInput.optional(),
     changeReason: changeReason.optional(),
   })
   .meta({
     id: 'ReplaceApiKeyRequest',
-    description: 'Full replacement, as Set-JIMApiKey sends it: an absent description or expiresAt means null.',
+    description:
+      'Full replacement of JIM\'s fields, as Set-JIMApiKey sends it: an absent description or expiresAt means null. Fields keyward adds beyond JIM (metadata) stay unchanged when absent: a JIM client cannot erase what it does not know.',
     examples: [{ name: 'ci-deploy', description: 'Deploys from CI', roleIds: [3], isEnabled: true, expiresAt: '2099-01-01T00:00:00Z', changeReason: 'CHG-1043' }],
   });
 
@@ -85,6 +113,7 @@ export const patchBody = z
     roleIds: roleIdsLenient.optional(),
     isEnabled: z.boolean().optional(),
     expiresAt: expiresAt.optional(),
+    metadata: metadataInput.optional(),
     changeReason: changeReason.optional(),
   })
   .meta({
@@ -119,6 +148,7 @@ const EXAMPLE_KEY = {
   updatedAt: '2026-11-26T09:00:00.000Z',
   lastUsedAt: '2026-11-26T09:30:00.000Z',
   lastUsedFromIp: '192.0.2.10',
+  metadata: { tenantId: 't-42', plan: 'pro' },
 };
 
 export const apiKeySchema = z
@@ -135,6 +165,7 @@ export const apiKeySchema = z
     updatedAt: z.string(),
     lastUsedAt: z.string().nullable(),
     lastUsedFromIp: z.string().nullable(),
+    metadata: z.record(z.string(), z.unknown()).describe('The owner\'s own data ({} when none was set)'),
   })
   .meta({ id: 'ApiKey', examples: [EXAMPLE_KEY] });
 
@@ -143,14 +174,6 @@ export const createdApiKeySchema = apiKeySchema
   // The example secret is a visible placeholder: no example holds a real key.
   .meta({ id: 'CreatedApiKey', examples: [{ ...EXAMPLE_KEY, lastUsedAt: null, lastUsedFromIp: null, key: 'jim_ak_EXAMPLE_not_a_real_key_EXAMPLE_not_a_real_key' }] });
 
-export const roleSchema = z
-  .object({
-    id: z.number().int(),
-    name: z.string(),
-    builtIn: z.boolean(),
-    permissions: z.array(z.enum(['*', ...PERMISSIONS])).describe('"*" (Administrator) means every permission, including ones added later'),
-  })
-  .meta({ id: 'Role' });
 
 export const userInfoSchema = z
   .object({
@@ -167,7 +190,6 @@ export type ApiKeyView = z.infer<typeof apiKeySchema>;
 export type CreateInput = z.infer<typeof createBody>;
 export type ReplaceInput = z.infer<typeof replaceBody>;
 export type PatchInput = z.infer<typeof patchBody>;
-export type RoleView = z.infer<typeof roleSchema>;
 
 const version = wholeNumber(1, 2_147_483_647);
 
@@ -179,12 +201,13 @@ export const versionParams = z.object({ id: keyId.describe('The key id'), versio
 export const compareQuery = z.strictObject({ fromVersion: version, toVersion: version });
 
 /** The fields a change-history snapshot keeps, in the order a comparison lists them: the key as it was, never its hash or usage. */
-export const SNAPSHOT_FIELDS = ['name', 'description', 'keyPrefix', 'roles', 'isEnabled', 'isInfrastructureKey', 'expiresAt'] as const;
+export const SNAPSHOT_FIELDS = ['name', 'description', 'keyPrefix', 'roles', 'isEnabled', 'isInfrastructureKey', 'expiresAt', 'metadata'] as const;
 
 export const snapshotSchema = apiKeySchema
   .pick(Object.fromEntries(SNAPSHOT_FIELDS.map((f) => [f, true])) as { [F in (typeof SNAPSHOT_FIELDS)[number]]: true })
   // As the document has always shown it (the key's own description of keyPrefix stays on ApiKey).
-  .extend({ keyPrefix: z.string() })
+  // metadata is absent from entries written before keys had it.
+  .extend({ keyPrefix: z.string(), metadata: apiKeySchema.shape.metadata.optional() })
   .meta({ id: 'ApiKeySnapshot', description: 'The key as it was after the change (before it, for a delete); never the hash' });
 export type Snapshot = z.infer<typeof snapshotSchema>;
 

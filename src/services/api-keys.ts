@@ -6,28 +6,21 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { KeyHasher } from '../auth/hasher.js';
 import { generateKey, keyPrefixOf } from '../auth/key-format.js';
-import { effectivePermissions } from '../auth/permissions.js';
+import { covers, effectivePermissions } from '../auth/permissions.js';
 import { encodeKeyEvent, KEY_CHANNEL, type KeyEventOp } from '../db/key-events.js';
-import type { PrismaClient } from '../generated/prisma/client.js';
+import type { Prisma, PrismaClient } from '../generated/prisma/client.js';
 import { AppError, ValidationError } from '../lib/errors.js';
 import { asRoleIdList, type ApiKeyView, type CreateInput, type PatchInput, type ReplaceInput } from '../schemas/api-keys.js';
 import { createKeyStore, markOwnWrite, permissionsOf, snapshotOf, toView, type KeyStore, type KeyWrite, type StoredKey, type Tx } from '../store/api-keys.js';
 import { createCursorKeyLoader } from './cursor-key.js';
 import { disabledByAfter, requireCovered, requireExpiryWithin, requireMayEnable, SYSTEM_ACTOR, type Actor } from './escalation-guard.js';
+import { matchesIfMatch } from './etag.js';
 import { pageOf, wildcardToLike } from './paging.js';
 
 export { SYSTEM_ACTOR, type Actor };
 
 export const etagOf = (key: { version: number }) => `"${key.version}"`;
 
-/** RFC 9110 If-Match: strong comparison, so a weak tag (W/"…") never matches. */
-function matchesIfMatch(ifMatch: string | undefined, etag: string): boolean {
-  if (ifMatch === undefined) return true;
-  return ifMatch
-    .split(',')
-    .map((t) => t.trim())
-    .some((t) => t === '*' || t === etag);
-}
 
 export interface ListOptions {
   name?: string;
@@ -65,7 +58,9 @@ export function createApiKeyService(deps: {
 
   /** The effective permissions of `ids`, which must all be roles; unknown ones are named, as JIM words it. */
   async function requireRoles(tx: Tx, ids: number[]) {
-    const found = ids.length ? await tx.role.findMany({ where: { id: { in: ids } } }) : [];
+    // FOR KEY SHARE: a role being deleted meanwhile waits for this key's change (and then sees
+    // it held), or this change waits for the delete (and then finds no role).
+    const found = ids.length ? await tx.$queryRaw<Array<{ id: number; permissions: string[] }>>`SELECT id, permissions FROM roles WHERE id = ANY(${ids}::int[]) FOR KEY SHARE` : [];
     const missing = ids.filter((id) => !found.some((r) => r.id === id));
     if (missing.length) {
       throw new ValidationError(
@@ -91,7 +86,7 @@ export function createApiKeyService(deps: {
         actorId: actor.id,
         actorName: actor.name,
         changeReason: reason ?? null,
-        snapshot: snapshotOf(view),
+        snapshot: snapshotOf(view) as Prisma.InputJsonObject,
       },
     });
   }
@@ -112,7 +107,7 @@ export function createApiKeyService(deps: {
       const target = next(current);
       const targetPerms = await requireRoles(tx, target.roleIds);
       requireCovered(actor, targetPerms, 'give this key those roles');
-      const widens = [...targetPerms].some((p) => !currentPerms.has(p)) || (!current.isEnabled && target.isEnabled);
+      const widens = !covers(currentPerms, targetPerms) || (!current.isEnabled && target.isEnabled);
       requireExpiryWithin(actor, current.expiresAt, target.expiresAt, widens);
       requireMayEnable(actor, current, target.isEnabled);
       const row = await store.update(tx, id, {
@@ -173,6 +168,7 @@ export function createApiKeyService(deps: {
           disabledBy: disabledByAfter(actor, true, [], isEnabled),
           isInfrastructureKey: options.isInfrastructureKey ?? false,
           expiresAt: expiry(input.expiresAt),
+          metadata: input.metadata ?? {},
           at,
         });
         const view = toView(row);
@@ -191,12 +187,14 @@ export function createApiKeyService(deps: {
         actor,
         id,
         ifMatch,
-        () => ({
+        (current) => ({
           name: input.name,
           description: input.description ?? null,
           roleIds: asRoleIdList(input.roleIds),
           isEnabled: input.isEnabled,
           expiresAt: expiry(input.expiresAt),
+          // Not JIM's: Set-JIMApiKey never sends it, so its PUT must not erase it (README "Fields beyond JIM's").
+          metadata: input.metadata !== undefined ? (input.metadata ?? {}) : current.metadata,
         }),
         input.changeReason,
       );
@@ -213,6 +211,7 @@ export function createApiKeyService(deps: {
           roleIds: input.roleIds !== undefined ? asRoleIdList(input.roleIds) : current.roles.map((r) => r.id),
           isEnabled: input.isEnabled ?? current.isEnabled,
           expiresAt: input.expiresAt !== undefined ? expiry(input.expiresAt) : current.expiresAt,
+          metadata: input.metadata !== undefined ? (input.metadata ?? {}) : current.metadata,
         }),
         input.changeReason,
       );
@@ -234,10 +233,6 @@ export function createApiKeyService(deps: {
       return view;
     },
 
-    async roles() {
-      const roles = await prisma.role.findMany({ orderBy: { id: 'asc' } });
-      return roles.map((r) => ({ id: r.id, name: r.name, builtIn: r.builtIn, permissions: r.permissions }));
-    },
   };
 }
 

@@ -7,7 +7,7 @@
 //   expiry must be within the caller's whatever it was;
 // - enabling: a key disabled by a caller whose permissions this one does not hold (or by
 //   someone unknown, e.g. before this rule existed) can only be enabled again by such a caller.
-import { ALL, covers, listPermissions } from '../auth/permissions.js';
+import { ALL, covers, listPermissions, missing } from '../auth/permissions.js';
 import { AppError } from '../lib/errors.js';
 
 export interface Actor {
@@ -22,8 +22,7 @@ export interface Actor {
 
 export const SYSTEM_ACTOR: Actor = { type: 'system', id: null, name: 'system', permissions: new Set([ALL]), expiresAt: null };
 
-const missingFrom = (actor: Actor, needed: Set<string>) =>
-  [...needed].filter((p) => !actor.permissions.has(p)).map((p) => (p === ALL ? '* (every permission)' : p));
+const missingFrom = (actor: Actor, needed: Set<string>) => missing(actor.permissions, needed).map((p) => (p === ALL ? '* (every permission)' : p));
 
 /** The key's permissions (current or resulting) must be within the caller's. */
 export function requireCovered(actor: Actor, needed: Set<string>, what: string) {

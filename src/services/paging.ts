@@ -14,6 +14,7 @@ export const CURSOR_KINDS = {
   keys: { kind: 1, position: z.tuple([z.string(), z.guid()]) },
   history: { kind: 2, position: z.tuple([z.guid(), z.number().int().positive()]) },
   securityEvents: { kind: 3, position: z.tuple([z.iso.datetime(), z.string().regex(/^\d+$/)]) },
+  roleHistory: { kind: 4, position: z.tuple([z.number().int().positive(), z.number().int().positive()]) },
 } as const;
 type Kinds = typeof CURSOR_KINDS;
 export type Position<K extends keyof Kinds> = z.infer<Kinds[K]['position']>;

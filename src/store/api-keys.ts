@@ -27,8 +27,14 @@ export interface StoredKey {
   version: number;
   /** While disabled: the permissions of whoever disabled it (the escalation guard's). */
   disabledBy: string[];
+  /** The owner's own data (a JSON object). */
+  metadata: Metadata;
   roles: Array<{ id: number; name: string; permissions: string[] }>;
 }
+
+export type Metadata = Record<string, unknown>;
+/** jsonb as it comes back: an object (anything else, written behind the server's back, reads as {}). */
+const metadataOf = (v: unknown): Metadata => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Metadata) : {});
 
 /**
  * Marks the transaction's writes as keyward's own: the row-version triggers (for changes made
@@ -42,8 +48,8 @@ const include = { roles: { include: { role: true }, orderBy: { roleId: 'asc' } }
 type PrismaKey = Prisma.ApiKeyGetPayload<{ include: typeof include }>;
 
 function fromPrisma(row: PrismaKey): StoredKey {
-  const { roles, disabledBy, ...rest } = row;
-  return { ...rest, disabledBy: disabledBy ?? [], roles: roles.map((r) => ({ id: r.role.id, name: r.role.name, permissions: r.role.permissions })) };
+  const { roles, disabledBy, metadata, ...rest } = row;
+  return { ...rest, disabledBy: disabledBy ?? [], metadata: metadataOf(metadata), roles: roles.map((r) => ({ id: r.role.id, name: r.role.name, permissions: r.role.permissions })) };
 }
 
 const iso = (d: Date | null) => (d ? new Date(d).toISOString() : null);
@@ -63,11 +69,12 @@ export function toView(key: Omit<StoredKey, 'hash' | 'version' | 'disabledBy' | 
     updatedAt: iso(key.updatedAt)!,
     lastUsedAt: iso(key.lastUsedAt),
     lastUsedFromIp: key.lastUsedFromIp,
+    metadata: key.metadata,
   };
 }
 
 /** The key as a request's principal (what the verified-key cache keeps). */
-export function toPrincipal(key: Pick<StoredKey, 'id' | 'name' | 'keyPrefix' | 'roles' | 'isInfrastructureKey' | 'expiresAt'>): Principal {
+export function toPrincipal(key: Pick<StoredKey, 'id' | 'name' | 'keyPrefix' | 'roles' | 'isInfrastructureKey' | 'expiresAt' | 'metadata'>): Principal {
   const permissions = effectivePermissions(key.roles.map((r) => r.permissions));
   return {
     id: key.id,
@@ -78,6 +85,7 @@ export function toPrincipal(key: Pick<StoredKey, 'id' | 'name' | 'keyPrefix' | '
     permissionList: listPermissions(permissions),
     isInfrastructureKey: key.isInfrastructureKey,
     expiresAt: key.expiresAt ? new Date(key.expiresAt).getTime() : null,
+    metadata: key.metadata,
   };
 }
 
@@ -94,6 +102,7 @@ export interface KeyWrite {
   isEnabled: boolean;
   disabledBy: string[];
   expiresAt: Date | null;
+  metadata: Metadata;
 }
 
 /** The sort key of the listing (and of its cursors): lower(name) in code-point order, then id. */
@@ -114,6 +123,7 @@ interface ListRow {
   updated_at: Date;
   last_used_at: Date | null;
   last_used_from_ip: string | null;
+  metadata: unknown;
   sort_name: string;
   roles: Array<{ id: number; name: string }>;
 }
@@ -131,7 +141,7 @@ export function listStatement(q: { likePattern?: string; isEnabled?: boolean; af
   if (q.after) where.push(Prisma.sql`(lower(name) COLLATE "C", id) > (${q.after.name} COLLATE "C", ${q.after.id}::uuid)`);
   return Prisma.sql`
     SELECT k.id, k.name, k.description, k.key_prefix, k.is_enabled, k.is_infrastructure_key,
-           k.expires_at, k.created_at, k.updated_at, k.last_used_at, k.last_used_from_ip,
+           k.expires_at, k.created_at, k.updated_at, k.last_used_at, k.last_used_from_ip, k.metadata,
            lower(k.name) AS sort_name,
            coalesce((SELECT json_agg(json_build_object('id', r.id, 'name', r.name) ORDER BY r.id)
                        FROM api_key_roles kr JOIN roles r ON r.id = kr.role_id
@@ -152,6 +162,7 @@ interface AuthRow {
   is_enabled: boolean;
   is_infrastructure_key: boolean;
   expires_at: Date | null;
+  metadata: unknown;
   roles: Array<{ id: number; name: string; permissions: string[] }>;
 }
 
@@ -164,6 +175,7 @@ const fromAuthRow = (r: AuthRow) => ({
   isEnabled: r.is_enabled,
   isInfrastructureKey: r.is_infrastructure_key,
   expiresAt: r.expires_at ? new Date(r.expires_at) : null,
+  metadata: metadataOf(r.metadata),
   roles: r.roles,
 });
 
@@ -171,7 +183,7 @@ export type AuthKey = ReturnType<typeof fromAuthRow>;
 
 function authRows(db: Db, where: Prisma.Sql) {
   return db.$queryRaw<AuthRow[]>`
-    SELECT k.id, k.name, k.key_prefix, k.hash, k.version, k.is_enabled, k.is_infrastructure_key, k.expires_at,
+    SELECT k.id, k.name, k.key_prefix, k.hash, k.version, k.is_enabled, k.is_infrastructure_key, k.expires_at, k.metadata,
            coalesce(json_agg(json_build_object('id', r.id, 'name', r.name, 'permissions', r.permissions) ORDER BY r.id)
                     FILTER (WHERE r.id IS NOT NULL), '[]') AS roles
       FROM api_keys k
@@ -200,6 +212,7 @@ export function createKeyStore(prisma: PrismaClient) {
           updatedAt: r.updated_at,
           lastUsedAt: r.last_used_at,
           lastUsedFromIp: r.last_used_from_ip,
+          metadata: metadataOf(r.metadata),
         }),
         position: { name: r.sort_name, id: r.id },
       }));
@@ -217,19 +230,19 @@ export function createKeyStore(prisma: PrismaClient) {
     },
 
     async insert(tx: Tx, key: KeyWrite & { id: string; keyPrefix: string; hash: string; isInfrastructureKey: boolean; at: Date }): Promise<StoredKey> {
-      const { roleIds, at, ...fields } = key;
+      const { roleIds, at, metadata, ...fields } = key;
       const row = await tx.apiKey.create({
-        data: { ...fields, createdAt: at, updatedAt: at, version: 1, roles: { create: roleIds.map((roleId) => ({ roleId })) } },
+        data: { ...fields, metadata: metadata as Prisma.InputJsonObject, createdAt: at, updatedAt: at, version: 1, roles: { create: roleIds.map((roleId) => ({ roleId })) } },
         include,
       });
       return fromPrisma(row);
     },
 
     async update(tx: Tx, id: string, key: KeyWrite & { version: number; at: Date }): Promise<StoredKey> {
-      const { roleIds, at, ...fields } = key;
+      const { roleIds, at, metadata, ...fields } = key;
       const row = await tx.apiKey.update({
         where: { id },
-        data: { ...fields, updatedAt: at, roles: { deleteMany: {}, create: roleIds.map((roleId) => ({ roleId })) } },
+        data: { ...fields, metadata: metadata as Prisma.InputJsonObject, updatedAt: at, roles: { deleteMany: {}, create: roleIds.map((roleId) => ({ roleId })) } },
         include,
       });
       return fromPrisma(row);

@@ -1,0 +1,86 @@
+// The event stream of GET /api/v1/apikeys/verify/events: what services verifying keys hear so
+// their own caches follow every change. Fed by the same changes that keep this instance's cache
+// true (its own, before it replies; everyone else's through LISTEN), it sends `invalidate` with
+// key ids only, `reset` when it can no longer vouch that it missed nothing (its listener is
+// down, or a change named no key) and then ends the stream, and `heartbeat` every few seconds
+// so a consumer notices a dead stream. Subscribers that do not keep up are cut off (their
+// library then forgets everything and reconnects) rather than buffered without bound.
+
+export interface Subscriber {
+  /** Writes one event; returns the bytes the connection still has buffered. */
+  send(event: string, data: string): number;
+  /** Ends the stream (after a final event, when there is one). */
+  end(): void;
+  /** The key the subscriber authenticated with: a change to it ends the stream, so it re-authenticates. */
+  keyId: string;
+}
+
+export const MAX_BUFFERED_BYTES = 1 << 20;
+/** At most this many ids per `invalidate` event (a role held by 100,000 keys makes several). */
+const IDS_PER_EVENT = 500;
+
+export function createVerifyEventHub(opts: { heartbeatMs: number; listening: () => boolean }) {
+  const subscribers = new Set<Subscriber>();
+  let pending: Set<string> | null = null;
+  let heartbeat: NodeJS.Timeout | undefined;
+
+  function drop(sub: Subscriber, event?: [string, string]) {
+    if (!subscribers.delete(sub)) return;
+    if (event) sub.send(event[0], event[1]);
+    sub.end();
+    if (subscribers.size === 0 && heartbeat) {
+      clearInterval(heartbeat);
+      heartbeat = undefined;
+    }
+  }
+
+  function broadcast(event: string, data: string) {
+    for (const sub of subscribers) if (sub.send(event, data) > MAX_BUFFERED_BYTES) drop(sub);
+  }
+
+  function flush() {
+    const ids = [...pending!];
+    pending = null;
+    for (let i = 0; i < ids.length; i += IDS_PER_EVENT) broadcast('invalidate', JSON.stringify({ keyIds: ids.slice(i, i + IDS_PER_EVENT) }));
+    const changed = new Set(ids);
+    for (const sub of subscribers) if (changed.has(sub.keyId)) drop(sub);
+  }
+
+  return {
+    /** Whether a new subscriber can be told everything from now on. */
+    get accepting() {
+      return opts.listening();
+    },
+    get size() {
+      return subscribers.size;
+    },
+
+    subscribe(sub: Subscriber): () => void {
+      subscribers.add(sub);
+      sub.send('reset', JSON.stringify({ reason: 'connected', heartbeatMs: opts.heartbeatMs }));
+      if (!heartbeat) {
+        heartbeat = setInterval(() => broadcast('heartbeat', '{}'), opts.heartbeatMs);
+        heartbeat.unref();
+      }
+      return () => drop(sub);
+    },
+
+    /** A key changed, was re-roled or deleted. Changes in one tick go out as one event. */
+    keyChanged(keyId: string) {
+      if (subscribers.size === 0) return;
+      if (!pending) {
+        pending = new Set();
+        setImmediate(flush);
+      }
+      pending.add(keyId);
+    },
+
+    /** This instance can no longer vouch for what its subscribers heard: tell them, and end every stream. */
+    reset(reason: string) {
+      const data = JSON.stringify({ reason });
+      for (const sub of [...subscribers]) drop(sub, ['reset', data]);
+    },
+  };
+}
+
+export type VerifyEventHub = ReturnType<typeof createVerifyEventHub>;
