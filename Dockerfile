@@ -8,8 +8,11 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 ENV PRISMA_HIDE_UPDATE_MESSAGE=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 # Dependencies first, so editing the sources reuses this layer. postinstall generates the Prisma
-# client, which needs the schema, its config and the generate script.
+# client, which needs the schema, its config and the generate script. npm ci needs the manifest of
+# every workspace the lockfile names. The server does not use @keyward/verify: the runtime stage
+# gets no packages/ (its node_modules keeps the workspace link, which nothing resolves).
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json prisma.config.ts ./
+COPY packages/verify/package.json ./packages/verify/package.json
 COPY prisma ./prisma
 COPY scripts/prisma-generate.mjs ./scripts/prisma-generate.mjs
 RUN npm ci

@@ -13,7 +13,7 @@ const against = (folders, why) => ({
 });
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'src/generated/', 'coverage/', 'test-results/', 'bench/results/'] },
+  { ignores: ['node_modules/', 'dist/', 'src/generated/', 'coverage/', 'test-results/', 'bench/results/', 'packages/verify/dist/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -1,0 +1,94 @@
+// The fastify plugin: routes that declare `config: { keyward: { requiredPermissions: [...] } }`
+// are checked before their body is read; the others are left alone. Registered without
+// encapsulation (like fastify-plugin), so it covers the routes of the scope it is registered in.
+import { isIP } from 'node:net';
+import type { FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
+import { PROBLEM_CONTENT_TYPE, presentedKeyOf, refusalFor, refusalForError, type Refusal } from './http.js';
+import { assertPermissionNames } from './permissions.js';
+import type { Verifier, VerifyResult } from './verifier.js';
+
+/** What a route declares in `config.keyward`. `{}` requires a valid key and no permission. */
+export interface KeywardRouteConfig {
+  requiredPermissions?: readonly string[];
+}
+
+export interface KeywardFastifyOptions {
+  verifier: Verifier;
+  /** Close the verifier when fastify closes. Default false. */
+  closeVerifier?: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    keyward?: KeywardRouteConfig;
+  }
+  interface FastifyRequest {
+    /** keyward's verdict on the presented key (VALID), on routes that declare `config.keyward`; null elsewhere. */
+    keyward: VerifyResult | null;
+  }
+}
+
+function checkRouteConfig(route: RouteOptions): void {
+  const cfg = (route.config as { keyward?: unknown } | undefined)?.keyward;
+  if (cfg === undefined) return;
+  const perms = (cfg as { requiredPermissions?: unknown } | null)?.requiredPermissions;
+  if (!cfg || typeof cfg !== 'object' || (perms !== undefined && !Array.isArray(perms))) {
+    throw new TypeError(`${route.method} ${route.url}: config.keyward must be { requiredPermissions?: string[] }`);
+  }
+  if (perms !== undefined) assertPermissionNames(perms as unknown[], `${route.method} ${route.url}: config.keyward.requiredPermissions`);
+}
+
+function refuse(reply: FastifyReply, r: Refusal): void {
+  reply.code(r.body.status).headers(r.headers).header('content-type', PROBLEM_CONTENT_TYPE).send(JSON.stringify(r.body));
+}
+
+function keywardPlugin(app: FastifyInstance, opts: KeywardFastifyOptions, done: (err?: Error) => void): void {
+  const verifier = opts?.verifier;
+  if (!verifier || typeof verifier.verify !== 'function') {
+    done(new TypeError('keywardFastify: options.verifier (from createVerifier) is required'));
+    return;
+  }
+  app.decorateRequest('keyward', null);
+  app.addHook('onRoute', checkRouteConfig);
+  app.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, next: (err?: Error) => void) => {
+    const cfg = request.routeOptions.config?.keyward;
+    if (cfg === undefined) return next();
+    const presented = presentedKeyOf(request.headers, request.raw.rawHeaders);
+    if ('refusal' in presented) {
+      refuse(reply, presented.refusal);
+      return;
+    }
+    verifier.verify(presented.key, { requiredPermissions: cfg.requiredPermissions ?? [], clientIp: isIP(request.ip) ? request.ip : undefined }).then(
+      (result) => {
+        const r = refusalFor(result);
+        if (r) return refuse(reply, r);
+        request.keyward = result;
+        next();
+      },
+      (err: unknown) => {
+        const r = refusalForError(err);
+        if (!r) return next(err as Error);
+        const e = err as Error & { status?: number; code?: string };
+        request.log.warn({ keyward: { error: e.name, status: e.status, code: e.code, message: e.message } }, 'API key not checked: keyward unavailable');
+        refuse(reply, r);
+      },
+    );
+  });
+  if (opts.closeVerifier) app.addHook('onClose', (_app, closeDone) => {
+    verifier.close();
+    closeDone();
+  });
+  done();
+}
+
+// What fastify-plugin would add: no encapsulation, a name, the fastify major it needs.
+Object.defineProperties(keywardPlugin, {
+  [Symbol.for('skip-override')]: { value: true },
+  [Symbol.for('fastify.display-name')]: { value: '@keyward/verify' },
+  [Symbol.for('plugin-meta')]: { value: { name: '@keyward/verify', fastify: '5.x' } },
+});
+
+/** The fastify plugin: `app.register(keywardFastify, { verifier })`. */
+export const keywardFastify: FastifyPluginCallback<KeywardFastifyOptions> = keywardPlugin;
+export default keywardFastify;
+export type { Refusal, ProblemBody, ProblemCode } from './http.js';

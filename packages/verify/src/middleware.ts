@@ -1,0 +1,56 @@
+// A Connect/Express-style middleware on plain node:http request and response objects.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
+import { PROBLEM_CONTENT_TYPE, presentedKeyOf, refusalFor, refusalForError, type Refusal } from './http.js';
+import { assertPermissionNames } from './permissions.js';
+import type { Verifier, VerifyResult } from './verifier.js';
+
+export interface KeywardMiddlewareOptions {
+  requiredPermissions?: readonly string[];
+}
+
+/** The request, once the middleware let it through: `req.keyward` holds keyward's verdict. */
+export type KeywardRequest = IncomingMessage & { keyward?: VerifyResult; ip?: string };
+
+export type KeywardMiddleware = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
+
+function refuse(res: ServerResponse, r: Refusal): void {
+  const body = JSON.stringify(r.body);
+  res.statusCode = r.body.status;
+  for (const [name, value] of Object.entries(r.headers)) res.setHeader(name, value);
+  res.setHeader('content-type', PROBLEM_CONTENT_TYPE);
+  res.setHeader('content-length', Buffer.byteLength(body));
+  res.end(body);
+}
+
+/**
+ * `(req, res, next)`: calls next() with `req.keyward` set when the presented key is VALID for
+ * `requiredPermissions`; otherwise answers the problem itself (401/403/429/503) and does not call
+ * next. Errors that are not keyward's go to next(err). The client address is `req.ip` when a
+ * framework set it (Express), else the socket's.
+ */
+export function keywardMiddleware(verifier: Verifier, options: KeywardMiddlewareOptions = {}): KeywardMiddleware {
+  if (!verifier || typeof verifier.verify !== 'function') throw new TypeError('keywardMiddleware: a verifier (from createVerifier) is required');
+  const requiredPermissions = [...(options.requiredPermissions ?? [])];
+  assertPermissionNames(requiredPermissions, 'keywardMiddleware: requiredPermissions');
+  return (req, res, next) => {
+    const presented = presentedKeyOf(req.headers, req.rawHeaders);
+    if ('refusal' in presented) return refuse(res, presented.refusal);
+    const r = req as KeywardRequest;
+    const address = typeof r.ip === 'string' ? r.ip : req.socket.remoteAddress;
+    const clientIp = address !== undefined && isIP(address) !== 0 ? address : undefined;
+    verifier.verify(presented.key, { requiredPermissions, clientIp }).then(
+      (result) => {
+        const refusal = refusalFor(result);
+        if (refusal) return refuse(res, refusal);
+        r.keyward = result;
+        next();
+      },
+      (err: unknown) => {
+        const refusal = refusalForError(err);
+        if (refusal) return refuse(res, refusal);
+        next(err);
+      },
+    );
+  };
+}
