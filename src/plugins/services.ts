@@ -60,10 +60,11 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
   const instanceId = randomUUID();
   // The listener is created below (the hub asks it, once running, whether this instance hears every change).
   const verifyEvents = createVerifyEventHub({ heartbeatMs: config.verifyEventsHeartbeatMs, listening: () => listener.listening });
-  const onChanged = (keyId: string, op: KeyEventOp) => {
+  /** After a change commits: this instance's cache at once; the reply waits until its subscribers have been sent the invalidation. */
+  const onChanged = (keyId: string, op: KeyEventOp): Promise<void> | void => {
     if (op === 'create') return cache.keyCreated();
     cache.invalidateKey(keyId, op === 'delete');
-    verifyEvents.keyChanged(keyId);
+    return verifyEvents.keyChanged(keyId);
   };
   const cursorKey = createCursorKeyLoader(prisma);
   const keys = createApiKeyService({ prisma, store: keyStore, hasher, log, onChanged, instanceId, cursorKey });
@@ -75,7 +76,7 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
     log,
     instanceId,
     onChanged: (event) => {
-      if (event.keyId) return onChanged(event.keyId, event.op);
+      if (event.keyId) return void onChanged(event.keyId, event.op);
       cache.clear();
       verifyEvents.reset('unknown-change'); // a change that names no key: consumers must forget everything too
     },

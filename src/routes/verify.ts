@@ -126,8 +126,9 @@ export const verifyRoutes: FastifyPluginAsyncZod = async (app) => {
       req.raw.socket.setNoDelay(true);
       const unsubscribe = hub.subscribe({
         keyId: principal.id,
-        send(event, data) {
-          if (!res.writableEnded) res.write(`event: ${event}\ndata: ${data}\n\n`);
+        send(event, data, written) {
+          if (res.writableEnded || res.destroyed) written?.();
+          else res.write(`event: ${event}\ndata: ${data}\n\n`, () => written?.()); // called on error too
           return res.writableLength;
         },
         end: () => res.end(),

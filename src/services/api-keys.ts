@@ -38,7 +38,7 @@ export function createApiKeyService(deps: {
   hasher: KeyHasher;
   log: FastifyBaseLogger;
   /** Called after a change to a key commits, before the caller replies (local cache). */
-  onChanged?: (keyId: string, op: KeyEventOp) => void;
+  onChanged?: (keyId: string, op: KeyEventOp) => Promise<void> | void;
   /** Names this process in its notifications, so it can skip its own echoes. */
   instanceId?: string;
   cursorKey?: () => Promise<Buffer>;
@@ -121,7 +121,7 @@ export function createApiKeyService(deps: {
       await announce(tx, id, 'update');
       return { key: view, etag: etagOf(row) };
     });
-    changed(id, 'update');
+    await changed(id, 'update');
     return result;
   }
 
@@ -178,7 +178,7 @@ export function createApiKeyService(deps: {
       };
       if (options.tx) return inTx(options.tx); // the caller's transaction; it announces on commit
       const created = await prisma.$transaction(inTx);
-      changed(created.key.id, 'create');
+      await changed(created.key.id, 'create');
       return created;
     },
 
@@ -229,7 +229,7 @@ export function createApiKeyService(deps: {
         await announce(tx, id, 'delete');
         return before;
       });
-      changed(id, 'delete');
+      await changed(id, 'delete');
       return view;
     },
 

@@ -35,7 +35,7 @@ export function createRoleService(deps: {
   prisma: PrismaClient;
   instanceId: string;
   /** Called after a role change commits, for each key whose permissions it changed (local cache, event stream). */
-  onKeyChanged?: (keyId: string, op: KeyEventOp) => void;
+  onKeyChanged?: (keyId: string, op: KeyEventOp) => Promise<void> | void;
   cursorKey: () => Promise<Buffer>;
   now?: () => Date;
 }) {
@@ -97,7 +97,7 @@ export function createRoleService(deps: {
       await history(tx, id, 'update', actor, reason, target, at);
       return { role, keyIds };
     });
-    for (const keyId of keyIds) deps.onKeyChanged?.(keyId, 'update');
+    await Promise.all(keyIds.map((keyId) => deps.onKeyChanged?.(keyId, 'update')));
     return { role: toRoleView(role), etag: roleEtag(role) };
   }
 

@@ -1,14 +1,15 @@
 // The event stream of GET /api/v1/apikeys/verify/events: what services verifying keys hear so
 // their own caches follow every change. Fed by the same changes that keep this instance's cache
-// true (its own, before it replies; everyone else's through LISTEN), it sends `invalidate` with
+// true (its own written to the network before the change is answered, so a consumer on this
+// instance hears of it before the caller does; everyone else's through LISTEN), it sends `invalidate` with
 // key ids only, `reset` when it can no longer vouch that it missed nothing (its listener is
 // down, or a change named no key) and then ends the stream, and `heartbeat` every few seconds
 // so a consumer notices a dead stream. Subscribers that do not keep up are cut off (their
 // library then forgets everything and reconnects) rather than buffered without bound.
 
 export interface Subscriber {
-  /** Writes one event; returns the bytes the connection still has buffered. */
-  send(event: string, data: string): number;
+  /** Writes one event (`written` once it is handed to the network); returns the bytes the connection still has buffered. */
+  send(event: string, data: string, written?: () => void): number;
   /** Ends the stream (after a final event, when there is one). */
   end(): void;
   /** The key the subscriber authenticated with: a change to it ends the stream, so it re-authenticates. */
@@ -18,10 +19,15 @@ export interface Subscriber {
 export const MAX_BUFFERED_BYTES = 1 << 20;
 /** At most this many ids per `invalidate` event (a role held by 100,000 keys makes several). */
 const IDS_PER_EVENT = 500;
+/** The longest a change's reply waits for its invalidation to be written to this instance's subscribers. */
+export const WRITE_WAIT_MS = 50;
 
 export function createVerifyEventHub(opts: { heartbeatMs: number; listening: () => boolean }) {
   const subscribers = new Set<Subscriber>();
   let pending: Set<string> | null = null;
+  /** Resolves once the pending invalidation is written to every subscriber (or WRITE_WAIT_MS passed). */
+  let written: Promise<void> = Promise.resolve();
+  let settleWritten: () => void = () => {};
   let heartbeat: NodeJS.Timeout | undefined;
 
   function drop(sub: Subscriber, event?: [string, string]) {
@@ -34,14 +40,21 @@ export function createVerifyEventHub(opts: { heartbeatMs: number; listening: () 
     }
   }
 
-  function broadcast(event: string, data: string) {
-    for (const sub of subscribers) if (sub.send(event, data) > MAX_BUFFERED_BYTES) drop(sub);
+  function broadcast(event: string, data: string, written?: () => void) {
+    for (const sub of subscribers) if (sub.send(event, data, written) > MAX_BUFFERED_BYTES) drop(sub);
   }
 
   function flush() {
     const ids = [...pending!];
     pending = null;
-    for (let i = 0; i < ids.length; i += IDS_PER_EVENT) broadcast('invalidate', JSON.stringify({ keyIds: ids.slice(i, i + IDS_PER_EVENT) }));
+    const done = settleWritten;
+    let outstanding = 1;
+    const one = () => --outstanding === 0 && done();
+    for (let i = 0; i < ids.length; i += IDS_PER_EVENT) {
+      outstanding += subscribers.size;
+      broadcast('invalidate', JSON.stringify({ keyIds: ids.slice(i, i + IDS_PER_EVENT) }), one);
+    }
+    one();
     const changed = new Set(ids);
     for (const sub of subscribers) if (changed.has(sub.keyId)) drop(sub);
   }
@@ -65,14 +78,26 @@ export function createVerifyEventHub(opts: { heartbeatMs: number; listening: () 
       return () => drop(sub);
     },
 
-    /** A key changed, was re-roled or deleted. Changes in one tick go out as one event. */
-    keyChanged(keyId: string) {
-      if (subscribers.size === 0) return;
+    /**
+     * A key changed, was re-roled or deleted. Changes made in one go (a role's holders) leave as
+     * one event, in a microtask: for this instance's own changes that is before the reply to the
+     * change is written, so a consumer on this instance hears of it before its caller does.
+     */
+    keyChanged(keyId: string): Promise<void> {
+      if (subscribers.size === 0) return Promise.resolve();
       if (!pending) {
         pending = new Set();
-        setImmediate(flush);
+        written = new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, WRITE_WAIT_MS);
+          settleWritten = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        queueMicrotask(flush);
       }
       pending.add(keyId);
+      return written;
     },
 
     /** This instance can no longer vouch for what its subscribers heard: tell them, and end every stream. */
