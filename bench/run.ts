@@ -15,6 +15,7 @@ import { applyMigrations } from '../src/db/migrate.js';
 import { wildcardToLike } from '../src/services/paging.js';
 import { listStatement } from '../src/store/api-keys.js';
 import { autocannon, flood, pinning, query, startServer, stopChildren, type FloodResult } from './support.js';
+import { benchVerify } from './verify.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -274,6 +275,11 @@ async function main() {
     report('5_revocation_to_other_instance_p99_ms', round(pct(delays, 99)));
     report('5_stale_successes_on_origin', stale);
     report('5_origin_requests_after_reply', probes);
+    }
+
+    if (runs(7)) {
+      // 7: service-to-service verification (bench/verify.ts): the verify endpoint, a consumer's cached check, revocation reaching it.
+      await benchVerify({ base: a.base, infra, env, api, report, rounds: Math.max(3, Math.min(ROUNDS * 2, 7)), seconds: CPU_SECONDS, connections: CONNECTIONS });
     }
 
     if (runs(6)) {

@@ -1,5 +1,6 @@
 // Helpers the benchmark and the soak share: ports, one-off SQL, the server processes, the load generators.
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
@@ -63,6 +64,32 @@ export async function startServer(env: Record<string, string | undefined>) {
   throw new Error('server did not become healthy');
 }
 
+/** examples/orders-api as its README runs it, pinned beside the server; resolves once it listens. */
+export async function startExample(keywardBase: string, apiKey: string) {
+  const port = await freePort();
+  const child = pinned(0, ['--import', 'tsx', 'examples/orders-api/server.ts'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, KEYWARD_URL: keywardBase, KEYWARD_API_KEY: apiKey, PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.push(child);
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('listening on')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`the example exited (${code})`)));
+  });
+  return { base: `http://127.0.0.1:${port}`, child };
+}
+
+/** CPU time a process has used so far, in µs (Linux: /proc/<pid>/stat, in clock ticks of 10 ms). */
+export function cpuUsOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000; // utime + stime (fields 14 and 15)
+}
+
 export interface LoadResult {
   rps: number;
   p99: number;
@@ -71,9 +98,10 @@ export interface LoadResult {
 }
 
 /** autocannon in its own process: `connections` closed-loop connections for `seconds`. */
-export function autocannon(url: string, opts: { seconds: number; connections: number; headers?: string[] }): Promise<LoadResult> {
+export function autocannon(url: string, opts: { seconds: number; connections: number; headers?: string[]; method?: string; body?: string }): Promise<LoadResult> {
   const bin = path.join(ROOT, 'node_modules/autocannon/autocannon.js');
-  const args = [bin, '-c', String(opts.connections), '-d', String(opts.seconds), '-j', ...(opts.headers ?? []).flatMap((h) => ['-H', h]), url];
+  const request = opts.method ? ['-m', opts.method, ...(opts.body !== undefined ? ['-b', opts.body] : [])] : [];
+  const args = [bin, '-c', String(opts.connections), '-d', String(opts.seconds), '-j', ...request, ...(opts.headers ?? []).flatMap((h) => ['-H', h]), url];
   return new Promise((resolve, reject) => {
     const child = loadGenerator(args, { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';

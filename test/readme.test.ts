@@ -107,8 +107,11 @@ describe('the README', () => {
       { name: 'admin', is_enabled: true, roles: [1] },
       { name: 'ci-pipeline', is_enabled: false, roles: [3] },
       { name: 'ci-release', is_enabled: true, roles: [3] },
+      { name: 'orders-api', is_enabled: true, roles: [5] },
       { name: 'prometheus', is_enabled: true, roles: [4] },
+      { name: 'shop', is_enabled: true, roles: [100] },
     ]);
+    expect(await sql(dbUrl, 'SELECT id, name, permissions FROM roles WHERE id >= 100')).toEqual([{ id: 100, name: 'orders-reader', permissions: ['orders.read'] }]);
     const deletes = await sql<{ change_reason: string | null }>(dbUrl, "SELECT change_reason FROM api_key_changes WHERE operation = 'delete' ORDER BY changed_at");
     expect(deletes.map((d) => d.change_reason)).toEqual(['rotated', null]);
   });

@@ -77,6 +77,7 @@ export const verifyRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     '/apikeys/verify/events',
     {
+      exposeHeadRoute: false, // a HEAD of an endless stream would never end either
       onRequest: authorize('apikeys.verify'),
       schema: {
         tags: TAGS,
