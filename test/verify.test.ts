@@ -10,6 +10,7 @@ import { buildTestApp, testDatabase } from './helpers/app.js';
 import { countingHasher } from './helpers/auth-load.js';
 import { ADMIN, json, OPERATOR, READER, seedKey, sql, type SeededKey } from './helpers/keys.js';
 import { openSse, type SseReader } from './helpers/sse.js';
+import { createVerifier } from '@keyward/verify';
 
 const VERIFIER = 5;
 
@@ -217,6 +218,27 @@ describe('rate limits and floods', () => {
   });
 });
 
+describe('refusals of verified secrets', () => {
+  it('DISABLED and EXPIRED come at once and spend no failure budget of the client address; guesses still wait and do', async () => {
+    const strict = await buildTestApp({ env: { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_IP_MAX: '2', RATE_LIMIT_KEY_MAX: '1000', AUTH_FAILURE_DELAY_MS: '300' } });
+    const gateway = await seedKey(strict, { name: 'strict-gateway', roleIds: [VERIFIER] });
+    const revoked = await Promise.all([1, 2, 3, 4, 5].map((i) => seedKey(strict, { name: `revoked-${i}`, roleIds: [READER], isEnabled: false })));
+    for (const k of revoked) {
+      const t = performance.now();
+      const res = (await verify({ key: k.secret, clientIp: '192.0.2.50' }, gateway, strict)).json();
+      expect(res).toMatchObject({ valid: false, code: 'DISABLED', keyId: k.id });
+      expect(performance.now() - t).toBeLessThan(300);
+    }
+    const t = performance.now();
+    expect((await verify({ key: `jim_ak_${'x'.repeat(40)}`, clientIp: '192.0.2.50' }, gateway, strict)).json().code).toBe('NOT_FOUND');
+    expect(performance.now() - t).toBeGreaterThanOrEqual(290);
+    await verify({ key: `jim_ak_${'y'.repeat(40)}`, clientIp: '192.0.2.50' }, gateway, strict);
+    // The address's 2 failures are spent by the guesses alone: a third guess is refused by its budget.
+    expect((await verify({ key: `jim_ak_${'z'.repeat(40)}`, clientIp: '192.0.2.50' }, gateway, strict)).json().code).toBe('RATE_LIMITED');
+    expect((await verify({ key: revoked[0].secret, clientIp: '192.0.2.51' }, gateway, strict)).json().code).toBe('DISABLED');
+  });
+});
+
 describe('the event stream', () => {
   it('starts with reset (connected), sends heartbeats, and invalidates on change, re-role, role change and delete — ids only', async () => {
     const stream = await sse();
@@ -295,5 +317,33 @@ describe('the event stream', () => {
     const again = await sse();
     expect(again.status).toBe(200);
     await again.next((e) => e.event === 'reset' && e.data.includes('connected'));
+  });
+});
+
+describe('@keyward/verify against this server', () => {
+  it('caches a verdict once the stream settled, answers hits synchronously (frozen), and forgets a key the moment it is disabled', async () => {
+    const gateway = await seedKey(app, { name: 'library-gateway', roleIds: [VERIFIER] });
+    const key = await seedKey(app, { name: 'library-client', roleIds: [READER] });
+    const verifier = createVerifier({ url: base.replace(/\/api\/v1$/, ''), apiKey: gateway.secret });
+    try {
+      expect(await verifier.ready(10_000)).toBe(true);
+      const required = Object.freeze(['apikeys.read']);
+      expect(verifier.cached(key.secret, { requiredPermissions: required })).toBeUndefined();
+      expect((await verifier.verify(key.secret, { requiredPermissions: required, clientIp: '198.51.100.1' })).code).toBe('VALID');
+      const memo = {};
+      const hit = verifier.cached(key.secret, { requiredPermissions: required }, memo);
+      expect(hit).toMatchObject({ valid: true, code: 'VALID', keyId: key.id, permissions: ['apikeys.read', 'audit.read', 'roles.read'] });
+      expect(Object.isFrozen(hit)).toBe(true);
+      expect(verifier.cached(key.secret, { requiredPermissions: required }, memo)).toBe(hit);
+      expect(verifier.cached(key.secret, { requiredPermissions: ['orders.read'] })).toMatchObject({ valid: false, code: 'INSUFFICIENT_PERMISSIONS', missingPermissions: ['orders.read'] });
+      expect(JSON.stringify(memo)).toContain(key.secret); // the memo is the caller's, per connection
+      expect(JSON.stringify(verifier.stats())).not.toContain(key.secret);
+      // The change's reply comes after this instance's subscribers were sent the invalidation.
+      expect((await patch(key.id, { isEnabled: false })).statusCode).toBe(200);
+      await until(() => verifier.cached(key.secret, { requiredPermissions: required }, memo) === undefined, 1_000);
+      expect((await verifier.verify(key.secret)).code).toBe('DISABLED');
+    } finally {
+      verifier.close();
+    }
   });
 });

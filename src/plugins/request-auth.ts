@@ -128,10 +128,10 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
   }
 
   /** After a failed authentication: the security event, and the network's budget (a 401 may become its 429). */
-  async function failed(ip: string, reply: FastifyReply | null, err: unknown, network: string, attempt: { addressHit?: Hit }): Promise<never> {
+  async function failed(ip: string, reply: FastifyReply | null, err: unknown, network: string, attempt: { addressHit?: Hit }, verifiedSpendsBudget = true): Promise<never> {
     if (err instanceof AuthError) {
       services.securityEvents.record(err.matchedPrefix, ip, err.eventReason ?? err.code);
-      if (limits) {
+      if (limits && (verifiedSpendsBudget || !(err instanceof RefusedKeyError))) {
         const hit = attempt.addressHit ?? (await limits.addressFailure(network));
         if (hit.count > max!.ip) {
           metrics.rateLimited('ip');
@@ -170,14 +170,21 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
     opts.failureDelayMs > 0 && isDelayedFailure(err, keyPresented) ? opts.failureDelayMs - reply.elapsedTime : 0;
 
   const verifyPresented: RequestAuthenticator['verifyPresented'] = async (key, ip, reply) => {
-    const network = clientNetwork(ip);
     const attempt: { addressHit?: Hit } = {};
     let principal: Principal | undefined;
+    let network: string | undefined;
     try {
       try {
-        principal = services.auth.fromCache(key, ip) ?? (await services.auth.authenticate(key, ip, limits ? guardFor(key, network, attempt) : undefined));
+        principal = services.auth.fromCache(key, ip);
+        if (!principal) {
+          network = clientNetwork(ip);
+          principal = await services.auth.authenticate(key, ip, limits ? guardFor(key, network, attempt) : undefined);
+        }
       } catch (err) {
-        await failed(ip, null, err, network, attempt);
+        network ??= clientNetwork(ip);
+        // A disabled or expired key is no guess (its secret verified): a gateway refusing its
+        // revoked clients must not spend their address's failure budget, which bounds guessing.
+        await failed(ip, null, err, network, attempt, false);
       }
       if (limits && !principal!.isInfrastructureKey) {
         const hit = await limits.keyUse(principal!.id);
@@ -189,7 +196,9 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
       return { principal };
     } catch (err) {
       if (!(err instanceof AuthError || err instanceof RateLimitedError)) throw err; // 503 and the like: the caller's answer
-      const wait = failureWait(reply, true, err);
+      // A disabled or expired key's secret verified: the verdict names it, so its timing hides
+      // nothing, and a gateway's refusal of a just-revoked key should not wait for the delay.
+      const wait = err instanceof RefusedKeyError ? 0 : failureWait(reply, true, err);
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, Math.ceil(wait)));
       return { refusal: err, principal: principal ?? (err instanceof RefusedKeyError ? err.principal : undefined) };
     }

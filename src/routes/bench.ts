@@ -1,10 +1,24 @@
 // The benchmark's routes, registered only with BENCH_ROUTES=true (npm run bench): two routes
 // identical but for `authorize`, so the difference in CPU per request is the cost of
-// authentication alone, and the process's own counters. Hidden from the API document.
+// authentication alone; a POST that reads a JSON body and answers the shape verify answers,
+// without authenticating or verifying anything (the baseline of POST /apikeys/verify); and the
+// process's own counters. Hidden from the API document.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { problemResponses } from '../lib/problem.js';
 import { authorize } from '../plugins/auth.js';
+import { verifyResultSchema } from '../schemas/verify.js';
+
+const VERDICT = {
+  valid: true,
+  code: 'VALID' as const,
+  keyId: '0b9f8c3e-6d2a-4f1b-9a7e-2c5d8e1f4a6b',
+  name: 'bench-client',
+  roles: [{ id: 101, name: 'bench-orders' }],
+  permissions: ['orders.read', 'orders.write'],
+  expiresAt: null,
+  metadata: {},
+};
 
 const reply = z.object({ ok: z.literal(true) });
 const handler = async () => ({ ok: true as const });
@@ -13,6 +27,11 @@ export const benchRoutes: FastifyPluginAsyncZod = async (app) => {
   const schema = { hide: true, tags: ['bench'], response: { 200: reply.describe('Always ok') } };
   app.get('/open', { schema: { ...schema, description: 'No authentication.' } }, handler);
   app.get('/authed', { onRequest: authorize(), schema: { ...schema, description: 'Any valid key.', response: { ...schema.response, ...problemResponses(401) } } }, handler);
+  app.post(
+    '/echo',
+    { schema: { hide: true, tags: ['bench'], description: 'A JSON body in, a verdict-shaped reply out; nothing checked.', body: z.record(z.string(), z.unknown()), response: { 200: verifyResultSchema } } },
+    async () => VERDICT,
+  );
   app.get(
     '/stats',
     {

@@ -20,7 +20,15 @@ const REFUSALS: Record<string, VerifyCode> = {
   RATE_LIMITED: 'RATE_LIMITED',
 };
 
+/** What a verdict says about a verified key; made once per cached principal (it is immutable). */
+const described = new WeakMap<Principal, ReturnType<typeof describeNow>>();
 function describe(principal: Principal) {
+  let d = described.get(principal);
+  if (!d) described.set(principal, (d = describeNow(principal)));
+  return d;
+}
+
+function describeNow(principal: Principal) {
   return {
     keyId: principal.id,
     name: principal.name,

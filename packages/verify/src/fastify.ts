@@ -5,7 +5,10 @@ import { isIP } from 'node:net';
 import type { FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import { PROBLEM_CONTENT_TYPE, presentedKeyOf, refusalFor, refusalForError, type Refusal } from './http.js';
 import { assertPermissionNames } from './permissions.js';
-import type { Verifier, VerifyResult } from './verifier.js';
+import type { DigestMemo, Verifier, VerifyResult } from './verifier.js';
+
+/** Per connection: the last key it presented and its digest (see Verifier.cached). */
+const MEMO = Symbol('keyward.digestMemo');
 
 /** What a route declares in `config.keyward`. `{}` requires a valid key and no permission. */
 export interface KeywardRouteConfig {
@@ -49,7 +52,12 @@ function keywardPlugin(app: FastifyInstance, opts: KeywardFastifyOptions, done: 
     return;
   }
   app.decorateRequest('keyward', null);
-  app.addHook('onRoute', checkRouteConfig);
+  app.addHook('onRoute', (route) => {
+    checkRouteConfig(route);
+    // Frozen once checked, so the verifier checks it once rather than on every request.
+    const perms = (route.config as { keyward?: KeywardRouteConfig } | undefined)?.keyward?.requiredPermissions;
+    if (perms) Object.freeze(perms);
+  });
   app.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, next: (err?: Error) => void) => {
     const cfg = request.routeOptions.config?.keyward;
     if (cfg === undefined) return next();
@@ -57,6 +65,15 @@ function keywardPlugin(app: FastifyInstance, opts: KeywardFastifyOptions, done: 
     if ('refusal' in presented) {
       refuse(reply, presented.refusal);
       return;
+    }
+    // A cache hit, synchronously (nearly every request); otherwise ask keyward.
+    const socket = request.raw.socket as unknown as { [MEMO]?: DigestMemo };
+    const hit = verifier.cached(presented.key, cfg, (socket[MEMO] ??= {}));
+    if (hit) {
+      const r = refusalFor(hit);
+      if (r) return refuse(reply, r);
+      request.keyward = hit;
+      return next();
     }
     verifier.verify(presented.key, { requiredPermissions: cfg.requiredPermissions ?? [], clientIp: isIP(request.ip) ? request.ip : undefined }).then(
       (result) => {

@@ -3,7 +3,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import { PROBLEM_CONTENT_TYPE, presentedKeyOf, refusalFor, refusalForError, type Refusal } from './http.js';
 import { assertPermissionNames } from './permissions.js';
-import type { Verifier, VerifyResult } from './verifier.js';
+import type { DigestMemo, Verifier, VerifyResult } from './verifier.js';
+
+/** Per connection: the last key it presented and its digest (see Verifier.cached). */
+const MEMO = Symbol('keyward.digestMemo');
 
 export interface KeywardMiddlewareOptions {
   requiredPermissions?: readonly string[];
@@ -31,12 +34,21 @@ function refuse(res: ServerResponse, r: Refusal): void {
  */
 export function keywardMiddleware(verifier: Verifier, options: KeywardMiddlewareOptions = {}): KeywardMiddleware {
   if (!verifier || typeof verifier.verify !== 'function') throw new TypeError('keywardMiddleware: a verifier (from createVerifier) is required');
-  const requiredPermissions = [...(options.requiredPermissions ?? [])];
+  const requiredPermissions = Object.freeze([...(options.requiredPermissions ?? [])]);
   assertPermissionNames(requiredPermissions, 'keywardMiddleware: requiredPermissions');
+  const wanted = { requiredPermissions };
   return (req, res, next) => {
     const presented = presentedKeyOf(req.headers, req.rawHeaders);
     if ('refusal' in presented) return refuse(res, presented.refusal);
     const r = req as KeywardRequest;
+    const socket = req.socket as unknown as { [MEMO]?: DigestMemo };
+    const hit = verifier.cached(presented.key, wanted, (socket[MEMO] ??= {}));
+    if (hit) {
+      const refusal = refusalFor(hit);
+      if (refusal) return refuse(res, refusal);
+      r.keyward = hit;
+      return next();
+    }
     const address = typeof r.ip === 'string' ? r.ip : req.socket.remoteAddress;
     const clientIp = address !== undefined && isIP(address) !== 0 ? address : undefined;
     verifier.verify(presented.key, { requiredPermissions, clientIp }).then(

@@ -5,7 +5,7 @@
 // its first `reset` (reason "connected") and until it errs, closes, sends another reset, or is
 // silent for 2 × heartbeatMs + 1 s. Losing it empties the cache; until it is live again every
 // verify asks keyward, and when keyward cannot be asked, verify rejects.
-import { createHmac, randomBytes } from 'node:crypto';
+import crypto, { createHash, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { EventSource, type ErrorEvent, type EventSourceFetchInit, type FetchLike } from 'eventsource';
@@ -106,9 +106,25 @@ export interface ResolvedVerifierOptions {
   reconnectMaxMs: number;
 }
 
+/**
+ * A per-connection memo for `cached`: the last key a connection presented and its digest (a
+ * keep-alive client repeats its key, and the digest is the dearest step of a cache hit). Keep one
+ * object per connection; it holds the key only as long as the connection lives.
+ */
+export interface DigestMemo {
+  key?: string;
+  digest?: string;
+}
+
 export interface Verifier {
   /** keyward's verdict on `presentedKey`: from the cache while the stream is live, else from keyward. Rejects with a KeywardError when keyward cannot answer. */
   verify(presentedKey: string, options?: VerifyOptions): Promise<VerifyResult>;
+  /**
+   * The verdict from the cache alone, synchronously, or undefined when the cache cannot answer
+   * (then call `verify`). What the fastify plugin and the middleware try first. Results of hits
+   * are frozen and may be shared.
+   */
+  cached(presentedKey: string, options?: Pick<VerifyOptions, 'requiredPermissions'>, memo?: DigestMemo): Readonly<VerifyResult> | undefined;
   /** Resolves true once the stream is live and settleMs has passed (the next answer can be cached); false after timeoutMs (default 10,000) or close. With `cache: false`, true at once. */
   ready(timeoutMs?: number): Promise<boolean>;
   stats(): VerifierStats;
@@ -191,12 +207,24 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-function normalizePermissions(required: readonly string[] | undefined): string[] {
-  if (required === undefined) return [];
+const NONE: readonly string[] = Object.freeze([]);
+/** Checked once per array: routes pass the same array on every request. */
+const normalized = new WeakMap<readonly string[], readonly string[]>();
+
+function normalizePermissions(required: readonly string[] | undefined): readonly string[] {
+  if (required === undefined || (Array.isArray(required) && required.length === 0)) return NONE;
+  let n = normalized.get(required);
+  if (n) return n;
   if (!Array.isArray(required)) throw new TypeError('verify: requiredPermissions must be an array of permission names');
   assertPermissionNames(required, 'verify: requiredPermissions');
-  return [...new Set(required)];
+  n = Object.freeze([...new Set(required)]);
+  // Only a frozen array cannot change after it was checked; others are checked on every call.
+  if (Object.isFrozen(required)) normalized.set(required, n);
+  return n;
 }
+
+// crypto.hash (one-shot, Node >= 20.12) costs a fraction of a Hash object.
+const oneShot = (crypto as unknown as { hash?: (alg: string, data: string, enc: 'base64url') => string }).hash;
 
 /** `text` with every occurrence of `secret` blanked: a server's message never carries a presented key out. */
 function scrub(text: string, secret: string): string {
@@ -265,7 +293,10 @@ export function createVerifier(options: VerifierOptions): Verifier {
   let heartbeatMs = DEFAULT_HEARTBEAT_MS;
   const counters = { hits: 0, misses: 0, requests: 0, connects: 0 };
 
-  const digestOf = (key: string) => createHmac('sha256', salt).update(key).digest('base64url');
+  // SHA-256 over a random per-process salt and the key: the cache never holds a key, and its
+  // digests mean nothing outside this process.
+  const saltText = salt.toString('base64url');
+  const digestOf = (key: string) => (oneShot ? oneShot('sha256', saltText + key, 'base64url') : createHash('sha256').update(saltText + key).digest('base64url'));
 
   // ---- the cache ----------------------------------------------------------------------------
 
@@ -297,6 +328,9 @@ export function createVerifier(options: VerifierOptions): Verifier {
     cache.set(digest, entry);
     return entry;
   }
+
+  /** The frozen VALID verdict of an entry, made once (most hits need nothing else). */
+  const validOf = new WeakMap<Entry, Readonly<VerifyResult>>();
 
   function answer(entry: Entry, required: readonly string[]): VerifyResult {
     switch (entry.state) {
@@ -513,6 +547,33 @@ export function createVerifier(options: VerifierOptions): Verifier {
     throw new KeywardRequestError(message, { status: res.status, code });
   }
 
+  function cached(presentedKey: string, options: Pick<VerifyOptions, 'requiredPermissions'> = {}, memo?: DigestMemo): Readonly<VerifyResult> | undefined {
+    if (!opts.cache || !live || closed || typeof presentedKey !== 'string') return undefined;
+    const required = normalizePermissions(options.requiredPermissions);
+    let digest: string;
+    // Plain comparison: what it could leak by timing is this connection's own previous key.
+    if (memo && memo.key === presentedKey && memo.digest !== undefined) digest = memo.digest;
+    else {
+      if (!KEY_SHAPE.test(presentedKey)) return undefined;
+      digest = digestOf(presentedKey);
+      if (memo) {
+        memo.key = presentedKey;
+        memo.digest = digest;
+      }
+    }
+    const entry = lookup(digest);
+    if (!entry) return undefined;
+    counters.hits++;
+    if (entry.state === 'active' && (entry.expiresAtMs === null || entry.expiresAtMs > Date.now())) {
+      if (required.length === 0 || missingPermissions(entry.permissions, required).length === 0) {
+        let valid = validOf.get(entry);
+        if (!valid) validOf.set(entry, (valid = deepFreeze({ ...entry.details!, valid: true, code: 'VALID' as const })));
+        return valid;
+      }
+    }
+    return answer(entry, required);
+  }
+
   async function verify(presentedKey: string, verifyOptions: VerifyOptions = {}): Promise<VerifyResult> {
     if (typeof presentedKey !== 'string') throw new TypeError('verify: the presented key must be a string');
     const required = normalizePermissions(verifyOptions.requiredPermissions);
@@ -589,6 +650,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
 
   return {
     verify,
+    cached,
     ready,
     close,
     stats: () => ({ ...counters, size: cache.size, live }),
