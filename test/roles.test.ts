@@ -116,6 +116,8 @@ describe('create, read, update, delete', () => {
       [['orders.read', 'orders.read'], /permissions\[1\] \("orders\.read"\) repeats a permission/],
       [['orders..read'], /permissions\[0\]/],
       [['.orders'], /permissions\[0\]/],
+      [['apikeys.export'], /permissions\[0\] \("apikeys\.export"\) .*only keyward's own/],
+      [['roles.read.*'], /permissions\[0\]/],
       [[7], /permissions\[0\] must be a permission name/],
       ['orders.read', /permissions must be an array/],
     ];
@@ -219,6 +221,36 @@ describe('who may change roles', () => {
     expect(res.statusCode).toBe(403);
     expect(res.json().detail).toMatch(/expires at .*held by keys that expire later/);
     expect((await call(caller, 'PATCH', `/roles/${target}`, { permissions: [] })).statusCode).toBe(200); // narrowing is fine
+  });
+});
+
+describe('concurrent role and key changes', () => {
+  it('a role edit racing edits of the keys holding it never deadlocks (every request answers 200)', async () => {
+    const id = (await call(admin, 'POST', '/roles', { name: 'contended', permissions: ['c.read'] })).json().id;
+    const holders = await Promise.all(Array.from({ length: 8 }, (_, i) => seedKey(app, { name: `holder-${i}`, roleIds: [id] })));
+    for (let round = 0; round < 8; round++) {
+      const roleChange = round % 2 ? { name: `contended-${round}` } : { permissions: round % 4 ? ['c.read'] : ['c.read', 'c.write'] };
+      const results = await Promise.all([
+        call(admin, 'PATCH', `/roles/${id}`, roleChange),
+        ...holders.map((h) => call(admin, 'PATCH', `/apikeys/${h.id}`, { description: `round ${round}` })),
+        call(admin, 'POST', '/apikeys', { name: `new-holder-${round}`, roleIds: [id] }),
+      ]);
+      expect(results.map((r) => r.statusCode), `round ${round}: ${results.find((r) => r.statusCode >= 300)?.body}`).toEqual([200, ...holders.map(() => 200), 201]);
+    }
+  });
+
+  it('a role edit needs the permissions of every key holding it, from all its roles', async () => {
+    const delegate = (await call(admin, 'POST', '/roles', { name: 'narrow-delegate', permissions: ['roles.write', 'shop.*'] })).json().id;
+    const caller = await seedKey(app, { name: 'narrow-caller', roleIds: [delegate] });
+    const shared = (await call(admin, 'POST', '/roles', { name: 'shop-reader', permissions: ['shop.read'] })).json().id;
+    const billing = (await call(admin, 'POST', '/roles', { name: 'billing-reader', permissions: ['billing.read'] })).json().id;
+    await seedKey(app, { name: 'shop-only', roleIds: [shared] });
+    expect((await call(caller, 'PATCH', `/roles/${shared}`, { permissions: ['shop.read', 'shop.write'] })).statusCode).toBe(200);
+    await seedKey(app, { name: 'shop-and-billing', roleIds: [shared, billing] });
+    const refused = await call(caller, 'PATCH', `/roles/${shared}`, { permissions: ['shop.read'] });
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json().detail).toMatch(/held by keys with more permissions than yours: that needs permissions your key does not have: billing\.read/);
+    expect((await call(caller, 'PATCH', `/roles/${shared}`, { description: 'a description alone changes no key' })).statusCode).toBe(200);
   });
 });
 

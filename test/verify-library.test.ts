@@ -528,6 +528,21 @@ describe('createVerifier: single flight', () => {
     expect(standIn.state.verifyCalls).toBe(2);
   });
 
+  it('a call made after an invalidate does not share an answer asked for before it', async () => {
+    const { standIn, verifier } = await live();
+    const k = standIn.addKey();
+    const release = standIn.hold();
+    const first = verifier.verify(k.secret);
+    await until('the first request', () => standIn.state.verifyCalls === 1);
+    standIn.invalidate([k.keyId]);
+    await sleep(50); // the invalidate has arrived
+    const second = verifier.verify(k.secret);
+    await until('a request of its own', () => standIn.state.verifyCalls === 2);
+    release();
+    await Promise.all([first, second]);
+    expect(standIn.state.verifyCalls).toBe(2);
+  });
+
   it('a failure is shared too, and the next call asks again', async () => {
     const { standIn, verifier } = await setup({ cache: false });
     const k = standIn.addKey();

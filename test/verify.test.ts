@@ -248,7 +248,7 @@ describe('the event stream', () => {
     expect(stream.headers['x-accel-buffering']).toBe('no');
     const first = await stream.next(() => true);
     expect(first).toMatchObject({ event: 'reset' });
-    expect(JSON.parse(first.data)).toEqual({ reason: 'connected', heartbeatMs: 300 });
+    expect(JSON.parse(first.data)).toEqual({ reason: 'connected', heartbeatMs: 300, maxAgeMs: 60_000 });
     await stream.next((e) => e.event === 'heartbeat', 2_000);
 
     const key = await seedKey(app, { name: 'watched-secret-name', roleIds: [READER] });
@@ -300,6 +300,27 @@ describe('the event stream', () => {
     await stream.next((e) => e.event === 'invalidate' && e.data.includes(own.id));
     await stream.ended;
     expect((await sse(own)).status).toBe(401);
+  });
+
+  it('a client gone before its key verified leaves no subscriber; a stream ends when its key expires', async () => {
+    const before = app.services.verifyEvents.size;
+    const slow = await seedKey(app, { name: 'slow-gateway', roleIds: [VERIFIER] });
+    const release = counting.hold(); // its first use waits in argon2
+    const http = await import('node:http');
+    const req = http.get(`${base}/apikeys/verify/events`, { headers: { 'x-api-key': slow.secret }, agent: false });
+    req.on('error', () => {});
+    await new Promise((r) => setTimeout(r, 100));
+    req.destroy();
+    await new Promise((r) => setTimeout(r, 50));
+    release();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(app.services.verifyEvents.size).toBe(before);
+    const brief = await seedKey(app, { name: 'brief-gateway', roleIds: [VERIFIER], expiresAt: new Date(Date.now() + 1_500).toISOString() });
+    const stream = await sse(brief);
+    await stream.next((e) => e.event === 'reset');
+    const t = performance.now();
+    await stream.ended;
+    expect(performance.now() - t).toBeLessThan(3_000);
   });
 
   it('sends reset (listener-lost) and ends every stream when the instance\'s listener drops; 503 until it is back', async () => {

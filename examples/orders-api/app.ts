@@ -16,7 +16,8 @@ export interface Order {
 }
 
 export async function buildOrdersApi(verifier: Verifier, options: { logger?: boolean } = {}): Promise<FastifyInstance> {
-  const app = Fastify({ logger: options.logger ?? false });
+  // Closing ends keep-alive connections at once: a client's idle (or half-opened) socket must not hold a shutdown.
+  const app = Fastify({ logger: options.logger ?? false, forceCloseConnections: true });
   await app.register(keywardFastify, { verifier });
 
   const orders: Order[] = [];

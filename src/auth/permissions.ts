@@ -22,14 +22,25 @@ const NAME = new RegExp(`^${SEGMENT}(?:\\.${SEGMENT})+$`);
 const WILDCARD = new RegExp(`^${SEGMENT}(?:\\.${SEGMENT})*\\.\\*$`);
 export const PERMISSION_NAME_MAX = 100;
 
+/**
+ * keyward's own namespaces: a name under them is one of keyward's permissions or the namespace's
+ * wildcard, never an application's — or a permission keyward adds later would be granted to
+ * whoever held an application permission of that name.
+ */
+const OWN_NAMESPACES = new Set(PERMISSIONS.map((p) => p.slice(0, p.indexOf('.'))));
+const OWN: ReadonlySet<string> = new Set(PERMISSIONS);
+
 /** Whether `p` is a permission a role may hold: `*`, a dotted lower-case name, or one ending in `.*`. */
 export function isPermissionName(p: string): boolean {
-  return p === ALL || (p.length <= PERMISSION_NAME_MAX && (NAME.test(p) || WILDCARD.test(p)));
+  if (p === ALL) return true;
+  if (p.length > PERMISSION_NAME_MAX || !(NAME.test(p) || WILDCARD.test(p))) return false;
+  const ns = p.slice(0, p.indexOf('.'));
+  return !OWN_NAMESPACES.has(ns) || OWN.has(p) || p === `${ns}.*`;
 }
 
 /** The rule a permission name must follow, as a phrase for error messages. */
 export const PERMISSION_NAME_RULE =
-  'must be lower-case words (a letter, then letters, digits, - or _) joined by dots, at least two (orders.read), optionally ending in .* for every name below (orders.*), or * for every permission; at most 100 characters';
+  'must be lower-case words (a letter, then letters, digits, - or _) joined by dots, at least two (orders.read), optionally ending in .* for every name below (orders.*), or * for every permission; at most 100 characters; under apikeys., audit., metrics. and roles. only keyward\'s own (apikeys.read, apikeys.write, apikeys.verify, audit.read, metrics.read, roles.read, roles.write) or the namespace\'s .*';
 
 /**
  * Whether `holder` grants `p`: `*`, `p` itself, or a wildcard above it (`orders.*` for

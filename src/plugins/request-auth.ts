@@ -160,7 +160,8 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
     }
     req.principal = principal;
     // Only the key's own budget applies to a key that verified; the infrastructure key is exempt.
-    if (limits && ownBudget && !principal.isInfrastructureKey) spendKeyBudget(reply, await limits.keyUse(principal.id));
+    // Only a caller that may verify is spared its own budget on the verify route (it spends the presented key's).
+    if (limits && (ownBudget || !grants(principal.permissions, 'apikeys.verify')) && !principal.isInfrastructureKey) spendKeyBudget(reply, await limits.keyUse(principal.id));
     requirePermission(principal, permission);
     return principal;
   }
@@ -229,7 +230,7 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
       if (cached) {
         // A fresh cache hit (nearly every request): synchronous unless the key's budget is in Redis.
         req.principal = cached;
-        if (limits && ownBudget && !cached.isInfrastructureKey) {
+        if (limits && (ownBudget || !grants(cached.permissions, 'apikeys.verify')) && !cached.isInfrastructureKey) {
           const use = limits.keyUse(cached.id);
           if (use instanceof Promise) {
             use

@@ -59,7 +59,7 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
   const lastUsed = createLastUsedRecorder({ keys: keyStore, log, flushEveryMs: config.lastUsedFlushMs });
   const instanceId = randomUUID();
   // The listener is created below (the hub asks it, once running, whether this instance hears every change).
-  const verifyEvents = createVerifyEventHub({ heartbeatMs: config.verifyEventsHeartbeatMs, listening: () => listener.listening });
+  const verifyEvents = createVerifyEventHub({ heartbeatMs: config.verifyEventsHeartbeatMs, listening: () => listener.listening, maxAgeMs: config.authCache.maxAgeMs });
   /** After a change commits: this instance's cache at once; the reply waits until its subscribers have been sent the invalidation. */
   const onChanged = (keyId: string, op: KeyEventOp): Promise<void> | void => {
     if (op === 'create') return cache.keyCreated();

@@ -123,6 +123,8 @@ export const verifyRoutes: FastifyPluginAsyncZod = async (app) => {
       const principal = principalOf(req);
       reply.hijack();
       const res = reply.raw;
+      // The client may have gone while its key was being verified: then 'close' has fired already.
+      if (req.raw.destroyed || res.destroyed || !res.socket || res.socket.destroyed) return;
       res.writeHead(200, {
         ...(reply.getHeaders() as Record<string, string>),
         'content-type': 'text/event-stream; charset=utf-8',
@@ -141,8 +143,16 @@ export const verifyRoutes: FastifyPluginAsyncZod = async (app) => {
           return res.writableLength;
         },
         end: () => res.end(),
+        // A client that stopped reading keeps its buffer and its socket: cut it.
+        cut: () => res.destroy(),
       });
       res.on('close', unsubscribe);
+      // A stream lives no longer than the key it was opened with.
+      if (principal.expiresAt !== null) {
+        const timer = setTimeout(unsubscribe, Math.max(0, principal.expiresAt - Date.now()));
+        timer.unref();
+        res.on('close', () => clearTimeout(timer));
+      }
     },
   );
 };

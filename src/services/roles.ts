@@ -43,8 +43,8 @@ export function createRoleService(deps: {
   const store = createRoleStore(prisma);
   const now = deps.now ?? (() => new Date());
 
-  async function locked(tx: Tx, id: number, ifMatch: string | undefined): Promise<StoredRole> {
-    const role = await store.lock(tx, id);
+  async function locked(tx: Tx, id: number, ifMatch: string | undefined, mode: 'update' | 'delete'): Promise<StoredRole> {
+    const role = await store.lock(tx, id, mode);
     if (!role) throw new AppError('ROLE_NOT_FOUND', `There is no role ${id} (GET /api/v1/roles lists them).`);
     if (role.builtIn) throw new AppError('ROLE_BUILT_IN', `${role.name} is a built-in role: it cannot be changed or deleted. Create a role of your own instead.`);
     if (!matchesIfMatch(ifMatch, roleEtag(role))) throw new AppError('PRECONDITION_FAILED', 'The role has changed since the ETag you sent.');
@@ -58,12 +58,13 @@ export function createRoleService(deps: {
   const nameTaken = (other: { id: number; name: string }) =>
     new AppError('ROLE_NAME_TAKEN', `A role named "${other.name}" already exists (id ${other.id}); role names are unique, whatever their case.`);
 
-  /** Runs a change; a concurrent create of the same name surfaces as the unique index's violation. */
-  async function write<T>(name: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  /** Runs a change; a concurrent create or rename to the same name surfaces as the unique index's violation. */
+  async function write<T>(fn: (tx: Tx, naming: (name: string) => void) => Promise<T>): Promise<T> {
+    let name = '';
     try {
       return await prisma.$transaction(async (tx) => {
         await markOwnWrite(tx);
-        return fn(tx);
+        return fn(tx, (n) => (name = n));
       });
     } catch (err) {
       if (isNameConflict(err)) throw new AppError('ROLE_NAME_TAKEN', `A role named "${name}" already exists; role names are unique, whatever their case.`);
@@ -75,13 +76,18 @@ export function createRoleService(deps: {
     store.writeHistory(tx, roleId, { operation, actorType: actor.type, actorId: actor.id, actorName: actor.name, changeReason: reason ?? null, snapshot: snapshotOf(role), at });
 
   async function applyUpdate(actor: Actor, id: number, ifMatch: string | undefined, next: (current: StoredRole) => RoleWrite, reason: string | null | undefined) {
-    const { role, keyIds } = await write(id.toString(), async (tx) => {
-      const current = await locked(tx, id, ifMatch);
+    const { role, keyIds } = await write(async (tx, naming) => {
+      const current = await locked(tx, id, ifMatch, 'update');
       const currentPerms = effectivePermissions([current.permissions]);
       requireCovered(actor, currentPerms, 'change this role');
       const target = next(current);
+      naming(target.name);
       const targetPerms = effectivePermissions([target.permissions]);
       requireCovered(actor, targetPerms, 'give this role those permissions');
+      // A change to what the role grants changes every key holding it: the caller must be one
+      // who could change those keys directly (their permissions, from all their roles, within its own).
+      const grantsChange = JSON.stringify([...currentPerms].sort()) !== JSON.stringify([...targetPerms].sort());
+      if (grantsChange) requireCovered(actor, effectivePermissions(await store.holdersPermissions(tx, id)), 'change a role held by keys with more permissions than yours');
       // Widening a role widens every key holding it: those keys must not outlive the caller's own.
       if (actor.expiresAt && !actor.permissions.has('*') && !covers(currentPerms, targetPerms) && (await store.heldBeyond(tx, id, actor.expiresAt))) {
         throw new AppError(
@@ -91,9 +97,9 @@ export function createRoleService(deps: {
       }
       if (target.name !== current.name) await requireUniqueName(tx, target.name, id);
       const at = now();
+      if (grantsChange || target.name !== current.name) await store.lockHolders(tx, id);
       const role = await store.update(tx, id, { ...target, version: current.version + 1, at });
-      const grantsChanged = target.name !== current.name || JSON.stringify([...currentPerms].sort()) !== JSON.stringify([...targetPerms].sort());
-      const keyIds = grantsChanged ? await store.bumpHolders(tx, id, (keyId) => encodeKeyEvent({ instanceId, op: 'update', keyId }), KEY_CHANNEL) : [];
+      const keyIds = grantsChange || target.name !== current.name ? await store.bumpHolders(tx, id, (keyId) => encodeKeyEvent({ instanceId, op: 'update', keyId }), KEY_CHANNEL) : [];
       await history(tx, id, 'update', actor, reason, target, at);
       return { role, keyIds };
     });
@@ -115,7 +121,8 @@ export function createRoleService(deps: {
     async create(actor: Actor, input: CreateRoleInput) {
       const target: RoleWrite = { name: input.name, description: input.description ?? null, permissions: input.permissions };
       requireCovered(actor, effectivePermissions([target.permissions]), 'create a role with those permissions');
-      const role = await write(input.name, async (tx) => {
+      const role = await write(async (tx, naming) => {
+        naming(input.name);
         await requireUniqueName(tx, input.name);
         const at = now();
         const role = await store.insert(tx, { ...target, at });
@@ -143,8 +150,8 @@ export function createRoleService(deps: {
 
     /** Deletes a role no key holds; returns what it was. */
     async remove(actor: Actor, id: number, reason: string | undefined, ifMatch?: string): Promise<RoleView> {
-      const role = await write(id.toString(), async (tx) => {
-        const current = await locked(tx, id, ifMatch);
+      const role = await write(async (tx) => {
+        const current = await locked(tx, id, ifMatch, 'delete');
         requireCovered(actor, effectivePermissions([current.permissions]), 'delete this role');
         const holders = await store.holders(tx, id);
         if (holders > 0) {

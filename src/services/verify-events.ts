@@ -12,6 +12,8 @@ export interface Subscriber {
   send(event: string, data: string, written?: () => void): number;
   /** Ends the stream (after a final event, when there is one). */
   end(): void;
+  /** Closes the connection at once (a subscriber that does not read). */
+  cut(): void;
   /** The key the subscriber authenticated with: a change to it ends the stream, so it re-authenticates. */
   keyId: string;
 }
@@ -22,7 +24,7 @@ const IDS_PER_EVENT = 500;
 /** The longest a change's reply waits for its invalidation to be written to this instance's subscribers. */
 export const WRITE_WAIT_MS = 50;
 
-export function createVerifyEventHub(opts: { heartbeatMs: number; listening: () => boolean }) {
+export function createVerifyEventHub(opts: { heartbeatMs: number; listening: () => boolean; maxAgeMs: number }) {
   const subscribers = new Set<Subscriber>();
   let pending: Set<string> | null = null;
   /** Resolves once the pending invalidation is written to every subscriber (or WRITE_WAIT_MS passed). */
@@ -30,10 +32,13 @@ export function createVerifyEventHub(opts: { heartbeatMs: number; listening: () 
   let settleWritten: () => void = () => {};
   let heartbeat: NodeJS.Timeout | undefined;
 
-  function drop(sub: Subscriber, event?: [string, string]) {
+  function drop(sub: Subscriber, event?: [string, string], cut = false) {
     if (!subscribers.delete(sub)) return;
-    if (event) sub.send(event[0], event[1]);
-    sub.end();
+    if (cut) sub.cut();
+    else {
+      if (event) sub.send(event[0], event[1]);
+      sub.end();
+    }
     if (subscribers.size === 0 && heartbeat) {
       clearInterval(heartbeat);
       heartbeat = undefined;
@@ -41,7 +46,7 @@ export function createVerifyEventHub(opts: { heartbeatMs: number; listening: () 
   }
 
   function broadcast(event: string, data: string, written?: () => void) {
-    for (const sub of subscribers) if (sub.send(event, data, written) > MAX_BUFFERED_BYTES) drop(sub);
+    for (const sub of subscribers) if (sub.send(event, data, written) > MAX_BUFFERED_BYTES) drop(sub, undefined, true);
   }
 
   function flush() {
@@ -70,7 +75,9 @@ export function createVerifyEventHub(opts: { heartbeatMs: number; listening: () 
 
     subscribe(sub: Subscriber): () => void {
       subscribers.add(sub);
-      sub.send('reset', JSON.stringify({ reason: 'connected', heartbeatMs: opts.heartbeatMs }));
+      // maxAgeMs: changes made behind keyward's back (direct SQL) send no event; keyward itself
+      // re-reads a key that old, so a consumer must not keep an answer longer either.
+      sub.send('reset', JSON.stringify({ reason: 'connected', heartbeatMs: opts.heartbeatMs, maxAgeMs: opts.maxAgeMs }));
       if (!heartbeat) {
         heartbeat = setInterval(() => broadcast('heartbeat', '{}'), opts.heartbeatMs);
         heartbeat.unref();

@@ -33,10 +33,14 @@ export interface RoleChangeRow {
   snapshot: unknown;
 }
 
-/** Whether a Prisma error is the unique violation of a role name (the case-insensitive index included). */
-export const isNameConflict = (err: unknown) =>
-  (err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002') ||
-  (err instanceof Error && /roles_lower_name_key|roles_name_key/.test(err.message));
+/** Whether an error is the unique violation of a role's name (either index), and no other. */
+export const isNameConflict = (err: unknown) => {
+  if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002') {
+    const target = (err.meta as { target?: unknown } | undefined)?.target;
+    if (Array.isArray(target) ? target.includes('name') : typeof target === 'string' && /name/.test(target)) return true;
+  }
+  return err instanceof Error && /roles_lower_name_key|roles_name_key/.test(err.message);
+};
 
 export function createRoleStore(prisma: PrismaClient) {
   return {
@@ -44,10 +48,37 @@ export function createRoleStore(prisma: PrismaClient) {
 
     find: (id: number, db: Db = prisma): Promise<StoredRole | null> => db.role.findUnique({ where: { id } }),
 
-    /** Locks the role's row for the rest of the transaction (key changes that assign it wait), then reads it. */
-    async lock(tx: Tx, id: number): Promise<StoredRole | null> {
-      const locked = await tx.$queryRaw<Array<{ id: number }>>`SELECT id FROM roles WHERE id = ${id} FOR UPDATE`;
+    /**
+     * Locks the role's row for the rest of the transaction, then reads it. `update` (FOR NO KEY
+     * UPDATE) lets key changes that assign the role go on — they hold their key's row and share
+     * the role's, and this transaction then updates those keys' rows: the strong lock would make a
+     * deadlock of that. `delete` (FOR UPDATE) makes them wait, so a delete sees every holder.
+     */
+    async lock(tx: Tx, id: number, mode: 'update' | 'delete'): Promise<StoredRole | null> {
+      const locked =
+        mode === 'delete'
+          ? await tx.$queryRaw<Array<{ id: number }>>`SELECT id FROM roles WHERE id = ${id} FOR UPDATE`
+          : await tx.$queryRaw<Array<{ id: number }>>`SELECT id FROM roles WHERE id = ${id} FOR NO KEY UPDATE`;
       return locked.length ? tx.role.findUniqueOrThrow({ where: { id } }) : null;
+    },
+
+    /**
+     * Locks the rows of the keys holding the role, in id order, before the role's own row is
+     * written: a key change holds its key's row and then shares the role's, so the role change
+     * must not hold the role's (as a rename does) while it waits for a key.
+     */
+    async lockHolders(tx: Tx, id: number): Promise<void> {
+      await tx.$queryRaw`SELECT id FROM api_keys WHERE id IN (SELECT api_key_id FROM api_key_roles WHERE role_id = ${id}) ORDER BY id FOR UPDATE`;
+    },
+
+    /** What the keys holding the role hold, from all their roles (a role change reaches each of them). */
+    async holdersPermissions(tx: Tx, id: number): Promise<string[][]> {
+      const rows = await tx.$queryRaw<Array<{ permissions: string[] }>>`
+        SELECT DISTINCT r.permissions FROM api_key_roles kr
+          JOIN api_key_roles other ON other.api_key_id = kr.api_key_id
+          JOIN roles r ON r.id = other.role_id
+         WHERE kr.role_id = ${id}`;
+      return rows.map((r) => r.permissions);
     },
 
     /** Another role with this name, whatever its case. */

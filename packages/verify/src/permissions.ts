@@ -27,8 +27,15 @@ const WILDCARD = new RegExp(`^${SEGMENT}(?:\\.${SEGMENT})*\\.\\*$`);
  * two: `orders.read`), or such words ending in `.*`; at most 100 characters.
  */
 export function isPermissionName(p: string): boolean {
-  return p === '*' || (typeof p === 'string' && p.length <= 100 && (NAME.test(p) || WILDCARD.test(p)));
+  if (p === '*') return true;
+  if (typeof p !== 'string' || p.length > 100 || !(NAME.test(p) || WILDCARD.test(p))) return false;
+  // keyward's own namespaces hold only keyward's own names (or the namespace's wildcard).
+  const ns = p.slice(0, p.indexOf('.'));
+  return !KEYWARD_NAMESPACES.has(ns) || KEYWARD_PERMISSIONS.has(p) || p === `${ns}.*`;
 }
+
+const KEYWARD_PERMISSIONS: ReadonlySet<string> = new Set(['apikeys.read', 'apikeys.verify', 'apikeys.write', 'audit.read', 'metrics.read', 'roles.read', 'roles.write']);
+const KEYWARD_NAMESPACES: ReadonlySet<string> = new Set(['apikeys', 'audit', 'metrics', 'roles']);
 
 /** Throws a TypeError naming the first entry of `required` keyward would refuse (or too many). */
 export function assertPermissionNames(required: readonly unknown[], where: string): void {

@@ -169,6 +169,8 @@ interface Flight {
   promise: Promise<VerifyResult>;
   /** The requiredPermissions sent, as a comparable string. */
   sent: string;
+  /** When it was asked (monotonic): a change heard since makes its answer unfit to share. */
+  startedAt: number;
 }
 
 const now = () => performance.now();
@@ -291,6 +293,10 @@ export function createVerifier(options: VerifierOptions): Verifier {
   let reconnectTimer: NodeJS.Timeout | null = null;
   let attempt = 0;
   let heartbeatMs = DEFAULT_HEARTBEAT_MS;
+  /** keyward's own cache age (its `connected` reset says): it re-reads a key no older; so does this cache. */
+  let serverMaxAgeMs = Number.POSITIVE_INFINITY;
+  /** Monotonic time of the last invalidate of any key (a request in flight since then is not shared). */
+  let lastInvalidateAt = Number.NEGATIVE_INFINITY;
   const counters = { hits: 0, misses: 0, requests: 0, connects: 0 };
 
   // SHA-256 over a random per-process salt and the key: the cache never holds a key, and its
@@ -371,7 +377,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       }
       if (state === 'active' && !Array.isArray(result.permissions)) return; // cannot judge later asks
       const details = deepFreeze(detailsOf(structuredClone(result)));
-      entry = { state, until: startedAt + opts.cacheTtlMs, keyId: result.keyId, details, permissions: new Set(result.permissions ?? []), expiresAtMs };
+      entry = { state, until: startedAt + Math.min(opts.cacheTtlMs, serverMaxAgeMs), keyId: result.keyId, details, permissions: new Set(result.permissions ?? []), expiresAtMs };
     }
     remove(digest);
     if (opts.cacheMaxEntries <= 0) return;
@@ -389,6 +395,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
 
   function invalidate(keyIds: readonly string[]): void {
     const t = now();
+    lastInvalidateAt = t;
     for (const id of keyIds) {
       invalidatedAt.set(id, t);
       const set = byKeyId.get(id);
@@ -470,13 +477,17 @@ export function createVerifier(options: VerifierOptions): Verifier {
     const mine = () => source === es && !closed;
     es.addEventListener('reset', (ev: MessageEvent) => {
       if (!mine()) return;
-      const data = parse(String(ev.data)) as { reason?: unknown; heartbeatMs?: unknown } | undefined;
+      const data = parse(String(ev.data)) as { reason?: unknown; heartbeatMs?: unknown; maxAgeMs?: unknown } | undefined;
       if (data?.reason === 'connected') {
         // Live (again): nothing cached before can be trusted, and nothing in flight may be stored.
         lastResetAt = now();
         clear();
         const hb = Number(data.heartbeatMs);
         heartbeatMs = Number.isFinite(hb) && hb > 0 ? Math.min(Math.max(hb, 10), 60_000) : DEFAULT_HEARTBEAT_MS;
+        // Changes made behind keyward's back send no event: keyward re-reads a key once its entry is
+        // this old, and this cache keeps an answer no longer either.
+        const maxAge = Number(data.maxAgeMs);
+        serverMaxAgeMs = Number.isFinite(maxAge) && maxAge > 0 ? maxAge : Number.POSITIVE_INFINITY;
         armWatchdog(2 * heartbeatMs + 1_000, 'missed heartbeat');
         if (!live) {
           attempt = 0;
@@ -593,6 +604,8 @@ export function createVerifier(options: VerifierOptions): Verifier {
     const sent = required.join('\n');
     const flightKey = `${digest}\n${clientIp ?? ''}`;
     let flight = flights.get(flightKey);
+    // An answer asked for before a change was heard (or the stream reset) may predate it: not shared.
+    if (flight && (lastInvalidateAt >= flight.startedAt || lastResetAt >= flight.startedAt)) flight = undefined;
     if (flight) {
       const shared = await flight.promise;
       if (flight.sent === sent) return { ...shared };
@@ -611,7 +624,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       store(digest, result, startedAt);
       return result;
     });
-    flight = { promise, sent };
+    flight = { promise, sent, startedAt };
     flights.set(flightKey, flight);
     const done = () => {
       if (flights.get(flightKey) === flight) flights.delete(flightKey);
