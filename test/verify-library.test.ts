@@ -60,7 +60,7 @@ function standInGrants(held: string[], p: string): boolean {
   return false;
 }
 
-async function startStandIn(opts: { heartbeatMs?: number } = {}) {
+async function startStandIn(opts: { heartbeatMs?: number; maxAgeMs?: number } = {}) {
   const consumerKey = newKey();
   const keys = new Map<string, StandInKey>();
   const streams = new Set<ServerResponse>();
@@ -122,7 +122,7 @@ async function startStandIn(opts: { heartbeatMs?: number } = {}) {
     if (state.streamStatus !== 200) return problem(res, state.streamStatus, 'LISTENER_DOWN', 'listener down');
     state.streamConnects++;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
-    sse(res, 'reset', { reason: 'connected', heartbeatMs: state.heartbeatMs });
+    sse(res, 'reset', { reason: 'connected', heartbeatMs: state.heartbeatMs, ...(opts.maxAgeMs ? { maxAgeMs: opts.maxAgeMs } : {}) });
     streams.add(res);
     const timer = setInterval(() => {
       if (state.heartbeats) sse(res, 'heartbeat', {});
@@ -200,7 +200,7 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
-async function setup(options: Partial<VerifierOptions> = {}, standInOpts: { heartbeatMs?: number } = {}) {
+async function setup(options: Partial<VerifierOptions> = {}, standInOpts: { heartbeatMs?: number; maxAgeMs?: number } = {}) {
   const standIn = await startStandIn(standInOpts);
   cleanups.push(() => standIn.stop());
   const verifier = createVerifier({ url: standIn.url, apiKey: standIn.consumerKey, reconnectMinMs: 20, reconnectMaxMs: 200, ...options });
@@ -209,7 +209,7 @@ async function setup(options: Partial<VerifierOptions> = {}, standInOpts: { hear
 }
 
 /** A verifier whose stream is live and settled: the next answer can be stored. */
-async function live(options: Partial<VerifierOptions> = {}, standInOpts: { heartbeatMs?: number } = {}) {
+async function live(options: Partial<VerifierOptions> = {}, standInOpts: { heartbeatMs?: number; maxAgeMs?: number } = {}) {
   const s = await setup(options, standInOpts);
   expect(await s.verifier.ready(5_000)).toBe(true);
   return s;
@@ -526,6 +526,17 @@ describe('createVerifier: single flight', () => {
     expect(r4).toMatchObject({ code: 'VALID' });
     expect(await other).toMatchObject({ code: 'VALID' });
     expect(standIn.state.verifyCalls).toBe(2);
+  });
+
+  it('keeps an answer no longer than keyward\'s own cache age (maxAgeMs of the connected reset)', async () => {
+    const { standIn, verifier } = await live({}, { maxAgeMs: 300 });
+    const k = standIn.addKey();
+    await verifier.verify(k.secret);
+    await verifier.verify(k.secret);
+    expect(standIn.state.verifyCalls).toBe(1); // cached
+    await sleep(350);
+    await verifier.verify(k.secret);
+    expect(standIn.state.verifyCalls).toBe(2); // aged out: asked again
   });
 
   it('a call made after an invalidate does not share an answer asked for before it', async () => {
