@@ -52,15 +52,18 @@ function keywardPlugin(app: FastifyInstance, opts: KeywardFastifyOptions, done: 
     return;
   }
   app.decorateRequest('keyward', null);
+  // Each protected route gets the check as its own first onRequest hook, with its requirement
+  // bound: unprotected routes pay nothing, and no request reads its route's options.
   app.addHook('onRoute', (route) => {
     checkRouteConfig(route);
+    const cfg = (route.config as { keyward?: KeywardRouteConfig } | undefined)?.keyward;
+    if (cfg === undefined) return;
     // Frozen once checked, so the verifier checks it once rather than on every request.
-    const perms = (route.config as { keyward?: KeywardRouteConfig } | undefined)?.keyward?.requiredPermissions;
-    if (perms) Object.freeze(perms);
+    if (cfg.requiredPermissions) Object.freeze(cfg.requiredPermissions);
+    const own = (request: FastifyRequest, reply: FastifyReply, next: (err?: Error) => void) => check(request, reply, next, cfg);
+    route.onRequest = [own, ...(route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest])] as RouteOptions['onRequest'];
   });
-  app.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, next: (err?: Error) => void) => {
-    const cfg = request.routeOptions.config?.keyward;
-    if (cfg === undefined) return next();
+  function check(request: FastifyRequest, reply: FastifyReply, next: (err?: Error) => void, cfg: KeywardRouteConfig) {
     const presented = presentedKeyOf(request.headers, request.raw.rawHeaders);
     if ('refusal' in presented) {
       refuse(reply, presented.refusal);
@@ -90,7 +93,7 @@ function keywardPlugin(app: FastifyInstance, opts: KeywardFastifyOptions, done: 
         refuse(reply, r);
       },
     );
-  });
+  }
   if (opts.closeVerifier) app.addHook('onClose', (_app, closeDone) => {
     verifier.close();
     closeDone();

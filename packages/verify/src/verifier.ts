@@ -10,7 +10,13 @@ import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { EventSource, type ErrorEvent, type EventSourceFetchInit, type FetchLike } from 'eventsource';
 import { KeywardRequestError, KeywardUnavailableError } from './errors.js';
-import { assertPermissionNames, missingPermissions } from './permissions.js';
+import { assertPermissionNames, grants, missingPermissions } from './permissions.js';
+
+/** Whether `held` grants every one of `required` (no allocation: the hot path of a hit). */
+function grantsAll(held: ReadonlySet<string>, required: readonly string[]): boolean {
+  for (let i = 0; i < required.length; i++) if (!grants(held, required[i]!)) return false;
+  return true;
+}
 
 export type VerifyCode = 'VALID' | 'NOT_FOUND' | 'DISABLED' | 'EXPIRED' | 'INSUFFICIENT_PERMISSIONS' | 'RATE_LIMITED';
 
@@ -329,9 +335,12 @@ export function createVerifier(options: VerifierOptions): Verifier {
       remove(digest);
       return undefined;
     }
-    // Least recently used goes first: a hit moves the entry to the end.
-    cache.delete(digest);
-    cache.set(digest, entry);
+    // Least recently used goes first: a hit moves the entry to the end — once the cache is half
+    // full (before that nothing is evicted, and the move is most of a hit's cost).
+    if (cache.size * 2 > opts.cacheMaxEntries) {
+      cache.delete(digest);
+      cache.set(digest, entry);
+    }
     return entry;
   }
 
@@ -576,7 +585,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (!entry) return undefined;
     counters.hits++;
     if (entry.state === 'active' && (entry.expiresAtMs === null || entry.expiresAtMs > Date.now())) {
-      if (required.length === 0 || missingPermissions(entry.permissions, required).length === 0) {
+      if (required.length === 0 || grantsAll(entry.permissions, required)) {
         let valid = validOf.get(entry);
         if (!valid) validOf.set(entry, (valid = deepFreeze({ ...entry.details!, valid: true, code: 'VALID' as const })));
         return valid;
