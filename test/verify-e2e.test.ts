@@ -165,6 +165,6 @@ describe('keyward and a service verifying keys through @keyward/verify, as separ
   it('stops cleanly on SIGTERM', async () => {
     example.child.kill('SIGTERM');
     const code = await new Promise<number | null>((resolve) => example.child.once('exit', resolve));
-    expect(code).toBe(0);
+    expect(code, `the example's output:\n${example.output()}`).toBe(0);
   }, 30_000);
 });
