@@ -5,18 +5,11 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
 import { covers, grants } from '../src/auth/permissions.js';
 import { buildTestApp, testDatabase } from './helpers/app.js';
+import { until } from './helpers/until.js';
 import { ADMIN, json, OPERATOR, seedKey, sql, type SeededKey } from './helpers/keys.js';
 
 const VERIFIER = 5;
 
-async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<number> {
-  const started = Date.now();
-  while (Date.now() - started < timeoutMs) {
-    if (await check()) return Date.now() - started;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`condition not met within ${timeoutMs} ms`);
-}
 
 let app: App;
 let url: string;

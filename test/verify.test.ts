@@ -8,20 +8,13 @@ import type { App } from '../src/app.js';
 import { keyPrefixOf } from '../src/auth/key-format.js';
 import { buildTestApp, testDatabase } from './helpers/app.js';
 import { countingHasher } from './helpers/auth-load.js';
+import { until } from './helpers/until.js';
 import { ADMIN, json, OPERATOR, READER, seedKey, sql, type SeededKey } from './helpers/keys.js';
 import { openSse, type SseReader } from './helpers/sse.js';
 import { createVerifier } from '@keyward/verify';
 
 const VERIFIER = 5;
 
-async function until(check: () => Promise<boolean> | boolean, timeoutMs: number): Promise<number> {
-  const started = Date.now();
-  while (Date.now() - started < timeoutMs) {
-    if (await check()) return Date.now() - started;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`condition not met within ${timeoutMs} ms`);
-}
 
 let url: string;
 let app: App;

@@ -211,12 +211,15 @@ export const snapshotSchema = apiKeySchema
   .meta({ id: 'ApiKeySnapshot', description: 'The key as it was after the change (before it, for a delete); never the hash' });
 export type Snapshot = z.infer<typeof snapshotSchema>;
 
+/** Who made a change (keys' and roles' history alike). */
+export const changeActor = z.object({ type: z.enum(['apiKey', 'system']), id: z.string().nullable(), name: z.string().nullable() });
+
 export const historyEntrySchema = z
   .object({
     version: z.number().int(),
     operation: z.enum(['create', 'update', 'delete']),
     changedAt: z.string(),
-    actor: z.object({ type: z.enum(['apiKey', 'system']), id: z.string().nullable(), name: z.string().nullable() }),
+    actor: changeActor,
     changeReason: z.string().nullable(),
     snapshot: snapshotSchema,
   })

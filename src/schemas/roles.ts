@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { isPermissionName, PERMISSION_NAME_RULE } from '../auth/permissions.js';
 import { wholeNumber } from '../lib/validation.js';
-import { changeReason, description, historyQuery } from './api-keys.js';
+import { changeActor, changeReason, description, historyQuery } from './api-keys.js';
 import { text } from './text.js';
 
 export const roleId = wholeNumber(1, 2_147_483_647);
@@ -92,7 +92,7 @@ export const roleHistoryEntrySchema = z
     version: z.number().int(),
     operation: z.enum(['create', 'update', 'delete']),
     changedAt: z.string(),
-    actor: z.object({ type: z.enum(['apiKey', 'system']), id: z.string().nullable(), name: z.string().nullable() }),
+    actor: changeActor,
     changeReason: z.string().nullable(),
     snapshot: z
       .object({ name: z.string(), description: z.string().nullable(), permissions: z.array(z.string()).describe('As stored (wildcards not expanded)') })
