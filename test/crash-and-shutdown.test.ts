@@ -6,23 +6,12 @@ import { afterAll, describe, expect, inject, it } from 'vitest';
 import { generateKey } from '../src/auth/key-format.js';
 import { createDatabase } from './helpers/databases.js';
 import { sql } from './helpers/keys.js';
-import { freePort, portAnswers, startServer, waitForHealthy, type RunningServer } from './helpers/server-process.js';
+import { freePort, killHard, portAnswers, serverPid, startServer, waitForHealthy, type RunningServer } from './helpers/server-process.js';
 
 const running: RunningServer[] = [];
 const drops: Array<() => Promise<void>> = [];
 afterAll(async () => {
-  for (const s of running) {
-    // The node process, not only npm above it, or a failed test would leave a server running.
-    const pid = s.logs.find((l) => typeof l.pid === 'number')?.pid as number | undefined;
-    if (pid) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-    if (s.child.exitCode === null) s.child.kill('SIGKILL');
-  }
+  running.forEach(killHard);
   for (const d of drops) await d().catch(() => {});
 });
 
@@ -41,9 +30,6 @@ async function launch(env: Record<string, string>) {
   await waitForHealthy(port, server);
   return { server, port, base: `http://127.0.0.1:${port}/api/v1` };
 }
-
-/** The node process itself (npm start is its parent): from its own log lines. */
-const serverPid = (s: RunningServer) => s.logs.find((l) => typeof l.pid === 'number')!.pid as number;
 
 describe('kill -9 during a burst of creates and updates', () => {
   it('after a restart every acknowledged write is there and exact; nothing half-written; history matches', async () => {
@@ -95,7 +81,7 @@ describe('kill -9 during a burst of creates and updates', () => {
       expect(waited, 'no write was acknowledged').toBeLessThan(30_000);
       await new Promise((r) => setTimeout(r, 5));
     }
-    process.kill(serverPid(first.server), 'SIGKILL');
+    process.kill(serverPid(first.server)!, 'SIGKILL');
     dead = true;
     await Promise.all(burst);
     await first.server.exited;
@@ -209,7 +195,7 @@ describe('SIGTERM under load', () => {
     const workers = Array.from({ length: 8 }, worker);
     await new Promise((r) => setTimeout(r, 300));
     const signalled = Date.now();
-    process.kill(serverPid(server), 'SIGTERM');
+    process.kill(serverPid(server)!, 'SIGTERM');
     // The listener closes first: new connections are refused while in-flight work finishes.
     let refusedNew = false;
     for (let i = 0; i < 200 && !refusedNew; i++) {

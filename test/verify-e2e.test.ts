@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { generateKey } from '../src/auth/key-format.js';
 import { createDatabase } from './helpers/databases.js';
-import { freePort, ROOT, startServer, waitForHealthy, type RunningServer } from './helpers/server-process.js';
+import { freePort, killHard, ROOT, serverPid, startServer, waitForHealthy, type RunningServer } from './helpers/server-process.js';
 
 const CHEAP = { NODE_ENV: 'test', ARGON2_MEMORY_KIB: '1024', ARGON2_TIME_COST: '1', RATE_LIMIT_ENABLED: 'false', LOG_LEVEL: 'info', AUTH_FAILURE_DELAY_MS: '0' };
 const INFRA = generateKey();
@@ -15,17 +15,7 @@ const children: ChildProcess[] = [];
 const servers: RunningServer[] = [];
 const drops: Array<() => Promise<void>> = [];
 afterAll(async () => {
-  for (const s of servers) {
-    const pid = s.logs.find((l) => typeof l.pid === 'number')?.pid as number | undefined;
-    if (pid) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-    if (s.child.exitCode === null) s.child.kill('SIGKILL');
-  }
+  servers.forEach(killHard);
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   for (const d of drops) await d().catch(() => {});
 });
@@ -47,8 +37,7 @@ async function startKeyward() {
 }
 
 async function stopKeyward() {
-  const pid = keyward.logs.find((l) => typeof l.pid === 'number')!.pid as number;
-  process.kill(pid, 'SIGTERM');
+  process.kill(serverPid(keyward)!, 'SIGTERM');
   await keyward.exited;
 }
 

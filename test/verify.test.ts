@@ -324,13 +324,25 @@ describe('the event stream', () => {
     const lost = await stream.next((e) => e.event === 'reset' && e.data.includes('listener-lost'), 5_000, 1);
     expect(JSON.parse(lost.data)).toEqual({ reason: 'listener-lost' });
     await stream.ended;
-    // Until it listens again, no stream is offered (it could not vouch for what it would send).
-    const during = await sse();
-    if (!app.services.listener.listening) expect(during.status).toBe(503);
     await until(() => app.services.listener.listening, 10_000);
     const again = await sse();
     expect(again.status).toBe(200);
     await again.next((e) => e.event === 'reset' && e.data.includes('connected'));
+  });
+
+  it('offers no stream (503) while the instance is not listening: it could not vouch for what it would send', async () => {
+    const deaf = await buildTestApp();
+    await deaf.listen({ host: '127.0.0.1', port: 0 });
+    const gateway = await seedKey(deaf, { name: 'deaf-gateway', roleIds: [VERIFIER] });
+    const at = `http://127.0.0.1:${(deaf.server.address() as AddressInfo).port}/api/v1`;
+    expect((await sse(gateway, at)).status).toBe(200);
+    await deaf.services.listener.stop(); // for good: it does not come back
+    const refused = await sse(gateway, at);
+    expect(refused.status).toBe(503);
+    expect(refused.headers['content-type']).toBe('application/problem+json');
+    await refused.ended;
+    expect(JSON.parse(refused.raw())).toMatchObject({ code: 'SERVICE_UNAVAILABLE', detail: expect.stringMatching(/not hearing key changes/) });
+    await deaf.close();
   });
 });
 

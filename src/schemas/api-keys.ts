@@ -214,16 +214,18 @@ export type Snapshot = z.infer<typeof snapshotSchema>;
 /** Who made a change (keys' and roles' history alike). */
 export const changeActor = z.object({ type: z.enum(['apiKey', 'system']), id: z.string().nullable(), name: z.string().nullable() });
 
-export const historyEntrySchema = z
-  .object({
+/** A history entry (of a key, of a role): the same fields around the thing's own snapshot. */
+export const historyEntryOf = <S extends z.ZodType>(snapshot: S) =>
+  z.object({
     version: z.number().int(),
     operation: z.enum(['create', 'update', 'delete']),
     changedAt: z.string(),
     actor: changeActor,
     changeReason: z.string().nullable(),
-    snapshot: snapshotSchema,
-  })
-  .meta({ id: 'ChangeHistoryEntry' });
+    snapshot,
+  });
+
+export const historyEntrySchema = historyEntryOf(snapshotSchema).meta({ id: 'ChangeHistoryEntry' });
 
 export const compareSchema = z
   .object({

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { isPermissionName, PERMISSION_NAME_RULE } from '../auth/permissions.js';
 import { wholeNumber } from '../lib/validation.js';
-import { changeActor, changeReason, description, historyQuery } from './api-keys.js';
+import { changeReason, description, historyEntryOf, historyQuery } from './api-keys.js';
 import { text } from './text.js';
 
 export const roleId = wholeNumber(1, 2_147_483_647);
@@ -85,19 +85,11 @@ export const deleteRoleQuery = z.strictObject({ changeReason: changeReason.unwra
 export type CreateRoleInput = z.infer<typeof createRoleBody>;
 export type PatchRoleInput = z.infer<typeof patchRoleBody>;
 
-export const ROLE_SNAPSHOT_FIELDS = ['name', 'description', 'permissions'] as const;
-
-export const roleHistoryEntrySchema = z
-  .object({
-    version: z.number().int(),
-    operation: z.enum(['create', 'update', 'delete']),
-    changedAt: z.string(),
-    actor: changeActor,
-    changeReason: z.string().nullable(),
-    snapshot: z
-      .object({ name: z.string(), description: z.string().nullable(), permissions: z.array(z.string()).describe('As stored (wildcards not expanded)') })
-      .meta({ id: 'RoleSnapshot', description: 'The role as it was after the change (before it, for a delete)' }),
-  })
+export const roleHistoryEntrySchema = historyEntryOf(
+  z
+    .object({ name: z.string(), description: z.string().nullable(), permissions: z.array(z.string()).describe('As stored (wildcards not expanded)') })
+    .meta({ id: 'RoleSnapshot', description: 'The role as it was after the change (before it, for a delete)' }),
+)
   .meta({ id: 'RoleChangeHistoryEntry' });
 
 export { historyQuery as roleHistoryQuery };

@@ -64,6 +64,22 @@ export function startServer(env: Record<string, string>, opts: { cwd?: string } 
   return { child, logs, output: () => raw, exited };
 }
 
+/** The node process itself (npm start is its parent), from its own log lines. */
+export const serverPid = (s: RunningServer) => s.logs.find((l) => typeof l.pid === 'number')?.pid as number | undefined;
+
+/** SIGKILL to the node process, not only npm above it, so a failed test leaves no server running. */
+export function killHard(s: RunningServer) {
+  const pid = serverPid(s);
+  if (pid) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  if (s.child.exitCode === null) s.child.kill('SIGKILL');
+}
+
 export async function waitForHealthy(port: number, server: RunningServer, timeoutMs = 60_000): Promise<number> {
   const started = Date.now();
   let exited = false;
