@@ -1,6 +1,6 @@
 // npm run db:migrate                         apply pending migrations
 // npm run db:migration:create -- <name>     write a migration for changes to prisma/schema.prisma
-// Uses DATABASE_URL, or the embedded PostgreSQL in DATA_DIR when it is unset, and Prisma's
+// Uses DATABASE_DIRECT_URL, else DATABASE_URL, else the embedded PostgreSQL in DATA_DIR, and Prisma's
 // WebAssembly schema engine, so it works where only the npm registry is reachable.
 import pino from 'pino';
 import { ConfigError, loadConfig } from '../src/config.js';
@@ -22,7 +22,8 @@ async function main(): Promise<number> {
   const config = loadConfig(process.env);
   const log = pino({ level: config.log.level, redact: ['databaseUrl', '*.databaseUrl'] });
   const embedded = config.databaseUrl ? null : await startEmbeddedPostgres(config.dataDir, log, { ifInUse: 'attach', relocatable: config.dataDirDefault });
-  const url = config.databaseUrl ?? embedded!.url;
+  // Never through a pooler in transaction mode: the migration lock is a session lock.
+  const url = config.directDatabaseUrl ?? config.databaseUrl ?? embedded!.url;
   const engineLog = { info: (o: object, m: string) => log.info(o, m), debug: (m: string) => log.debug(m) };
   try {
     if (command === 'migrate') {

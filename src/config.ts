@@ -31,7 +31,7 @@ const ms = (def: number, min: number, max: number) => int(min, max).default(def)
 const oneOf = <T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `must be one of ${values.join(', ')}` });
 
 /** Variables whose values are never repeated in a message. */
-const SECRET_VARIABLES = new Set(['DATABASE_URL', 'REDIS_URL', 'JIM_INFRASTRUCTURE_API_KEY']);
+const SECRET_VARIABLES = new Set(['DATABASE_URL', 'DATABASE_DIRECT_URL', 'REDIS_URL', 'JIM_INFRASTRUCTURE_API_KEY']);
 
 /** A URL with one of `schemes` and a host. The message never echoes it: it may carry a password. */
 const serviceUrl = (...schemes: string[]) =>
@@ -54,6 +54,11 @@ const serviceUrl = (...schemes: string[]) =>
 export const envSchema = z.object({
   NODE_ENV: oneOf(['development', 'production', 'test']).default('development'),
   DATABASE_URL: serviceUrl('postgres', 'postgresql').optional(),
+  /**
+   * A direct (unpooled) connection to the same database, for what a pooler in transaction mode
+   * breaks: LISTEN, migrations and their session lock. Unset: DATABASE_URL serves for both.
+   */
+  DATABASE_DIRECT_URL: serviceUrl('postgres', 'postgresql').optional(),
   DATA_DIR: z.string().trim().min(1, { error: 'must be a folder path' }).default('./data'),
   HOST: z.string().trim().min(1, { error: 'must be an address to listen on, e.g. 127.0.0.1 or 0.0.0.0' }).default('127.0.0.1'),
   PORT: int(0, 65535).default(3000),
@@ -73,6 +78,12 @@ export const envSchema = z.object({
   /** A query with no answer by then fails (a frozen database must not hold requests forever). */
   DB_QUERY_TIMEOUT_MS: ms(10_000, 100, 600_000),
   DB_MIGRATE_ON_START: bool('true'),
+  /**
+   * How often each instance proves its LISTEN connection hears what is sent through the pool (a
+   * NOTIFY round trip); a proof keeps its cache trusted for 2.5 × this, and a write waits at most
+   * that long for other instances to confirm they dropped what it changed.
+   */
+  DB_LISTEN_HEARTBEAT_MS: ms(2_000, 200, 60_000),
   /** As JIM: bootstraps an Administrator key with this secret, valid for 24 h. Never logged. */
   JIM_INFRASTRUCTURE_API_KEY: z.string().optional(),
   /** argon2id cost; values below OWASP's minimum (19456 KiB, t=2, p=1) only with NODE_ENV=test. */
@@ -148,6 +159,8 @@ export interface Config {
   env: Env['NODE_ENV'];
   /** null: start the embedded PostgreSQL in `dataDir`. */
   databaseUrl: string | null;
+  /** LISTEN, migrations, session locks; null: databaseUrl (or the embedded server). */
+  directDatabaseUrl: string | null;
   dataDir: string;
   /** DATA_DIR was not set: as root, the embedded database may move to /var/lib/keyward (README "The embedded default"). */
   dataDirDefault: boolean;
@@ -164,7 +177,7 @@ export interface Config {
     /** How often Node checks connections against the request timeout (its default, 30 s, is too coarse). */
     checkingIntervalMs: number;
   };
-  db: { poolMax: number; migrateOnStart: boolean; queryTimeoutMs: number };
+  db: { poolMax: number; migrateOnStart: boolean; queryTimeoutMs: number; listenHeartbeatMs: number };
   trustProxy: false | string;
   /** The raw JIM_INFRASTRUCTURE_API_KEY (a secret), validated by the bootstrap. */
   infrastructureKey: string | null;
@@ -223,6 +236,9 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     if (e.ARGON2_TIME_COST < ARGON2_MINIMUM.timeCost) weak.push(`ARGON2_TIME_COST: must be at least ${ARGON2_MINIMUM.timeCost}`);
     if (weak.length) throw new ConfigError(weak.map((w) => `${w} (lower values are allowed only with NODE_ENV=test)`));
   }
+  if (e.DATABASE_DIRECT_URL !== undefined && e.DATABASE_URL === undefined) {
+    throw new ConfigError(['DATABASE_DIRECT_URL: set DATABASE_URL as well (the embedded database needs neither)']);
+  }
   if (e.METRICS_PORT !== undefined && !e.METRICS_ENABLED) {
     throw new ConfigError(['METRICS_PORT: set METRICS_ENABLED=true as well, or unset METRICS_PORT']);
   }
@@ -232,6 +248,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
   return {
     env: e.NODE_ENV,
     databaseUrl: e.DATABASE_URL ?? null,
+    directDatabaseUrl: e.DATABASE_DIRECT_URL ?? null,
     dataDir: path.resolve(e.DATA_DIR),
     dataDirDefault: cleaned.DATA_DIR === undefined,
     host: e.HOST,
@@ -246,7 +263,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       dbConnectMs: e.DB_CONNECT_TIMEOUT_MS,
       checkingIntervalMs: Math.min(5_000, Math.max(250, Math.floor(e.REQUEST_TIMEOUT_MS / 10))),
     },
-    db: { poolMax: e.DB_POOL_MAX, migrateOnStart: e.DB_MIGRATE_ON_START, queryTimeoutMs: e.DB_QUERY_TIMEOUT_MS },
+    db: { poolMax: e.DB_POOL_MAX, migrateOnStart: e.DB_MIGRATE_ON_START, queryTimeoutMs: e.DB_QUERY_TIMEOUT_MS, listenHeartbeatMs: e.DB_LISTEN_HEARTBEAT_MS },
     trustProxy: e.TRUST_PROXY,
     infrastructureKey: e.JIM_INFRASTRUCTURE_API_KEY ?? null,
     argon2: {

@@ -223,7 +223,7 @@ export function createAuthenticator(deps: {
       const hit = cache.get(digestOf(presented));
       if (!hit || hit.stale) return undefined;
       const at = now();
-      if (at - hit.checkedAt > cache.maxAgeMs) return undefined;
+      if (at - hit.checkedAt > cache.maxAgeMs || !cache.trusted(at)) return undefined;
       return admit(hit, ip, at);
     },
 
@@ -241,7 +241,7 @@ export function createAuthenticator(deps: {
       const at = now();
       const hit = cache.get(digest);
       if (hit) {
-        const entry = hit.stale || at - hit.checkedAt > cache.maxAgeMs ? await refresh(digest, hit, at, presented) : hit;
+        const entry = hit.stale || at - hit.checkedAt > cache.maxAgeMs || !cache.trusted(at) ? await refresh(digest, hit, at, presented) : hit;
         if (entry === 'deleted') throw new AuthError('API_KEY_INVALID'); // its prefix matches nothing now
         if (entry === 'replaced') refuse('API_KEY_INVALID', keyPrefixOf(presented)); // a wrong secret for a real prefix
         return admit(entry, ip, at);

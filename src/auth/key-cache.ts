@@ -81,7 +81,15 @@ class Lru<V> {
   }
 }
 
-export function createKeyCache(opts: { maxEntries: number; maxAgeMs: number; negativeMaxEntries: number; negativeTtlMs: number }) {
+export function createKeyCache(opts: {
+  maxEntries: number;
+  maxAgeMs: number;
+  negativeMaxEntries: number;
+  negativeTtlMs: number;
+  /** Until when (Date.now() ms) a hit may be used without a database read: the listener's lease. Unset: always. */
+  trustedUntil?: () => number;
+}) {
+  const trustedUntil = opts.trustedUntil ?? (() => Infinity);
   const entries = new Lru<CachedKey>(opts.maxEntries);
   const byKeyId = new Map<string, Set<string>>(); // key id → digests cached for it
   const negative = new Lru<number>(opts.negativeMaxEntries); // digest → expiry time
@@ -126,6 +134,10 @@ export function createKeyCache(opts: { maxEntries: number; maxAgeMs: number; neg
 
   return {
     maxAgeMs: opts.maxAgeMs,
+    /** Whether a hit at `at` may skip the database (else it is re-checked like an aged entry). */
+    trusted(at: number): boolean {
+      return at < trustedUntil();
+    },
     get(digest: string): CachedKey | undefined {
       return entries.get(digest);
     },

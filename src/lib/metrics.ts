@@ -8,6 +8,7 @@ export interface GaugeSources {
   cache: () => { entries: number; negative: number };
   argon2: () => { running: number; waiting: number };
   pool: () => { total: number; idle: number; waiting: number; max: number };
+  listener: () => { listening: boolean; peers: number; timeouts: number; lastRoundTripMs?: number };
 }
 
 export interface Metrics {
@@ -135,6 +136,18 @@ export function createMetrics(): Metrics {
       );
       gauge('keyward_db_pool_waiting', 'Queries waiting for a pool connection.', (g) => g.set(sources.pool().waiting));
       gauge('keyward_db_pool_max', 'The pool size limit (DB_POOL_MAX).', (g) => g.set(sources.pool().max));
+      gauge('keyward_key_listener_up', '1 while LISTEN is proven (a NOTIFY through the pool came back at the last heartbeat).', (g) =>
+        g.set(sources.listener().listening ? 1 : 0),
+      );
+      gauge('keyward_key_listener_round_trip_seconds', 'The last NOTIFY round trip (pool to LISTEN).', (g) =>
+        g.set((sources.listener().lastRoundTripMs ?? 0) / 1000),
+      );
+      gauge('keyward_instances_peers', 'Other instances heard on this database within the lease (they confirm each change).', (g) =>
+        g.set(sources.listener().peers),
+      );
+      gauge('keyward_change_confirm_timeouts', 'Changes another instance did not confirm within the lease, since start.', (g) =>
+        g.set(sources.listener().timeouts),
+      );
     },
   };
 }

@@ -48,7 +48,8 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
   const { prisma, log } = app;
   const { config } = opts;
   const hasher = instrumentHasher(opts.hasher ?? createKeyHasher(config.argon2), app.metrics);
-  const cache = createKeyCache(config.authCache);
+  // Hits skip the database only while the listener's lease runs (it is created below).
+  const cache = createKeyCache({ ...config.authCache, trustedUntil: () => listener.leaseUntil });
   const verifications = createVerificationQueue({
     concurrency: config.argon2.maxConcurrency,
     queue: config.argon2.maxQueue,
@@ -60,11 +61,16 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
   const instanceId = randomUUID();
   // The listener is created below (the hub asks it, once running, whether this instance hears every change).
   const verifyEvents = createVerifyEventHub({ heartbeatMs: config.verifyEventsHeartbeatMs, listening: () => listener.listening, maxAgeMs: config.authCache.maxAgeMs });
-  /** After a change commits: this instance's cache at once; the reply waits until its subscribers have been sent the invalidation. */
-  const onChanged = (keyId: string, op: KeyEventOp): Promise<void> | void => {
+  /**
+   * After a change commits: this instance's cache at once; the reply waits until its subscribers
+   * have been sent the invalidation and, for this instance's own changes (`seq`), until every
+   * other instance confirmed it applied them too (peer-acks.ts).
+   */
+  const onChanged = (keyId: string, op: KeyEventOp, seq?: number): Promise<void> | void => {
     if (op === 'create') return cache.keyCreated();
     cache.invalidateKey(keyId, op === 'delete');
-    return verifyEvents.keyChanged(keyId);
+    const sent = verifyEvents.keyChanged(keyId);
+    return seq === undefined ? sent : Promise.all([sent, listener.confirmed([seq])]).then(() => {});
   };
   const cursorKey = createCursorKeyLoader(prisma);
   const keys = createApiKeyService({ prisma, store: keyStore, hasher, log, onChanged, instanceId, cursorKey });
@@ -72,11 +78,15 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
   const roles = createRoleService({ prisma, instanceId, onKeyChanged: onChanged, cursorKey });
   const auth = createAuthenticator({ keys: keyStore, hasher, lastUsed, cache, verifications, log, infrastructureKey: config.infrastructureKey });
   const listener = createKeyEventListener({
-    url: app.database.url,
+    url: app.database.directUrl,
     log,
     instanceId,
+    heartbeatMs: config.db.listenHeartbeatMs,
+    notify: async (channel, payload) => {
+      await prisma.$executeRaw`SELECT pg_notify(${channel}, ${payload})`;
+    },
     onChanged: (event) => {
-      if (event.keyId) return void onChanged(event.keyId, event.op);
+      if (event.keyId) return onChanged(event.keyId, event.op);
       cache.clear();
       verifyEvents.reset('unknown-change'); // a change that names no key: consumers must forget everything too
     },

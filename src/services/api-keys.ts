@@ -8,6 +8,7 @@ import type { KeyHasher } from '../auth/hasher.js';
 import { generateKey, keyPrefixOf } from '../auth/key-format.js';
 import { covers, effectivePermissions } from '../auth/permissions.js';
 import { encodeKeyEvent, KEY_CHANNEL, type KeyEventOp } from '../db/key-events.js';
+import { nextChangeSeq } from '../db/peer-acks.js';
 import type { Prisma, PrismaClient } from '../generated/prisma/client.js';
 import { AppError, ValidationError } from '../lib/errors.js';
 import { asRoleIdList, type ApiKeyView, type CreateInput, type PatchInput, type ReplaceInput } from '../schemas/api-keys.js';
@@ -38,7 +39,7 @@ export function createApiKeyService(deps: {
   hasher: KeyHasher;
   log: FastifyBaseLogger;
   /** Called after a change to a key commits, before the caller replies (local cache). */
-  onChanged?: (keyId: string, op: KeyEventOp) => Promise<void> | void;
+  onChanged?: (keyId: string, op: KeyEventOp, seq?: number) => Promise<void> | void;
   /** Names this process in its notifications, so it can skip its own echoes. */
   instanceId?: string;
   cursorKey?: () => Promise<Buffer>;
@@ -47,13 +48,19 @@ export function createApiKeyService(deps: {
   const { prisma, hasher } = deps;
   const store = deps.store ?? createKeyStore(prisma);
   const now = deps.now ?? (() => new Date());
-  const changed = (id: string, op: KeyEventOp) => deps.onChanged?.(id, op);
+  const changed = (id: string, op: KeyEventOp, seq?: number) => deps.onChanged?.(id, op, seq);
   const instanceId = deps.instanceId ?? randomUUID();
   const signingKey = deps.cursorKey ?? createCursorKeyLoader(prisma);
 
-  /** Tells every instance, on commit: PostgreSQL delivers a NOTIFY only if its transaction commits. */
-  async function announce(tx: Tx, keyId: string, op: KeyEventOp) {
-    await tx.$executeRaw`SELECT pg_notify(${KEY_CHANNEL}, ${encodeKeyEvent({ instanceId, op, keyId })})`;
+  /**
+   * Tells every instance, on commit: PostgreSQL delivers a NOTIFY only if its transaction commits.
+   * Returns the change's seq, which the others confirm once applied (none for a create: no cache
+   * holds a key that did not exist).
+   */
+  async function announce(tx: Tx, keyId: string, op: KeyEventOp): Promise<number | undefined> {
+    const seq = op === 'create' ? undefined : nextChangeSeq();
+    await tx.$executeRaw`SELECT pg_notify(${KEY_CHANNEL}, ${encodeKeyEvent({ instanceId, op, keyId, seq })})`;
+    return seq;
   }
 
   /** The effective permissions of `ids`, which must all be roles; unknown ones are named, as JIM words it. */
@@ -118,11 +125,11 @@ export function createApiKeyService(deps: {
       });
       const view = toView(row);
       await writeHistory(tx, id, 'update', actor, reason, view);
-      await announce(tx, id, 'update');
-      return { key: view, etag: etagOf(row) };
+      const seq = await announce(tx, id, 'update');
+      return { key: view, etag: etagOf(row), seq };
     });
-    await changed(id, 'update');
-    return result;
+    await changed(id, 'update', result.seq);
+    return { key: result.key, etag: result.etag };
   }
 
   const expiry = (v: string | null | undefined) => (v ? new Date(v) : null);
@@ -226,11 +233,11 @@ export function createApiKeyService(deps: {
         const before = toView(current);
         await store.delete(tx, id);
         await writeHistory(tx, id, 'delete', actor, reason, before);
-        await announce(tx, id, 'delete');
-        return before;
+        const seq = await announce(tx, id, 'delete');
+        return { before, seq };
       });
-      await changed(id, 'delete');
-      return view;
+      await changed(id, 'delete', view.seq);
+      return view.before;
     },
 
   };

@@ -5,6 +5,7 @@
 // caller grants only what it holds, and cannot widen a role held by keys that outlive its own.
 import type { KeyEventOp } from '../db/key-events.js';
 import { encodeKeyEvent, KEY_CHANNEL } from '../db/key-events.js';
+import { nextChangeSeq } from '../db/peer-acks.js';
 import { covers, effectivePermissions, listPermissions } from '../auth/permissions.js';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import { AppError } from '../lib/errors.js';
@@ -35,7 +36,7 @@ export function createRoleService(deps: {
   prisma: PrismaClient;
   instanceId: string;
   /** Called after a role change commits, for each key whose permissions it changed (local cache, event stream). */
-  onKeyChanged?: (keyId: string, op: KeyEventOp) => Promise<void> | void;
+  onKeyChanged?: (keyId: string, op: KeyEventOp, seq?: number) => Promise<void> | void;
   cursorKey: () => Promise<Buffer>;
   now?: () => Date;
 }) {
@@ -76,7 +77,7 @@ export function createRoleService(deps: {
     store.writeHistory(tx, roleId, { operation, actorType: actor.type, actorId: actor.id, actorName: actor.name, changeReason: reason ?? null, snapshot: snapshotOf(role), at });
 
   async function applyUpdate(actor: Actor, id: number, ifMatch: string | undefined, next: (current: StoredRole) => RoleWrite, reason: string | null | undefined) {
-    const { role, keyIds } = await write(async (tx, naming) => {
+    const { role, keyIds, seqs } = await write(async (tx, naming) => {
       const current = await locked(tx, id, ifMatch, 'update');
       const currentPerms = effectivePermissions([current.permissions]);
       requireCovered(actor, currentPerms, 'change this role');
@@ -99,11 +100,17 @@ export function createRoleService(deps: {
       const at = now();
       if (grantsChange || target.name !== current.name) await store.lockHolders(tx, id);
       const role = await store.update(tx, id, { ...target, version: current.version + 1, at });
-      const keyIds = grantsChange || target.name !== current.name ? await store.bumpHolders(tx, id, (keyId) => encodeKeyEvent({ instanceId, op: 'update', keyId }), KEY_CHANNEL) : [];
+      const seqs = new Map<string, number>();
+      const event = (keyId: string) => {
+        const seq = nextChangeSeq();
+        seqs.set(keyId, seq);
+        return encodeKeyEvent({ instanceId, op: 'update', keyId, seq });
+      };
+      const keyIds = grantsChange || target.name !== current.name ? await store.bumpHolders(tx, id, event, KEY_CHANNEL) : [];
       await history(tx, id, 'update', actor, reason, target, at);
-      return { role, keyIds };
+      return { role, keyIds, seqs };
     });
-    await Promise.all(keyIds.map((keyId) => deps.onKeyChanged?.(keyId, 'update')));
+    await Promise.all(keyIds.map((keyId) => deps.onKeyChanged?.(keyId, 'update', seqs.get(keyId))));
     return { role: toRoleView(role), etag: roleEtag(role) };
   }
 
