@@ -77,7 +77,7 @@ describe('docker-compose.yml', () => {
     const ok = spawnSync(cli![0], [...cli!.slice(1), '--profile', 'cluster', 'config'], { cwd: ROOT, env, encoding: 'utf8' });
     expect(ok.status, ok.stderr).toBe(0);
     const resolved = parseYaml(ok.stdout) as Compose;
-    expect(Object.keys(resolved.services).sort()).toEqual(['app', 'app-a', 'app-b', 'postgres', 'proxy', 'redis']);
+    expect(Object.keys(resolved.services).sort()).toEqual(['app', 'app-a', 'app-b', 'app-c', 'postgres', 'proxy', 'redis']);
     expect(resolved.services['app-b'].environment?.DATABASE_URL).toBe('postgresql://keyward:pw-from-env@postgres:5432/keyward');
     const missing = spawnSync(cli![0], [...cli!.slice(1), 'config'], { cwd: ROOT, env: { PATH: process.env.PATH }, encoding: 'utf8' });
     expect(missing.status).not.toBe(0);
@@ -142,13 +142,13 @@ describe('docker-compose.yml', () => {
     expect(compose.services.postgres.environment?.POSTGRES_PASSWORD).toMatch(/^\$\{POSTGRES_PASSWORD:\?/);
   });
 
-  it('has a "cluster" profile: Redis and two replicas sharing it, behind a proxy that is their only trusted one', async () => {
+  it('has a "cluster" profile: Redis and three replicas sharing it, behind a proxy that is their only trusted one', async () => {
     const compose = loadCompose(await read('docker-compose.yml'));
     const { redis, proxy } = compose.services;
     const replicas = Object.entries(compose.services).filter(([, s]) => s.profiles?.includes('cluster') && s.environment?.REDIS_URL);
     expect(redis.profiles).toEqual(['cluster']);
     expect(redis.healthcheck).toBeDefined();
-    expect(replicas.map(([n]) => n)).toEqual(['app-a', 'app-b']);
+    expect(replicas.map(([n]) => n)).toEqual(['app-a', 'app-b', 'app-c']);
     const proxyAddress = (proxy.networks as Record<string, { ipv4_address?: string }>).cluster.ipv4_address!;
     expect(proxyAddress).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
     // The fixed address lies in the cluster network's subnet but outside the range handed out.
@@ -173,11 +173,12 @@ describe('docker-compose.yml', () => {
       expect(s.depends_on).toEqual({ postgres: { condition: 'service_healthy' }, redis: { condition: 'service_healthy' } });
     }
     expect(proxy.profiles).toEqual(['cluster']);
-    expect(proxy.depends_on).toEqual({ 'app-a': { condition: 'service_healthy' }, 'app-b': { condition: 'service_healthy' } });
+    expect(proxy.depends_on).toEqual({ 'app-a': { condition: 'service_healthy' }, 'app-b': { condition: 'service_healthy' }, 'app-c': { condition: 'service_healthy' } });
     const conf = await read('deploy/nginx.conf');
     // Re-resolved (recreated replicas get new addresses); 503 OVERLOADED never retried elsewhere.
     expect(conf).toMatch(/server app-a:3000 resolve/);
     expect(conf).toMatch(/server app-b:3000 resolve/);
+    expect(conf).toMatch(/server app-c:3000 resolve/);
     expect(conf).toMatch(/^resolver 127\.0\.0\.11 /m);
     expect(conf).not.toMatch(/proxy_next_upstream[^;]*http_503/);
     // The proxy overwrites X-Forwarded-For, so a client cannot choose the address it is limited by.

@@ -21,8 +21,8 @@ export interface SseReader {
   close(): void;
 }
 
-export async function openSse(url: string, apiKey: string): Promise<SseReader> {
-  const req = http.get(url, { headers: { 'x-api-key': apiKey, accept: 'text/event-stream' }, agent: false });
+export async function openSse(url: string, apiKey: string, opts: { localAddress?: string } = {}): Promise<SseReader> {
+  const req = http.get(url, { headers: { 'x-api-key': apiKey, accept: 'text/event-stream' }, agent: false, localAddress: opts.localAddress });
   const res = await new Promise<http.IncomingMessage>((resolve, reject) => req.once('response', resolve).once('error', reject));
   const events: SseEvent[] = [];
   let raw = '';
