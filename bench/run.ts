@@ -15,6 +15,7 @@ import { applyMigrations } from '../src/db/migrate.js';
 import { wildcardToLike } from '../src/services/paging.js';
 import { listStatement } from '../src/store/api-keys.js';
 import { autocannon, flood, pinning, query, startServer, stopChildren, type FloodResult } from './support.js';
+import { benchCapacity } from './capacity.js';
 import { benchVerify } from './verify.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -239,6 +240,8 @@ async function main() {
       const tKey = target.json.key as string;
       const tUrl = `/api/v1/apikeys/${target.json.id}`;
       const delays: number[] = [];
+      const disableMs: number[] = [];
+      let staleOnB = 0;
       let stale = 0;
       let probes = 0;
       for (let i = 0; i < 200; i++) {
@@ -260,10 +263,14 @@ async function main() {
           }
         });
         await new Promise((r) => setTimeout(r, 2));
+        const sent = performance.now();
         const off = await api(a.base, infra, 'PATCH', tUrl, { isEnabled: false });
         replied = performance.now();
+        disableMs.push(replied - sent);
         if (off.status !== 200) throw new Error(`disable failed: ${off.status}`);
+        // B confirmed the change before A replied (src/db/peer-acks.ts): any success here is stale.
         while ((await api(b.base, tKey, 'GET', '/api/v1/userinfo')).status === 200) {
+          staleOnB++;
           if (performance.now() - replied > 5_000) throw new Error('instance B never refused the key');
         }
         delays.push(performance.now() - replied);
@@ -274,12 +281,26 @@ async function main() {
     report('5_revocation_to_other_instance_p50_ms', round(pct(delays, 50)));
     report('5_revocation_to_other_instance_p99_ms', round(pct(delays, 99)));
     report('5_stale_successes_on_origin', stale);
+    report('5_stale_successes_on_other_instance', staleOnB);
+    report('5_disable_reply_p50_ms_with_1_peer_confirming', round(pct(disableMs, 50)));
+    report('5_disable_reply_p99_ms_with_1_peer_confirming', round(pct(disableMs, 99)));
     report('5_origin_requests_after_reply', probes);
     }
 
     if (runs(7)) {
       // 7: service-to-service verification (bench/verify.ts): the verify endpoint, a consumer's cached check, revocation reaching it.
       await benchVerify({ base: a.base, infra, env, api, report, rounds: Math.max(3, Math.min(ROUNDS * 2, 7)), seconds: CPU_SECONDS, connections: CONNECTIONS });
+    }
+
+    if (runs(8)) {
+      // 8: the capacity model's figures (bench/capacity.ts), each part on a database and server of its own.
+      await benchCapacity({
+        adminUrl,
+        report,
+        authedRps: median(authed.map((r) => r.rps)),
+        authedCpuUs: cpuAuthed,
+        steadySeconds: Number(process.env.BENCH_CAPACITY_SECONDS ?? 60),
+      });
     }
 
     if (runs(6)) {

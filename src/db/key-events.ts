@@ -10,7 +10,7 @@
 // probe heard means every change committed before it was sent has been applied.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { ACK_CHANNEL, createPeerAcks, PRESENCE_CHANNEL } from './peer-acks.js';
+import { ackChannelOf, createPeerAcks, PRESENCE_CHANNEL } from './peer-acks.js';
 import { pgConfigFromUrl } from './pg-config.js';
 
 export const KEY_CHANNEL = 'keyward_api_keys';
@@ -126,6 +126,7 @@ export function createKeyEventListener(opts: {
   const heartbeatMs = opts.heartbeatMs ?? 2_000;
   // A proof covers the next heartbeat and its probe's own wait, with room for a late timer.
   const leaseMs = Math.round(heartbeatMs * 2.5);
+  const ackChannel = ackChannelOf(opts.instanceId);
   // Confirmations go out on the listening connection itself (direct, so NOTIFY works there, and
   // a plain query costs a fraction of one through the ORM); only the probe must take the pool's path.
   const acks = createPeerAcks({
@@ -183,7 +184,7 @@ export function createKeyEventListener(opts: {
       if (probe && word === probe.nonce) probe.heard();
       return;
     }
-    if (msg.channel === ACK_CHANNEL) return acks.received(payload);
+    if (msg.channel === ackChannel) return acks.received(payload);
     const event = msg.channel === KEY_CHANNEL && payload ? decodeKeyEvent(payload) : null;
     // Unreadable payloads (a hand-written NOTIFY) are taken as "something changed".
     if (!event) return void opts.onChanged({ op: 'update', keyId: '', instanceId: '' });
@@ -233,7 +234,7 @@ export function createKeyEventListener(opts: {
     c.on('notification', onNotification);
     try {
       await c.connect();
-      await c.query(`LISTEN ${KEY_CHANNEL}; LISTEN ${PRESENCE_CHANNEL}; LISTEN ${ACK_CHANNEL}`);
+      await c.query(`LISTEN ${KEY_CHANNEL}; LISTEN ${PRESENCE_CHANNEL}; LISTEN ${ackChannel}`);
       if (!(await roundTrip(c, Math.max(1_000, heartbeatMs), true))) throw new Error('a NOTIFY sent through the pool did not reach the listening connection');
     } catch (err) {
       if (client === c) down(err);

@@ -6,7 +6,13 @@
 // or after the lease: an instance trusts its cache only for `leaseMs` after its last proof that it
 // hears notifications, so one that never confirms has stopped serving from cache by then.
 export const PRESENCE_CHANNEL = 'keyward_instances';
-export const ACK_CHANNEL = 'keyward_api_key_acks';
+/**
+ * Each instance hears confirmations on a channel of its own: every delivery costs the receiving
+ * backend a transaction, so one shared channel would cost N × (N − 1) per change, this N − 1.
+ */
+export function ackChannelOf(instanceId: string): string {
+  return `keyward_acks_${instanceId.replace(/[^0-9a-z]/gi, '').toLowerCase().slice(0, 40)}`;
+}
 
 /** NOTIFY payloads must stay under 8000 bytes. */
 const MAX_PAYLOAD = 7_800;
@@ -55,7 +61,7 @@ export function createPeerAcks(opts: {
     flushing = false;
     for (const [writer, seqs] of outgoing) {
       outgoing.delete(writer);
-      const head = `${writer} ${opts.instanceId} `;
+      const head = `${opts.instanceId} `;
       let chunk: string[] = [];
       let size = head.length;
       const send = () => {
@@ -63,7 +69,7 @@ export function createPeerAcks(opts: {
         const payload = head + chunk.join(',');
         chunk = [];
         size = head.length;
-        opts.send(ACK_CHANNEL, payload).catch((err) => opts.log.debug?.({ err }, 'could not confirm a key change'));
+        opts.send(ackChannelOf(writer), payload).catch((err) => opts.log.debug?.({ err }, 'could not confirm a key change'));
       };
       for (const seq of seqs) {
         const s = String(seq);
@@ -108,10 +114,10 @@ export function createPeerAcks(opts: {
         setImmediate(flush);
       }
     },
-    /** An ACK_CHANNEL payload: `<writer> <from> <seq>,<seq>…`. */
+    /** A payload on this instance's ackChannelOf(): `<from> <seq>,<seq>…`. */
     received(payload: string) {
-      const [writer, from, list] = payload.split(' ');
-      if (writer !== opts.instanceId || !from || !list) return;
+      const [from, list] = payload.split(' ');
+      if (!from || !list) return;
       const at = now();
       for (const [seq, e] of early) {
         if (e.at >= at - opts.leaseMs) break;

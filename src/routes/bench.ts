@@ -3,6 +3,8 @@
 // authentication alone; a POST that reads a JSON body and answers the shape verify answers,
 // without authenticating or verifying anything (the baseline of POST /apikeys/verify); and the
 // process's own counters. Hidden from the API document.
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { problemResponses } from '../lib/problem.js';
@@ -38,16 +40,30 @@ export const benchRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         hide: true,
         tags: ['bench'],
-        description: "This process's CPU time and argon2 work so far.",
+        description: "This process's CPU time, argon2 work, memory (after a full collection with gc=true) and cache size so far.",
+        querystring: z.strictObject({ gc: z.enum(['true', 'false']).optional() }),
         response: {
-          200: z.object({ cpuUs: z.number(), argon2Runs: z.number(), suspectRuns: z.number(), rssBytes: z.number() }).describe('Counters'),
+          200: z
+            .object({ cpuUs: z.number(), argon2Runs: z.number(), suspectRuns: z.number(), rssBytes: z.number(), heapUsedBytes: z.number(), cacheEntries: z.number() })
+            .describe('Counters'),
         },
       },
     },
-    async () => {
+    async (req) => {
+      if (req.query.gc === 'true') {
+        setFlagsFromString('--expose-gc');
+        (runInNewContext('gc') as () => void)();
+      }
       const cpu = process.cpuUsage();
-      const { verifications } = app.services;
-      return { cpuUs: cpu.user + cpu.system, argon2Runs: verifications.runs, suspectRuns: verifications.suspectRuns, rssBytes: process.memoryUsage.rss() };
+      const { verifications, cache } = app.services;
+      return {
+        cpuUs: cpu.user + cpu.system,
+        argon2Runs: verifications.runs,
+        suspectRuns: verifications.suspectRuns,
+        rssBytes: process.memoryUsage.rss(),
+        heapUsedBytes: process.memoryUsage().heapUsed,
+        cacheEntries: cache.stats().entries,
+      };
     },
   );
 };
