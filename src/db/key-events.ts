@@ -64,44 +64,57 @@ export function listenRefusal(route: Pick<ListenRoute, 'listenVariable' | 'notif
 
 /**
  * Proves, before anything else runs, that a NOTIFY sent through `notifyUrl` reaches a LISTEN on
- * `listenUrl` (same database, no pooler between). Throws ListenUnavailableError when it does not;
- * connection errors are thrown as they are.
+ * `listenUrl` (same database, no pooler between): `{ heard: ms }`. Throws ListenUnavailableError
+ * when both connections work and the NOTIFY never arrives. A database that cannot be reached or
+ * does not answer within `connectMs` proves nothing either way: `{ unreachable }` (the listener
+ * proves it again before the cache is used).
  */
-export async function proveNotifyRoundTrip(route: ListenRoute, timeoutMs = 3_000): Promise<number> {
+export async function proveNotifyRoundTrip(
+  route: ListenRoute,
+  opts: { timeoutMs?: number; connectMs?: number } = {},
+): Promise<{ heard: number } | { unreachable: Error }> {
+  const timeoutMs = opts.timeoutMs ?? 3_000;
+  const connectMs = opts.connectMs ?? 5_000;
   const channel = `keyward_probe_${randomBytes(8).toString('hex')}`;
-  const listener = new pg.Client(pgConfigFromUrl(route.listenUrl));
-  const sender = route.notifyUrl === route.listenUrl ? null : new pg.Client(pgConfigFromUrl(route.notifyUrl));
-  listener.on('error', () => {});
-  sender?.on('error', () => {});
+  const nonce = randomBytes(8).toString('hex');
+  const client = (url: string) => {
+    const c = new pg.Client({ ...pgConfigFromUrl(url), connectionTimeoutMillis: connectMs, query_timeout: connectMs });
+    c.on('error', () => {});
+    return c;
+  };
+  const listener = client(route.listenUrl);
+  // Sent on another connection: on the listening connection itself a pooler would hand the
+  // echo straight back and the proof would prove nothing.
+  const sender = client(route.notifyUrl);
+  let heard!: () => void;
+  const heardPromise = new Promise<boolean>((r) => (heard = () => r(true)));
+  listener.on('notification', (m) => m.channel === channel && m.payload === nonce && heard());
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = (ms: number) => new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
   try {
-    await listener.connect();
-    await sender?.connect();
-    await listener.query(`LISTEN ${channel}`);
+    const connected = await Promise.race([
+      (async () => {
+        await Promise.all([listener.connect(), sender.connect()]);
+        await listener.query(`LISTEN ${channel}`);
+        return true as const;
+      })(),
+      deadline(connectMs),
+    ]).catch((err: Error) => err);
+    clearTimeout(timer);
+    if (connected !== true) return { unreachable: connected || new Error(`no answer within ${connectMs} ms`) };
     const started = performance.now();
-    const nonce = randomBytes(8).toString('hex');
-    let heard!: () => void;
-    const heardPromise = new Promise<void>((r) => (heard = r));
-    listener.on('notification', (m) => m.channel === channel && m.payload === nonce && heard());
-    // Sent on another connection when there is one: on the listening connection itself a pooler
-    // would hand the echo straight back and the proof would prove nothing.
-    const via = sender ?? new pg.Client(pgConfigFromUrl(route.notifyUrl));
-    if (!sender) {
-      via.on('error', () => {});
-      await via.connect();
-    }
-    try {
-      await via.query('SELECT pg_notify($1, $2)', [channel, nonce]);
-    } finally {
-      if (!sender) await via.end().catch(() => {});
-    }
-    let timer: NodeJS.Timeout | undefined;
-    const ok = await Promise.race([heardPromise.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs)))]);
+    const sent = await sender.query('SELECT pg_notify($1, $2)', [channel, nonce]).then(
+      () => null,
+      (err: Error) => err,
+    );
+    if (sent) return { unreachable: sent };
+    const ok = await Promise.race([heardPromise, deadline(timeoutMs)]);
     clearTimeout(timer);
     if (!ok) throw new ListenUnavailableError(listenRefusal(route, timeoutMs));
-    return performance.now() - started;
+    return { heard: performance.now() - started };
   } finally {
-    await listener.end().catch(() => {});
-    await sender?.end().catch(() => {});
+    clearTimeout(timer);
+    await Promise.all([listener.end().catch(() => {}), sender.end().catch(() => {})]);
   }
 }
 

@@ -42,13 +42,18 @@ async function databasePlugin(app: FastifyInstance, opts: { config: Config }) {
     );
     info = { url: config.databaseUrl, directUrl: config.directDatabaseUrl ?? config.databaseUrl, kind: 'external' };
     // Before migrating: behind a pooler in transaction mode, the migration lock would not hold either.
-    const roundTripMs = await proveNotifyRoundTrip({
-      listenUrl: info.directUrl,
-      listenVariable: config.directDatabaseUrl ? 'DATABASE_DIRECT_URL' : 'DATABASE_URL',
-      notifyUrl: info.url,
-      notifyVariable: 'DATABASE_URL',
-    });
-    log.debug({ roundTripMs }, 'a NOTIFY through DATABASE_URL reached LISTEN');
+    const proof = await proveNotifyRoundTrip(
+      {
+        listenUrl: info.directUrl,
+        listenVariable: config.directDatabaseUrl ? 'DATABASE_DIRECT_URL' : 'DATABASE_URL',
+        notifyUrl: info.url,
+        notifyVariable: 'DATABASE_URL',
+      },
+      // A database slow to accept connections skips the check rather than the start (the listener proves it later).
+      { connectMs: Math.min(2_000, config.timeouts.dbConnectMs) },
+    );
+    if ('heard' in proof) log.debug({ roundTripMs: proof.heard }, 'a NOTIFY through DATABASE_URL reached LISTEN');
+    else log.warn({ err: { message: proof.unreachable.message } }, 'could not check at start that LISTEN hears NOTIFY (database not reachable); the cache stays off until the listener has proved it');
   } else {
     const embedded = await startEmbeddedPostgres(config.dataDir, log, { relocatable: config.dataDirDefault });
     // Registered before anything that uses the database, so avvio closes it last.
