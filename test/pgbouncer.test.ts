@@ -62,7 +62,6 @@ describe.skipIf('missing' in found)('behind PgBouncer (transaction pooling)', ()
   });
 
   it('refuses to start when only a pooled URL is given, naming DATABASE_DIRECT_URL; and when DATABASE_DIRECT_URL is pooled too', async () => {
-    const started = Date.now();
     const err = await buildApp(testConfig({}, pooled)).then(
       () => null,
       (e: unknown) => e,
@@ -71,7 +70,6 @@ describe.skipIf('missing' in found)('behind PgBouncer (transaction pooling)', ()
     expect((err as Error).message).toMatch(/a NOTIFY sent through DATABASE_URL did not reach a LISTEN on DATABASE_URL within 3000 ms/);
     expect((err as Error).message).toMatch(/Set DATABASE_DIRECT_URL to a direct connection/);
     expect((err as Error).message).not.toContain(direct.split('@')[0]!); // no URL, no password
-    expect(Date.now() - started).toBeGreaterThanOrEqual(2_900);
 
     const both = await buildApp(testConfig({ DATABASE_DIRECT_URL: pooled }, pooled)).then(
       () => null,
