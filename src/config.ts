@@ -115,6 +115,8 @@ export const envSchema = z.object({
   RATE_LIMIT_PREFIX_MAX: int(1, 10_000_000).default(30),
   RATE_LIMIT_WINDOW_MS: ms(60_000, 1_000, 86_400_000),
   REDIS_URL: serviceUrl('redis', 'rediss').optional(),
+  /** A Redis command with no answer by then is counted in this instance's memory instead. */
+  REDIS_COMMAND_TIMEOUT_MS: ms(500, 50, 60_000),
   /** Failed authentications: aggregation flush interval, retention, in-memory bound. */
   SECURITY_EVENTS_FLUSH_MS: ms(10_000, 100, 600_000),
   SECURITY_EVENTS_RETENTION_DAYS: int(1, 3650).default(365),
@@ -187,7 +189,7 @@ export interface Config {
   benchRoutes: boolean;
   authCache: { maxEntries: number; maxAgeMs: number; negativeMaxEntries: number; negativeTtlMs: number };
   lastUsedFlushMs: number;
-  rateLimit: { enabled: boolean; keyMax: number; ipMax: number; prefixMax: number; windowMs: number; redisUrl: string | null };
+  rateLimit: { enabled: boolean; keyMax: number; ipMax: number; prefixMax: number; windowMs: number; redisUrl: string | null; redisCommandTimeoutMs: number };
   securityEvents: { flushMs: number; retentionDays: number; maxBuckets: number };
   /** `port: null`: on the API port, behind the metrics.read permission. */
   metrics: { enabled: boolean; port: number | null; host: string };
@@ -292,6 +294,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       prefixMax: e.RATE_LIMIT_PREFIX_MAX,
       windowMs: e.RATE_LIMIT_WINDOW_MS,
       redisUrl: e.REDIS_URL ?? null,
+      redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
     },
     securityEvents: {
       flushMs: e.SECURITY_EVENTS_FLUSH_MS,

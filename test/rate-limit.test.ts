@@ -245,7 +245,9 @@ const redis = await redisAnswers();
 if (!redis) console.log('[rate limits] no Redis at 127.0.0.1:6379: the shared-budget test is skipped');
 describe.runIf(redis)('rate limits shared through Redis', () => {
   it('a burst of concurrent wrong secrets for one prefix still gets no more argon2 than its budget (the reservation precedes the round trip)', async () => {
-    await expectBurstBounded({ REDIS_URL: 'redis://127.0.0.1:6379' });
+    // A loaded CI machine can hold a command past the 500 ms default, and a reservation that falls
+    // back to memory is counted there (by design): this test is about the order, not the fallback.
+    await expectBurstBounded({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_COMMAND_TIMEOUT_MS: '10000' });
   });
 
   it('two instances spend one budget', async () => {

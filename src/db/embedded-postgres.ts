@@ -185,7 +185,19 @@ async function readOrCreatePassword(file: string): Promise<string> {
   if (existing?.trim()) return existing.trim();
   if (existing !== null) throw new Error(`${file} is empty: remove it only together with the cluster next to it`);
   const password = randomBytes(24).toString('base64url');
-  await createFile(file, `${password}\n`, 0o600);
+  try {
+    await createFile(file, `${password}\n`, 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    // Another process starting on this DATA_DIR created it first: use its password (once its
+    // content is there); the data folder's lock decides which of the two goes on.
+    for (let i = 0; i < 100; i++) {
+      const theirs = (await readPrivateFile(file))?.trim();
+      if (theirs) return theirs;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw err;
+  }
   return password;
 }
 

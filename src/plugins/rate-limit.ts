@@ -88,7 +88,7 @@ async function rateLimitPlugin(app: FastifyInstance, opts: { config: Config }) {
       maxRetriesPerRequest: 1,
       enableOfflineQueue: false,
       connectTimeout: 2_000,
-      commandTimeout: 500,
+      commandTimeout: rl.redisCommandTimeoutMs,
       autoResendUnfulfilledCommands: false,
     });
     let warnedAt = 0;
@@ -104,7 +104,14 @@ async function rateLimitPlugin(app: FastifyInstance, opts: { config: Config }) {
     const fallbacks = { key: memory(), ip: memory(), prefix: memory(), fail: memory() };
     const fallback = (name: string) => fallbacks[name.slice(0, name.indexOf(':')) as keyof typeof fallbacks];
     shared = createRedisCounters(redis, { namespace: 'keyward-rl:', windowMs: rl.windowMs, fallback, onError });
-    app.log.info('rate limits shared through Redis');
+    // Commands sent before the connection is ready fail at once (no offline queue) and would be
+    // counted per instance: the first requests wait for Redis, at most its connect timeout.
+    if (redis.status !== 'ready') {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([new Promise((r) => redis.once('ready', r)), new Promise((r) => (timer = setTimeout(r, 2_000)))]);
+      clearTimeout(timer);
+    }
+    app.log.info({ ready: redis.status === 'ready' }, 'rate limits shared through Redis');
   }
 
   async function reserveShared(counters: WindowCounters, prefix: string, network: string): Promise<Reservation> {
