@@ -113,6 +113,8 @@ export const envSchema = z.object({
   RATE_LIMIT_IP_MAX: int(1, 10_000_000).default(30),
   /** Wrong secrets per window for one real key prefix, checked before argon2. */
   RATE_LIMIT_PREFIX_MAX: int(1, 10_000_000).default(30),
+  /** Leaked-key reports (POST /apikeys/revoke, unauthenticated) per window for one client network. */
+  RATE_LIMIT_REVOKE_MAX: int(1, 10_000_000).default(10),
   RATE_LIMIT_WINDOW_MS: ms(60_000, 1_000, 86_400_000),
   REDIS_URL: serviceUrl('redis', 'rediss').optional(),
   /** A Redis command with no answer by then is counted in this instance's memory instead. */
@@ -189,7 +191,7 @@ export interface Config {
   benchRoutes: boolean;
   authCache: { maxEntries: number; maxAgeMs: number; negativeMaxEntries: number; negativeTtlMs: number };
   lastUsedFlushMs: number;
-  rateLimit: { enabled: boolean; keyMax: number; ipMax: number; prefixMax: number; windowMs: number; redisUrl: string | null; redisCommandTimeoutMs: number };
+  rateLimit: { enabled: boolean; keyMax: number; ipMax: number; prefixMax: number; revokeMax: number; windowMs: number; redisUrl: string | null; redisCommandTimeoutMs: number };
   securityEvents: { flushMs: number; retentionDays: number; maxBuckets: number };
   /** `port: null`: on the API port, behind the metrics.read permission. */
   metrics: { enabled: boolean; port: number | null; host: string };
@@ -292,6 +294,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       keyMax: e.RATE_LIMIT_KEY_MAX,
       ipMax: e.RATE_LIMIT_IP_MAX,
       prefixMax: e.RATE_LIMIT_PREFIX_MAX,
+      revokeMax: e.RATE_LIMIT_REVOKE_MAX,
       windowMs: e.RATE_LIMIT_WINDOW_MS,
       redisUrl: e.REDIS_URL ?? null,
       redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,

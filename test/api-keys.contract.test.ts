@@ -15,6 +15,10 @@ beforeAll(async () => {
 
 const KEY_FIELDS = [
   'metadata',
+  'allowedCidrs',
+  'rateLimit',
+  'previousKeyPrefix',
+  'previousKeyExpiresAt',
   'createdAt',
   'description',
   'expiresAt',

@@ -48,6 +48,14 @@ const ROUTES: Route[] = [
     },
   },
   {
+    name: 'POST /apikeys/{id}/rotate',
+    permission: 'apikeys.write',
+    request: async () => {
+      const t = await seedKey(app, { name: 'matrix-rotate' });
+      return { method: 'POST', url: `/api/v1/apikeys/${t.id}/rotate`, payload: {} };
+    },
+  },
+  {
     name: 'PATCH /apikeys/{id}',
     permission: 'apikeys.write',
     request: async () => {
@@ -144,7 +152,7 @@ describe('credentials that are refused on every protected route', () => {
       }
       // Only the seeding of targets happened; no request changed a key.
       const after = await apiVisibleState(dbUrl);
-      const seededNames = new Set(['matrix-put', 'matrix-patch', 'matrix-delete']);
+      const seededNames = new Set(['matrix-put', 'matrix-patch', 'matrix-rotate', 'matrix-delete']);
       const changed = after.filter((row) => !before.some((b) => JSON.stringify(b) === JSON.stringify(row)));
       expect(changed.every((r) => seededNames.has(r.name as string))).toBe(true);
     });

@@ -51,6 +51,8 @@ describe('change history', () => {
       isInfrastructureKey: false,
       expiresAt: null,
       metadata: {},
+      allowedCidrs: null,
+      rateLimit: null,
     });
     expect(entries[0].snapshot).toMatchObject({ name: 'tracked-2', isEnabled: false }); // the key as it was when deleted
     expect(new Date(entries[0].changedAt).getTime()).toBeGreaterThanOrEqual(new Date(entries[4].changedAt).getTime());

@@ -82,7 +82,7 @@ describe('validation errors name the field and the rule', () => {
 
   it('an unknown field that resembles nothing lists the known ones', async () => {
     const p = await send('POST', '/api/v1/apikeys', { name: 'x', colour: 'red' });
-    expect(p.detail).toBe('unknown field colour (known fields: name, description, roleIds, isEnabled, expiresAt, metadata, changeReason)');
+    expect(p.detail).toBe('unknown field colour (known fields: name, description, roleIds, isEnabled, expiresAt, metadata, allowedCidrs, rateLimit, changeReason)');
   });
 
   it('types are named without echoing the value (it could be a secret in the wrong field)', async () => {

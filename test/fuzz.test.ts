@@ -68,10 +68,19 @@ const validBody = fc.record(
     isEnabled: fc.boolean(),
     expiresAt: fc.oneof(fc.constant(null), fc.date({ min: new Date('2030-01-01'), max: new Date('2090-01-01'), noInvalidDate: true }).map((d) => d.toISOString())),
     changeReason: fc.string({ maxLength: 40 }),
+    allowedCidrs: fc.oneof(fc.constant(null), fc.uniqueArray(fc.constantFrom('10.0.0.0/8', '192.0.2.0/24', '2001:db8::/32', '127.0.0.0/8', '::1/128'), { maxLength: 3 })),
+    rateLimit: fc.oneof(fc.constant(null), fc.record({ limit: fc.integer({ min: 1, max: 10_000 }), windowSeconds: fc.integer({ min: 1, max: 86_400 }) })),
+    gracePeriodSeconds: fc.integer({ min: 0, max: 86_400 }),
   },
   { requiredKeys: ['name'] },
 );
-const nearValid = fc.tuple(validBody, fc.constantFrom('name', 'description', 'roleIds', 'isEnabled', 'expiresAt', 'changeReason', 'extra'), jsonValue).map(
+const nearValid = fc
+  .tuple(
+    validBody,
+    fc.constantFrom('name', 'description', 'roleIds', 'isEnabled', 'expiresAt', 'changeReason', 'allowedCidrs', 'rateLimit', 'gracePeriodSeconds', 'keys', 'source', 'extra'),
+    fc.oneof(jsonValue, fc.constantFrom(['10.0.0.1/8'], ['2001:DB8::/32'], ['10.0.0.1'], '10.0.0.0/8', { limit: 0, windowSeconds: 1 }, { limit: 1 }, -1, 86_401)),
+  )
+  .map(
   ([b, field, value]) => ({ ...b, [field]: value }),
 );
 
@@ -101,6 +110,8 @@ const body = fc.oneof(
     ),
   jsonValue,
   fc.integer({ min: 1, max: 2000 }).map((depth) => '['.repeat(depth) + ']'.repeat(depth)),
+  // Leaked-key reports: of nothing real, or of the target's own secret (then it is disabled).
+  fc.record({ keys: fc.array(fc.oneof(nasty, fc.constant(0).map(() => target.secret)), { maxLength: 4 }), source: fc.oneof(nasty, jsonValue) }, { requiredKeys: [] }),
 );
 
 /** Raw JSON text no JSON.stringify produces: deep nesting, numbers out of every range. */
@@ -195,6 +206,8 @@ const ROUTES: Array<[string, string]> = [
   ['PUT', '/api/v1/apikeys/{id}'],
   ['PATCH', '/api/v1/apikeys/{id}'],
   ['DELETE', '/api/v1/apikeys/{id}'],
+  ['POST', '/api/v1/apikeys/{id}/rotate'],
+  ['POST', '/api/v1/apikeys/revoke'],
   ['GET', '/api/v1/apikeys/{id}/change-history'],
   ['GET', '/api/v1/apikeys/{id}/change-history/{version}'],
   ['GET', '/api/v1/apikeys/{id}/change-history/compare'],

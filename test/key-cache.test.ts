@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { createKeyCache, digestKey, type CachedKey } from '../src/auth/key-cache.js';
 
 const entry = (id: string): CachedKey => ({
-  principal: { id, name: id, keyPrefix: 'jim_ak_00000000', roles: [], permissions: new Set(), permissionList: [], isInfrastructureKey: false, expiresAt: null, metadata: {} },
+  principal: { id, name: id, keyPrefix: 'jim_ak_00000000', roles: [], permissions: new Set(), permissionList: [], isInfrastructureKey: false, expiresAt: null, metadata: {}, allowedCidrs: null, allowsAddress: null, rateLimit: null, secretExpiresAt: null },
   hashTag: 'tag',
   version: 1,
   isEnabled: true,

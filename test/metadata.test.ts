@@ -82,8 +82,10 @@ describe('metadata', () => {
     expect((await call('PATCH', `/apikeys/${id}`, { metadata: null })).json().metadata).toEqual({});
   });
 
-  it('Set-JIMApiKey (GET, merge, PUT of JIM\'s fields only, as PowerShell sends it) does not erase it', async () => {
-    const id = (await call('POST', '/apikeys', { name: 'jim-managed', roleIds: [READER], metadata: META })).json().id;
+  it('Set-JIMApiKey (GET, merge, PUT of JIM\'s fields only, as PowerShell sends it) does not erase it, nor allowedCidrs, rateLimit or a grace period', async () => {
+    const beyond = { allowedCidrs: ['10.0.0.0/8', '2001:db8::/32'], rateLimit: { limit: 100, windowSeconds: 60 } };
+    const id = (await call('POST', '/apikeys', { name: 'jim-managed', roleIds: [READER], metadata: META, ...beyond })).json().id;
+    const rotated = (await call('POST', `/apikeys/${id}/rotate`, { gracePeriodSeconds: 3600 })).json();
     const http = new PsConnection(port, admin.secret, '\r\n');
     connections.push(http);
     const jim = new JimModule(http);
@@ -94,10 +96,11 @@ describe('metadata', () => {
     for (const r of put) {
       expect(r.body).toContain('\r\n'); // ConvertTo-Json, as it goes over the wire
       expect(Object.keys(JSON.parse(r.body!)).sort()).toEqual(expect.arrayContaining(['name', 'description', 'roleIds', 'isEnabled', 'expiresAt']));
-      expect(r.body).not.toContain('metadata');
+      for (const field of ['metadata', 'allowedCidrs', 'rateLimit', 'previousKey']) expect(r.body).not.toContain(field);
     }
     const key = (await call('GET', `/apikeys/${id}`)).json();
-    expect(key).toMatchObject({ description: 'renamed by PowerShell', isEnabled: false, metadata: META });
+    expect(key).toMatchObject({ description: 'renamed by PowerShell', isEnabled: false, metadata: META, ...beyond });
+    expect(key).toMatchObject({ previousKeyPrefix: rotated.previousKeyPrefix, previousKeyExpiresAt: rotated.previousKeyExpiresAt });
     expect((await sql(url, 'SELECT metadata FROM api_keys WHERE id = $1', [id]))[0].metadata).toEqual(META);
   });
 

@@ -26,6 +26,8 @@ GET /api/v1/apikeys/{id}               U    I       I     D        E       I    
 PUT /api/v1/apikeys/{id}               U    I       I     D        E       I       F       F      200      200   200
 PATCH /api/v1/apikeys/{id}             U    I       I     D        E       I       F       F      200      200   200
 DELETE /api/v1/apikeys/{id}            U    I       I     D        E       I       F       F      204      204   204
+POST /api/v1/apikeys/{id}/rotate       U    I       I     D        E       I       F       F      201      201   201
+POST /api/v1/apikeys/revoke            202  202     202   202      202     202     202     202    202      202   202
 GET /api/v1/apikeys/{id}/change-history               U I I D E I F 200 200 200 200
 GET /api/v1/apikeys/{id}/change-history/{version}     U I I D E I F 200 200 200 200
 GET /api/v1/apikeys/{id}/change-history/compare       U I I D E I F 200 200 200 200
@@ -105,6 +107,8 @@ async function targetRole(): Promise<number> {
 
 function payloadFor(method: string, path: string) {
   if (path.endsWith('/verify')) return { key: 'not-a-key' };
+  if (path.endsWith('/revoke')) return { keys: ['not-a-key'] };
+  if (path.endsWith('/rotate')) return { gracePeriodSeconds: 60 };
   if (path.includes('/roles')) {
     if (method === 'POST' || method === 'PUT') return { name: `m-role-${++roleNames}`, permissions: ['m.read'] };
     if (method === 'PATCH') return { description: 'patched' };

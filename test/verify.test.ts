@@ -70,6 +70,8 @@ describe('the verdict', () => {
       permissions: ['apikeys.read', 'audit.read', 'roles.read'],
       expiresAt: '2099-01-01T00:00:00.000Z',
       metadata: { tenantId: 't-42' },
+      allowedCidrs: null,
+      rateLimit: null,
     });
   });
 

@@ -4,7 +4,7 @@
 // verified. Garbage never reaches argon2.
 import crypto, { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
-import { AuthError, RateLimitedError, type AuthCode } from '../lib/errors.js';
+import { AppError, AuthError, RateLimitedError, type AuthCode } from '../lib/errors.js';
 import type { KeyHasher } from './hasher.js';
 import { digestKey, hashTag, type CachedKey, type KeyCache } from './key-cache.js';
 import { isWellFormedKey, keyPrefixOf } from './key-format.js';
@@ -17,11 +17,17 @@ export type { Principal } from './principal.js';
 // crypto.hash (one-shot, Node ≥ 20.12) costs a fraction of a Hash object; every uncached attempt compares one digest.
 const oneShotHash = (crypto as unknown as { hash?: (alg: string, data: string, enc: 'buffer') => Buffer }).hash;
 
-/** A key as the cache keeps it, from a fresh read: who it is, its state, the hash its secret verified against. */
-function cachedFrom(key: AuthKey, at: number): CachedKey {
+/**
+ * A key as the cache keeps it, from a fresh read: who it is, its state, the hash its secret
+ * verified against — the key's own, or (`previous`) the one a rotation replaced, which the entry
+ * then stops standing for when its grace period ends.
+ */
+function cachedFrom(key: AuthKey, at: number, previous = false): CachedKey {
+  const principal = toPrincipal(key);
+  if (previous) principal.secretExpiresAt = key.previousKeyExpiresAt!.getTime();
   return {
-    principal: toPrincipal(key),
-    hashTag: hashTag(key.hash),
+    principal,
+    hashTag: hashTag(previous ? key.previousHash! : key.hash),
     version: key.version,
     isEnabled: key.isEnabled,
     expiresAt: key.expiresAt?.getTime() ?? null,
@@ -32,6 +38,11 @@ function cachedFrom(key: AuthKey, at: number): CachedKey {
 
 /** The client's address, or how to get it: behind a trusted proxy reading it parses X-Forwarded-For, so a cache hit reads it only when lastUsedAt records it. */
 export type ClientIp = string | (() => string);
+
+/** The address an allowlist judges: the client's (undefined: the same as ClientIp), or null when none was given (verify without clientIp). */
+export type AllowlistAddress = ClientIp | null | undefined;
+
+const addressOf = (ip: ClientIp | null): string | null => (typeof ip === 'function' ? ip() : ip);
 
 /** What the caller of `authenticate` decides about argon2 work (request-auth.ts: the failure budgets). */
 export interface VerificationGuard {
@@ -50,6 +61,29 @@ export function refusedUnverified(prefix: string): AuthError {
   err.matchedPrefix = prefix;
   err.eventReason = 'RATE_LIMITED';
   return err;
+}
+
+/** Whether the replaced secret of `key` is accepted at `at` (its grace period runs). */
+const inGrace = (key: AuthKey, at: number) => key.previousHash !== null && key.previousKeyExpiresAt !== null && key.previousKeyExpiresAt.getTime() > at;
+
+/**
+ * A key used from outside its allowlist: its secret verified (so this says nothing to a caller
+ * without it), and verify may say whose it is.
+ */
+export class AddressRefusedError extends AppError {
+  matchedPrefix: string;
+  constructor(
+    readonly principal: Principal,
+    address: string | null,
+  ) {
+    super(
+      'IP_NOT_ALLOWED',
+      address
+        ? `This API key may not be used from ${address}: it is limited to the address blocks in its allowedCidrs.`
+        : 'This API key is limited to the address blocks in its allowedCidrs, and no client address was given (send clientIp).',
+    );
+    this.matchedPrefix = principal.keyPrefix;
+  }
 }
 
 /** A disabled or expired key: its secret verified, so the verify endpoint may say whose it is. */
@@ -111,11 +145,25 @@ export function createAuthenticator(deps: {
     throw err;
   }
 
-  function admit(entry: CachedKey, ip: ClientIp, at: number): Principal {
-    if (!entry.isEnabled) throw new RefusedKeyError('API_KEY_DISABLED', entry.principal);
-    if (entry.expiresAt !== null && entry.expiresAt <= at) throw new RefusedKeyError('API_KEY_EXPIRED', entry.principal);
-    lastUsed.touch(entry.principal.id, ip);
-    return entry.principal;
+  /**
+   * The verdict on a verified (or cached) key: a replaced secret past its grace period is a wrong
+   * secret from then on (its entry goes); then disabled, expired, and the allowlist.
+   */
+  function admit(digest: string, entry: CachedKey, ip: ClientIp, at: number, allowlistIp: AllowlistAddress): Principal {
+    const p = entry.principal;
+    if (p.secretExpiresAt !== null && p.secretExpiresAt <= at) {
+      cache.forget(digest);
+      cache.rememberInvalid(digest, at);
+      refuse('API_KEY_INVALID', p.keyPrefix);
+    }
+    if (!entry.isEnabled) throw new RefusedKeyError('API_KEY_DISABLED', p);
+    if (entry.expiresAt !== null && entry.expiresAt <= at) throw new RefusedKeyError('API_KEY_EXPIRED', p);
+    if (p.allowsAddress !== null) {
+      const address = addressOf(allowlistIp === undefined ? ip : allowlistIp);
+      if (!p.allowsAddress(address)) throw new AddressRefusedError(p, address);
+    }
+    lastUsed.touch(p.id, ip);
+    return p;
   }
 
   /** Verifications of a secret against a replaced hash, one per presented key at a time. */
@@ -159,11 +207,16 @@ export function createAuthenticator(deps: {
       cache.forget(digest);
       return 'deleted';
     }
-    const next = cachedFrom(row, at);
-    if (next.hashTag !== entry.hashTag && !(await stillMatches(digest, presented, row.hash))) {
-      cache.forget(digest);
-      cache.rememberInvalid(digest, now());
-      return 'replaced';
+    // The secret is the key's own, or the one a rotation replaced while its grace runs; any
+    // other hash (rehashed elsewhere, replaced behind our back) is checked against the secret.
+    let next = cachedFrom(row, at);
+    if (next.hashTag !== entry.hashTag) {
+      if (inGrace(row, at) && hashTag(row.previousHash!) === entry.hashTag) next = cachedFrom(row, at, true);
+      else if (!(await stillMatches(digest, presented, row.hash))) {
+        cache.forget(digest);
+        cache.rememberInvalid(digest, now());
+        return 'replaced';
+      }
     }
     // Another change may have landed while we read: then leave the entry stale for the next use.
     cache.set(digest, next, epoch);
@@ -180,11 +233,18 @@ export function createAuthenticator(deps: {
     if (!candidates.length) throw new AuthError('API_KEY_INVALID'); // unknown prefix: no argon2
     const reservation = guard ? await guard.reserve(prefix) : undefined;
     let match: (typeof candidates)[number] | undefined;
+    let viaPrevious = false;
     let verified = false;
     try {
       match = await verifications.run(async () => {
         verified = true;
-        for (const row of candidates) if (await hasher.verify(row.hash, presented)) return row;
+        for (const row of candidates) {
+          if (row.keyPrefix === prefix && (await hasher.verify(row.hash, presented))) return row;
+          if (row.previousKeyPrefix === prefix && inGrace(row, at) && (await hasher.verify(row.previousHash!, presented))) {
+            viaPrevious = true;
+            return row;
+          }
+        }
         return undefined;
       }, reservation?.lane);
     } catch (err) {
@@ -198,8 +258,8 @@ export function createAuthenticator(deps: {
       cache.rememberInvalid(digest, now());
       refuse('API_KEY_INVALID', prefix);
     }
-    if (hasher.needsRehash(match.hash)) rehashLater(match.id, match.hash, presented);
-    const entry = cachedFrom(match, at);
+    if (!viaPrevious && hasher.needsRehash(match.hash)) rehashLater(match.id, match.hash, presented);
+    const entry = cachedFrom(match, at, viaPrevious);
     // Disabled and expired keys are cached too: hammering with one costs no more argon2.
     cache.set(digest, entry, epoch);
     return entry;
@@ -218,13 +278,41 @@ export function createAuthenticator(deps: {
      * The common case, synchronously: a fresh cache hit (`digestOf` may remember digests it made). Returns undefined when the full path
      * (stale or aged entry, or no entry) is needed; throws for a malformed, disabled or expired key.
      */
-    fromCache(presented: string, ip: ClientIp, digestOf: (key: string) => string = digestKey): Principal | undefined {
+    fromCache(presented: string, ip: ClientIp, digestOf: (key: string) => string = digestKey, allowlistIp?: AllowlistAddress): Principal | undefined {
       if (!isWellFormedKey(presented)) throw new AuthError('API_KEY_INVALID');
-      const hit = cache.get(digestOf(presented));
+      const digest = digestOf(presented);
+      const hit = cache.get(digest);
       if (!hit || hit.stale) return undefined;
       const at = now();
       if (at - hit.checkedAt > cache.maxAgeMs || !cache.trusted(at)) return undefined;
-      return admit(hit, ip, at);
+      return admit(digest, hit, ip, at, allowlistIp);
+    },
+
+    /**
+     * Which key a presented secret is, and whether it is the key's own or the one a rotation
+     * replaced (by the hash it verified against), without using it: no lastUsedAt, no verdict.
+     * The same cache, failure budgets and argon2 bound as `authenticate`. Null when it is no key's.
+     */
+    async identify(presented: string, guard?: VerificationGuard): Promise<{ keyId: string; hashTag: string } | null> {
+      if (!isWellFormedKey(presented)) return null;
+      const digest = digestKey(presented);
+      const at = now();
+      const hit = cache.get(digest);
+      let entry: CachedKey | 'deleted' | 'replaced';
+      if (hit) entry = await refresh(digest, { ...hit, stale: true }, at, presented);
+      else {
+        const prefix = keyPrefixOf(presented);
+        if (cache.isKnownInvalid(digest, at) || guard?.refusesUnread(prefix)) return null;
+        try {
+          entry = await verifyFirstUse(digest, presented, prefix, guard);
+        } catch (err) {
+          if (err instanceof AuthError || err instanceof RateLimitedError) return null;
+          throw err;
+        }
+      }
+      if (typeof entry === 'string') return null;
+      if (entry.principal.secretExpiresAt !== null && entry.principal.secretExpiresAt <= now()) return null;
+      return { keyId: entry.principal.id, hashTag: entry.hashTag };
     },
 
     /**
@@ -235,7 +323,7 @@ export function createAuthenticator(deps: {
      * told once the verification is over whether the secret matched (true when argon2 never ran).
      * Concurrent first uses of one secret share one reservation and one verification.
      */
-    async authenticate(presented: string, ip: string, guard?: VerificationGuard): Promise<Principal> {
+    async authenticate(presented: string, ip: string, guard?: VerificationGuard, allowlistIp?: AllowlistAddress): Promise<Principal> {
       if (!isWellFormedKey(presented)) throw new AuthError('API_KEY_INVALID');
       const digest = digestKey(presented);
       const at = now();
@@ -244,7 +332,7 @@ export function createAuthenticator(deps: {
         const entry = hit.stale || at - hit.checkedAt > cache.maxAgeMs || !cache.trusted(at) ? await refresh(digest, hit, at, presented) : hit;
         if (entry === 'deleted') throw new AuthError('API_KEY_INVALID'); // its prefix matches nothing now
         if (entry === 'replaced') refuse('API_KEY_INVALID', keyPrefixOf(presented)); // a wrong secret for a real prefix
-        return admit(entry, ip, at);
+        return admit(digest, entry, ip, at, allowlistIp);
       }
       const prefix = keyPrefixOf(presented);
       if (cache.isKnownInvalid(digest, at)) refuse('API_KEY_INVALID', prefix); // only real prefixes are remembered
@@ -261,7 +349,7 @@ export function createAuthenticator(deps: {
           throw err instanceof AuthError ? copyOf(err) : err;
         });
       }
-      return admit(await pending, ip, now());
+      return admit(digest, await pending, ip, now(), allowlistIp);
     },
   };
 }

@@ -1,3 +1,5 @@
+import type { AddressMatcher } from '../lib/cidr.js';
+
 // Who a request is: the verified key as the rest of the server sees it (kept in the cache).
 export interface Principal {
   id: string;
@@ -12,4 +14,12 @@ export interface Principal {
   expiresAt: number | null;
   /** The owner's own data, as verify returns it. */
   metadata: Record<string, unknown>;
+  /** The CIDR blocks the key may be used from (canonical), or null for any address. */
+  allowedCidrs: string[] | null;
+  /** Whether an address is inside allowedCidrs; null when any address may use the key. */
+  allowsAddress: AddressMatcher | null;
+  /** The key's own request limit, or null for the server's default. */
+  rateLimit: { limit: number; windowSeconds: number } | null;
+  /** When the presented secret stops working (ms): a rotation's replaced secret, in its grace period. Null for the key's own secret. */
+  secretExpiresAt: number | null;
 }

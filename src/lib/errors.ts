@@ -53,6 +53,17 @@ export const ERROR_CATALOGUE = {
   ROLE_NOT_FOUND: { status: 404, detail: 'Role not found.' },
   METHOD_NOT_ALLOWED: { status: 405, detail: 'This method is not allowed here.' },
   REQUEST_TIMEOUT: { status: 408, detail: 'The request did not arrive in time.' },
+  API_KEY_NOT_ROTATABLE: {
+    status: 409,
+    detail: 'Disabled and expired keys cannot be rotated.',
+    example: 'The key is disabled: enable it first, or create a new key.',
+  },
+  IP_NOT_ALLOWED: {
+    status: 403,
+    detail: 'This API key may not be used from your address.',
+    example: 'This API key may not be used from 198.51.100.7: it is limited to the address blocks in its allowedCidrs.',
+    securityEvent: true,
+  },
   ROLE_BUILT_IN: { status: 409, detail: 'Built-in roles cannot be changed or deleted.', example: 'Operator is a built-in role: it cannot be changed or deleted. Create a role of your own instead.' },
   ROLE_IN_USE: { status: 409, detail: 'Keys still hold this role.', example: '3 keys hold this role: remove it from them first (PATCH their roleIds).' },
   ROLE_NAME_TAKEN: { status: 409, detail: 'Another role already has this name.', example: 'A role named "orders-reader" already exists (id 101); role names are unique, whatever their case.' },

@@ -19,7 +19,7 @@ export interface Metrics {
   authOutcome(outcome: string): void;
   cacheLookup(hit: boolean): void;
   argon2(op: 'hash' | 'verify', seconds: number): void;
-  rateLimited(scope: 'key' | 'ip' | 'prefix'): void;
+  rateLimited(scope: 'key' | 'ip' | 'prefix' | 'revoke'): void;
   observe(sources: GaugeSources): void;
 }
 
@@ -78,7 +78,7 @@ export function createMetrics(): Metrics {
     registers,
   });
   // Every label combination starts at zero, so rate() works from the first scrape.
-  for (const scope of ['key', 'ip', 'prefix'] as const) rejections.inc({ scope }, 0);
+  for (const scope of ['key', 'ip', 'prefix', 'revoke'] as const) rejections.inc({ scope }, 0);
   for (const op of ['hash', 'verify'] as const) argon2.zero({ op });
 
   // Label lookups hash the label set on every call; the combinations are few (route templates,

@@ -89,6 +89,24 @@ export function addCommonErrors<T extends Doc>(doc: T): T {
 }
 
 /**
+ * A body schema that also takes null (fastify's absent body) is an optional body: the document
+ * says so, rather than inviting clients to send the JSON text `null`.
+ */
+export function optionalBodies<T extends Doc>(doc: T): T {
+  type Body = { required?: boolean; content?: Record<string, Media> };
+  for (const op of operations(doc) as Array<Operation & { requestBody?: Body }>) {
+    const media = op.requestBody?.content?.['application/json'];
+    const anyOf = (media?.schema as { anyOf?: Json[] } | undefined)?.anyOf;
+    if (!media || !anyOf || anyOf.length !== 2) continue;
+    const rest = anyOf.filter((s) => (s as { type?: string }).type !== 'null');
+    if (rest.length !== 1) continue;
+    media.schema = rest[0];
+    op.requestBody!.required = false;
+  }
+  return doc;
+}
+
+/**
  * Every problem+json response gets an example of its own status (the shared Problem schema
  * can carry only one, which would show a 404 under "400 Invalid request").
  */

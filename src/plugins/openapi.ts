@@ -3,7 +3,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
-import { addCommonErrors, addProblemExamples, tidyOpenApi } from '../lib/openapi-tidy.js';
+import { addCommonErrors, addProblemExamples, optionalBodies, tidyOpenApi } from '../lib/openapi-tidy.js';
 import { PRODUCT, VERSION } from '../lib/version.js';
 
 export const OPENAPI_INFO = {
@@ -65,7 +65,7 @@ async function openapiPlugin(app: FastifyInstance) {
     },
     transform: jsonSchemaTransform,
     transformObject: (input) =>
-      addProblemExamples(addCommonErrors(tidyOpenApi(jsonSchemaTransformObject(input) as Parameters<typeof tidyOpenApi>[0]))) as never,
+      addProblemExamples(addCommonErrors(optionalBodies(tidyOpenApi(jsonSchemaTransformObject(input) as Parameters<typeof tidyOpenApi>[0])))) as never,
   });
   // A scope of its own, so the headers reach every /docs reply, static files included (the
   // plugin's own route hooks do not cover those).

@@ -15,7 +15,7 @@ import { createMemoryCounters, createRedisCounters, type Hit, type WindowCounter
 
 export type { Hit } from '../lib/window-counters.js';
 
-export type Scope = 'key' | 'ip' | 'prefix';
+export type Scope = 'key' | 'ip' | 'prefix' | 'revoke';
 
 /** One attempt counted against its prefix's and its network's budgets before argon2. */
 export interface Reservation {
@@ -34,8 +34,10 @@ export type Outcome = 'matched' | 'failed' | 'refusedByNetwork';
 
 export interface RateLimits {
   readonly max: Record<Scope, number>;
-  /** One request by a key that verified; its budget after it. */
-  keyUse(keyId: string): Hit | Promise<Hit>;
+  /** One request by a key that verified, counted against its own limit when it has one; its budget after it. */
+  keyUse(keyId: string, own?: { windowSeconds: number } | null): Hit | Promise<Hit>;
+  /** One leaked-key report from a client network; its budget after it (max.revoke). */
+  reportUse(network: string): Hit | Promise<Hit>;
   /** One failed authentication from a client network that held no reservation; its budget after it. */
   addressFailure(network: string): Hit | Promise<Hit>;
   /** Just before argon2: one attempt counted against the prefix's and the network's budgets at once, atomically. */
@@ -78,13 +80,15 @@ async function rateLimitPlugin(app: FastifyInstance, opts: { config: Config }) {
   }
   /** This instance's counters, one store per scope (no name to build on the hot path; a flood of one cannot evict another). */
   const memory = () => createMemoryCounters(rl.windowMs, MAX_MEMORY_COUNTERS);
-  const local = { key: memory(), ip: memory(), prefix: memory(), ipFailures: memory() };
+  const local = { key: memory(), ip: memory(), prefix: memory(), ipFailures: memory(), revoke: memory() };
   let shared: WindowCounters | null = null;
+  let redis: Redis | null = null;
+  let onRedisError: (err: Error) => void = () => {};
   if (rl.redisUrl) {
     // Fail fast rather than queue or hang when Redis is away or silent: this instance's own
     // counters answer meanwhile. Unanswered commands are not resent after a reconnect: an
     // increment that did run would count twice.
-    const redis = new Redis(rl.redisUrl, {
+    const client = new Redis(rl.redisUrl, {
       maxRetriesPerRequest: 1,
       enableOfflineQueue: false,
       connectTimeout: 2_000,
@@ -97,21 +101,23 @@ async function rateLimitPlugin(app: FastifyInstance, opts: { config: Config }) {
       warnedAt = Date.now();
       app.log.warn({ err: { message: err.message } }, 'rate-limit Redis error; budgets are counted per instance meanwhile');
     };
-    redis.on('error', onError);
+    redis = client;
+    onRedisError = onError;
+    client.on('error', onError);
     app.addHook('onClose', async () => {
-      await redis.quit().catch(() => redis.disconnect());
+      await client.quit().catch(() => client.disconnect());
     });
-    const fallbacks = { key: memory(), ip: memory(), prefix: memory(), fail: memory() };
+    const fallbacks = { key: memory(), ip: memory(), prefix: memory(), fail: memory(), revoke: memory() };
     const fallback = (name: string) => fallbacks[name.slice(0, name.indexOf(':')) as keyof typeof fallbacks];
-    shared = createRedisCounters(redis, { namespace: 'keyward-rl:', windowMs: rl.windowMs, fallback, onError });
+    shared = createRedisCounters(client, { namespace: 'keyward-rl:', windowMs: rl.windowMs, fallback, onError });
     // Commands sent before the connection is ready fail at once (no offline queue) and would be
     // counted per instance: the first requests wait for Redis, at most its connect timeout.
-    if (redis.status !== 'ready') {
+    if (client.status !== 'ready') {
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([new Promise((r) => redis.once('ready', r)), new Promise((r) => (timer = setTimeout(r, 2_000)))]);
+      await Promise.race([new Promise((r) => client.once('ready', r)), new Promise((r) => (timer = setTimeout(r, 2_000)))]);
       clearTimeout(timer);
     }
-    app.log.info({ ready: redis.status === 'ready' }, 'rate limits shared through Redis');
+    app.log.info({ ready: client.status === 'ready' }, 'rate limits shared through Redis');
   }
 
   async function reserveShared(counters: WindowCounters, prefix: string, network: string): Promise<Reservation> {
@@ -144,12 +150,35 @@ async function rateLimitPlugin(app: FastifyInstance, opts: { config: Config }) {
     await counters.incr([`fail:ip:${network}`]);
   }
 
+  /**
+   * Keys with a limit of their own count in windows of their own length: one store per distinct
+   * length (in Redis under its own namespace), made when first needed.
+   */
+  const ownWindows = new Map<number, (keyId: string) => Hit | Promise<Hit>>();
+  function ownWindow(windowMs: number) {
+    let count = ownWindows.get(windowMs);
+    if (count) return count;
+    const mem = createMemoryCounters(windowMs, MAX_MEMORY_COUNTERS);
+    if (redis) {
+      const counters = createRedisCounters(redis, { namespace: `keyward-rl:w${windowMs}:`, windowMs, fallback: () => mem, onError: onRedisError });
+      count = (keyId) => counters.incrOne(`key:${keyId}`);
+    } else count = (keyId) => mem.incrOne(keyId);
+    if (ownWindows.size >= 1_000) ownWindows.clear(); // distinct lengths are set by administrators: few
+    ownWindows.set(windowMs, count);
+    return count;
+  }
+  const defaultKeyUse = shared ? (keyId: string) => shared.incrOne(`key:${keyId}`) : (keyId: string) => local.key.incrOne(keyId);
+
   /** Prefixes whose budget this instance saw spent, and until when (real prefixes only, so few). */
   const locked = new Map<string, number>();
   // Prefixed names, so an address can never name another budget (e.g. a key's).
   app.decorate('rateLimits', {
-    max: { key: rl.keyMax, ip: rl.ipMax, prefix: rl.prefixMax },
-    keyUse: shared ? (keyId) => shared.incrOne(`key:${keyId}`) : (keyId) => local.key.incrOne(keyId),
+    max: { key: rl.keyMax, ip: rl.ipMax, prefix: rl.prefixMax, revoke: rl.revokeMax },
+    reportUse: shared ? (network) => shared.incrOne(`revoke:${network}`) : (network) => local.revoke.incrOne(network),
+    keyUse(keyId, own) {
+      if (!own || own.windowSeconds * 1000 === rl.windowMs) return defaultKeyUse(keyId);
+      return ownWindow(own.windowSeconds * 1000)(keyId);
+    },
     addressFailure(network) {
       if (shared) return Promise.resolve(shared.incr([`ip:${network}`, `fail:ip:${network}`])).then((r) => r.hits[0]);
       local.ipFailures.incrOne(network);

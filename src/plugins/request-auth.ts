@@ -6,7 +6,7 @@
 // calls `authenticate`. README "Wrong-secret floods" explains the budgets and lanes.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { presentedKey, RefusedKeyError, refusedUnverified, type VerificationGuard } from '../auth/authenticator.js';
+import { AddressRefusedError, presentedKey, RefusedKeyError, refusedUnverified, type VerificationGuard } from '../auth/authenticator.js';
 import { digestKey } from '../auth/key-cache.js';
 import { grants, type Permission } from '../auth/permissions.js';
 import type { Principal } from '../auth/principal.js';
@@ -28,7 +28,13 @@ export interface RequestAuthenticator {
    * the client's address; the key's own budget is spent instead of the caller's. Resolves with
    * the principal or the refusal (and the principal, when its secret verified).
    */
-  verifyPresented(key: string, clientIp: string, reply: FastifyReply): Promise<{ principal?: Principal; refusal?: AppError }>;
+  verifyPresented(key: string, clientIp: string, reply: FastifyReply, allowlistIp: string | null): Promise<{ principal?: Principal; refusal?: AppError }>;
+  /**
+   * A secret reported as leaked (POST /apikeys/revoke): which key it is, if any, under the same
+   * cache, failure budgets and lanes as authentication, without using the key. Never throws for
+   * a wrong or refused secret (null): the reporter is told nothing either way.
+   */
+  identifyReported(key: string, clientIp: string): Promise<{ keyId: string; hashTag: string } | null>;
 }
 
 declare module 'fastify' {
@@ -71,15 +77,19 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
   const max = limits?.max;
 
   /** The key's own budget after one more request: its headers, or its 429. */
-  function spendKeyBudget(reply: FastifyReply, hit: Hit) {
-    if (hit.count > max!.key) {
+  function spendKeyBudget(reply: FastifyReply, hit: Hit, principal: Principal) {
+    const limit = principal.rateLimit?.limit ?? max!.key;
+    if (hit.count > limit) {
       metrics.rateLimited('key');
-      throw rateLimited(max!.key, hit, 'requests for this API key');
+      throw rateLimited(limit, hit, 'requests for this API key');
     }
     // The budget's headers once half of it is spent, when a client pacing itself needs them;
     // before that they would add three headers to every request for nothing (README "Rate limits").
-    if (hit.count * 2 >= max!.key) reply.headers(budgetHeaders(max!.key, hit));
+    if (hit.count * 2 >= limit) reply.headers(budgetHeaders(limit, hit));
   }
+
+  /** Whether a verified key's own budget is counted: the infrastructure key is exempt from the default, not from a limit of its own. */
+  const counted = (p: Principal) => !p.isInfrastructureKey || p.rateLimit !== null;
 
   /**
    * The failure budgets' say over one uncached attempt. Per attempt, one atomic reservation
@@ -129,7 +139,9 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
 
   /** After a failed authentication: the security event, and the network's budget (a 401 may become its 429). */
   async function failed(ip: string, reply: FastifyReply | null, err: unknown, network: string, attempt: { addressHit?: Hit }, verifiedSpendsBudget = true): Promise<never> {
-    if (err instanceof AuthError) {
+    if (err instanceof AddressRefusedError) {
+      services.securityEvents.record(err.matchedPrefix, ip, 'IP_NOT_ALLOWED'); // its secret verified: no guess, no budget spent
+    } else if (err instanceof AuthError) {
       services.securityEvents.record(err.matchedPrefix, ip, err.eventReason ?? err.code);
       if (limits && (verifiedSpendsBudget || !(err instanceof RefusedKeyError))) {
         const hit = attempt.addressHit ?? (await limits.addressFailure(network));
@@ -161,7 +173,9 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
     req.principal = principal;
     // Only the key's own budget applies to a key that verified; the infrastructure key is exempt.
     // Only a caller that may verify is spared its own budget on the verify route (it spends the presented key's).
-    if (limits && (ownBudget || !grants(principal.permissions, 'apikeys.verify')) && !principal.isInfrastructureKey) spendKeyBudget(reply, await limits.keyUse(principal.id));
+    if (limits && (ownBudget || !grants(principal.permissions, 'apikeys.verify')) && counted(principal)) {
+      spendKeyBudget(reply, await limits.keyUse(principal.id, principal.rateLimit), principal);
+    }
     requirePermission(principal, permission);
     return principal;
   }
@@ -170,16 +184,16 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
   const failureWait = (reply: FastifyReply, keyPresented: boolean, err: Error) =>
     opts.failureDelayMs > 0 && isDelayedFailure(err, keyPresented) ? opts.failureDelayMs - reply.elapsedTime : 0;
 
-  const verifyPresented: RequestAuthenticator['verifyPresented'] = async (key, ip, reply) => {
+  const verifyPresented: RequestAuthenticator['verifyPresented'] = async (key, ip, reply, allowlistIp) => {
     const attempt: { addressHit?: Hit } = {};
     let principal: Principal | undefined;
     let network: string | undefined;
     try {
       try {
-        principal = services.auth.fromCache(key, ip);
+        principal = services.auth.fromCache(key, ip, undefined, allowlistIp);
         if (!principal) {
           network = clientNetwork(ip);
-          principal = await services.auth.authenticate(key, ip, limits ? guardFor(key, network, attempt) : undefined);
+          principal = await services.auth.authenticate(key, ip, limits ? guardFor(key, network, attempt) : undefined, allowlistIp);
         }
       } catch (err) {
         network ??= clientNetwork(ip);
@@ -187,15 +201,17 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
         // revoked clients must not spend their address's failure budget, which bounds guessing.
         await failed(ip, null, err, network, attempt, false);
       }
-      if (limits && !principal!.isInfrastructureKey) {
-        const hit = await limits.keyUse(principal!.id);
-        if (hit.count > max!.key) {
+      if (limits && counted(principal!)) {
+        const hit = await limits.keyUse(principal!.id, principal!.rateLimit);
+        const limit = principal!.rateLimit?.limit ?? max!.key;
+        if (hit.count > limit) {
           metrics.rateLimited('key');
-          throw rateLimited(max!.key, hit, 'requests for this API key');
+          throw rateLimited(limit, hit, 'requests for this API key');
         }
       }
       return { principal };
     } catch (err) {
+      if (err instanceof AddressRefusedError) return { refusal: err, principal: err.principal };
       if (!(err instanceof AuthError || err instanceof RateLimitedError)) throw err; // 503 and the like: the caller's answer
       // A disabled or expired key's secret verified: the verdict names it, so its timing hides
       // nothing, and a gateway's refusal of a just-revoked key should not wait for the delay.
@@ -230,12 +246,12 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
       if (cached) {
         // A fresh cache hit (nearly every request): synchronous unless the key's budget is in Redis.
         req.principal = cached;
-        if (limits && (ownBudget || !grants(cached.permissions, 'apikeys.verify')) && !cached.isInfrastructureKey) {
-          const use = limits.keyUse(cached.id);
+        if (limits && (ownBudget || !grants(cached.permissions, 'apikeys.verify')) && counted(cached)) {
+          const use = limits.keyUse(cached.id, cached.rateLimit);
           if (use instanceof Promise) {
             use
               .then((hit) => {
-                spendKeyBudget(reply, hit);
+                spendKeyBudget(reply, hit, cached);
                 requirePermission(cached, permission);
               })
               .then(
@@ -244,12 +260,13 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
               );
             return;
           }
-          spendKeyBudget(reply, use);
+          spendKeyBudget(reply, use, cached);
         }
         requirePermission(cached, permission);
         return finish(reply, next, true);
       }
     } catch (err) {
+      if (err instanceof AddressRefusedError) services.securityEvents.record(err.matchedPrefix, req.ip, 'IP_NOT_ALLOWED');
       if (!(err instanceof AuthError)) return finish(reply, next, true, err as Error); // 403, or the key's own 429
       const ip = req.ip;
       failed(ip, reply, err, clientNetwork(ip), {}).catch((e) => finish(reply, next, key !== null, e));
@@ -261,10 +278,20 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
     );
   };
 
+  async function identifyReported(key: string, ip: string) {
+    const network = clientNetwork(ip);
+    const attempt: { addressHit?: Hit } = {};
+    // A wrong secret for a real prefix is a failure in the network's budget, as in authentication
+    // (its reservation counts it); an unknown prefix costs one indexed read, bounded by the
+    // reports' own budget.
+    return services.auth.identify(key, limits ? guardFor(key, network, attempt) : undefined);
+  }
+
   app.decorateRequest('principal', null);
   app.decorate('requestAuth', {
     check,
     verifyPresented,
+    identifyReported,
     authenticate: (req, reply, permission) =>
       new Promise<Principal>((resolve, reject) => check(req, reply, permission, (err) => (err ? reject(err) : resolve(req.principal!)))),
   } satisfies RequestAuthenticator);

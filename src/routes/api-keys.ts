@@ -12,6 +12,8 @@ import {
   listQuery,
   patchBody,
   replaceBody,
+  rotateBody,
+  rotatedApiKeySchema,
 } from '../schemas/api-keys.js';
 import { nextLink } from '../services/paging.js';
 
@@ -169,6 +171,37 @@ export const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
       noStore(reply);
       reply.header('etag', etag);
       return key;
+    },
+  );
+
+  app.post(
+    '/apikeys/:id/rotate',
+    {
+      onRequest: authorize('apikeys.write'),
+      schema: {
+        tags: TAGS,
+        operationId: 'rotateApiKey',
+        summary: 'Rotate an API key: a new secret, the same id',
+        description: [
+          'Issues a new secret for the same key (its id, roles, metadata, history and everything else stay) and returns the key with `key`, the new secret: the only response that contains it. The new secret has a new prefix.',
+          'The replaced secret keeps working for `gracePeriodSeconds` (0–86,400; default 0, when it stops at once), never past the key\'s own `expiresAt`; `previousKeyPrefix` and `previousKeyExpiresAt` show it meanwhile. Rotating again during a grace period ends that one at once. Once it ends the replaced secret fails like any wrong secret, on every instance and in every consumer cache.',
+          'Disabled and expired keys cannot be rotated (409). The caller must hold every permission the key has. Recorded in the change history as `rotate`.',
+        ].join('\n\n'),
+        security: SECURITY,
+        params: idParams,
+        headers: ifMatchHeaders,
+        body: rotateBody.nullish(), // fastify hands an absent body over as null
+        response: {
+          201: rotatedApiKeySchema.describe('Rotated; ETag is the key\'s new one'),
+          ...problemResponses(400, 401, 403, 404, 409, 412),
+        },
+      },
+    },
+    async (req, reply) => {
+      const { key, secret, etag } = await keys().rotate(actorOf(req), req.params.id, req.body ?? {}, req.headers['if-match']);
+      noStore(reply);
+      reply.header('etag', etag).header('location', `${collectionPath(req).replace(/\/:id\/rotate$/, '')}/${key.id}`);
+      return reply.code(201).send({ ...key, key: secret });
     },
   );
 

@@ -4,6 +4,7 @@ import { apiKeyRoutes } from './api-keys.js';
 import { changeHistoryRoutes } from './change-history.js';
 import { healthRoutes } from './health.js';
 import { identityRoutes } from './identity.js';
+import { revokeRoutes } from './revoke.js';
 import { roleRoutes } from './roles.js';
 import { securityEventRoutes } from './security-events.js';
 import { verifyRoutes } from './verify.js';
@@ -14,6 +15,7 @@ export const apiRoutes: FastifyPluginAsyncZod<{ config: Config }> = async (app, 
   await app.register(identityRoutes);
   await app.register(roleRoutes);
   await app.register(verifyRoutes); // before /apikeys/:id: its paths are static
+  await app.register(revokeRoutes, { failureDelayMs: config.authFailureDelayMs });
   await app.register(apiKeyRoutes);
   await app.register(changeHistoryRoutes);
   await app.register(securityEventRoutes);

@@ -17,6 +17,7 @@ const TAGS = ['verify'];
 const REFUSALS: Record<string, VerifyCode> = {
   API_KEY_DISABLED: 'DISABLED',
   API_KEY_EXPIRED: 'EXPIRED',
+  IP_NOT_ALLOWED: 'IP_NOT_ALLOWED',
   RATE_LIMITED: 'RATE_LIMITED',
 };
 
@@ -36,6 +37,9 @@ function describeNow(principal: Principal) {
     permissions: principal.permissionList,
     expiresAt: principal.expiresAt === null ? null : new Date(principal.expiresAt).toISOString(),
     metadata: principal.metadata,
+    allowedCidrs: principal.allowedCidrs,
+    rateLimit: principal.rateLimit,
+    ...(principal.secretExpiresAt !== null ? { secretExpiresAt: new Date(principal.secretExpiresAt).toISOString() } : {}),
   };
 }
 
@@ -68,7 +72,7 @@ export const verifyRoutes: FastifyPluginAsyncZod = async (app) => {
         operationId: 'verifyApiKey',
         summary: 'Verify a key presented to another service',
         description:
-          'Always 200 for a well-formed request: `valid`, `code`, and once the secret verified the key\'s id, name, roles, permissions, expiry and metadata. Served from the same cache, argon2 bound and flood protection as keys presented to keyward itself; the presented key\'s own rate limit applies (not the caller\'s), its lastUsedAt/lastUsedFromIp record `clientIp`, and failures are security events under its prefix. 400/401/403 concern only your own request and key.',
+          'Always 200 for a well-formed request: `valid`, `code`, and once the secret verified the key\'s id, name, roles, permissions, expiry and metadata. Checked in this order once the secret verified: DISABLED, EXPIRED, IP_NOT_ALLOWED (against `clientIp` only), RATE_LIMITED (the key\'s own limit), INSUFFICIENT_PERMISSIONS. Served from the same cache, argon2 bound and flood protection as keys presented to keyward itself; the presented key\'s own rate limit applies (not the caller\'s), its lastUsedAt/lastUsedFromIp record `clientIp`, and failures are security events under its prefix. 400/401/403 concern only your own request and key.',
         security: SECURITY,
         body: verifyBody,
         response: { 200: verifyResultSchema.describe('The verdict'), ...problemResponses(400, 401, 403, 429, 503) },
@@ -76,7 +80,8 @@ export const verifyRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (req, reply) => {
       const { key, requiredPermissions, clientIp } = req.body;
-      const outcome = await app.requestAuth.verifyPresented(key, clientIp ?? req.ip, reply);
+      // The allowlist judges the presented key's client, never the gateway asking.
+      const outcome = await app.requestAuth.verifyPresented(key, clientIp ?? req.ip, reply, clientIp ?? null);
       noStore(reply);
       return resultOf(outcome, requiredPermissions);
     },

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { cidrProblem, MAX_ALLOWED_CIDRS } from '../lib/cidr.js';
 import { DATE_TIME_RULE, GUID_RULE, wholeNumber } from '../lib/validation.js';
 import { text } from './text.js';
 
@@ -38,6 +39,49 @@ export const metadata = z
 const metadataInput = metadata
   .nullable()
   .describe('A JSON object of at most 4 KiB, nested at most 5 levels, or null for none ({}). Replaces the whole object. Absent: unchanged (on create: {})');
+
+/** One canonical CIDR block (lib/cidr.ts says what canonical means). */
+const cidrBlock = z.string().superRefine((v, ctx) => {
+  const problem = v.length > 64 ? 'must have at most 64 characters' : cidrProblem(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+const cidrList = z
+  .array(cidrBlock)
+  .max(MAX_ALLOWED_CIDRS, { error: `must list at most ${MAX_ALLOWED_CIDRS} blocks` })
+  .refine((blocks) => new Set(blocks).size === blocks.length, { message: 'must not repeat a block' });
+/**
+ * Where the key may be used from. An array, or — as PowerShell sends a one-element array it
+ * unrolled — a single block; null or [] for any address. Absent: unchanged (on create: any).
+ */
+export const allowedCidrsInput = z
+  .xor([cidrList, cidrBlock, z.null()], { error: 'must be an array of CIDR blocks (e.g. ["10.0.0.0/8", "2001:db8::/32"]), or null for any address' })
+  .describe(
+    `CIDR blocks (IPv4 and IPv6, at most ${MAX_ALLOWED_CIDRS}, canonical: no host bits set, IPv6 in RFC 5952 form) the key may be used from; null or [] for any address. Absent: unchanged (on create: any address)`,
+  )
+  .meta({ examples: [['10.0.0.0/8', '2001:db8::/32']] });
+export const asCidrList = (v: string[] | string | null): string[] => (v === null ? [] : typeof v === 'string' ? [v] : v);
+
+export const RATE_LIMIT_MAX = 1_000_000_000;
+export const RATE_LIMIT_WINDOW_MAX_SECONDS = 86_400;
+const rateLimitShape = z.strictObject({
+  limit: z
+    .number()
+    .int({ error: `must be a whole number from 1 to ${RATE_LIMIT_MAX}` })
+    .min(1, { error: `must be a whole number from 1 to ${RATE_LIMIT_MAX}` })
+    .max(RATE_LIMIT_MAX, { error: `must be a whole number from 1 to ${RATE_LIMIT_MAX}` })
+    .describe('Requests allowed per window'),
+  windowSeconds: z
+    .number()
+    .int({ error: `must be a whole number of seconds from 1 to ${RATE_LIMIT_WINDOW_MAX_SECONDS}` })
+    .min(1, { error: `must be a whole number of seconds from 1 to ${RATE_LIMIT_WINDOW_MAX_SECONDS}` })
+    .max(RATE_LIMIT_WINDOW_MAX_SECONDS, { error: `must be a whole number of seconds from 1 to ${RATE_LIMIT_WINDOW_MAX_SECONDS}` })
+    .describe('The window, in seconds (it starts at the first request and resets that long after)'),
+});
+export const rateLimitInput = rateLimitShape
+  .nullable()
+  .describe('The key\'s own request limit, counted across instances like the default; null for the server\'s default (RATE_LIMIT_KEY_MAX per RATE_LIMIT_WINDOW_MS). Absent: unchanged')
+  .meta({ examples: [{ limit: 1000, windowSeconds: 60 }] });
+export type RateLimitSetting = z.infer<typeof rateLimitShape>;
 
 export const roleIds = roleIdList.describe('Ids of the roles the key holds; replaces all assignments');
 
@@ -81,6 +125,8 @@ export const createBody = z
     isEnabled: z.boolean().optional(),
     expiresAt: expiresAt.optional(),
     metadata: metadataInput.optional(),
+    allowedCidrs: allowedCidrsInput.optional(),
+    rateLimit: rateLimitInput.optional(),
     changeReason: changeReason.optional(),
   })
   .meta({
@@ -97,6 +143,8 @@ export const replaceBody = z
     isEnabled: z.boolean(),
     expiresAt: expiresAt.optional(),
     metadata: metadataInput.optional(),
+    allowedCidrs: allowedCidrsInput.optional(),
+    rateLimit: rateLimitInput.optional(),
     changeReason: changeReason.optional(),
   })
   .meta({
@@ -114,6 +162,8 @@ export const patchBody = z
     isEnabled: z.boolean().optional(),
     expiresAt: expiresAt.optional(),
     metadata: metadataInput.optional(),
+    allowedCidrs: allowedCidrsInput.optional(),
+    rateLimit: rateLimitInput.optional(),
     changeReason: changeReason.optional(),
   })
   .meta({
@@ -130,6 +180,44 @@ export const listQuery = z.strictObject({
   limit: wholeNumber(1, 1000).optional().describe('Page size; without it every match is returned (up to 10,000)'),
   cursor: z.string().max(4096).optional().describe('Opaque cursor from a previous page'),
 });
+
+export const GRACE_MAX_SECONDS = 86_400;
+const GRACE_RULE = `must be a whole number of seconds from 0 to ${GRACE_MAX_SECONDS} (a day)`;
+export const rotateBody = z
+  .strictObject({
+    gracePeriodSeconds: z
+      .number({ error: GRACE_RULE })
+      .int({ error: GRACE_RULE })
+      .min(0, { error: GRACE_RULE })
+      .max(GRACE_MAX_SECONDS, { error: GRACE_RULE })
+      .optional()
+      .describe('How long the replaced secret keeps working (default 0: it stops at once); never past the key\'s own expiresAt'),
+    changeReason: changeReason.optional(),
+  })
+  .meta({ id: 'RotateApiKeyRequest', description: 'Optional; an empty or absent body rotates with no grace period.', examples: [{ gracePeriodSeconds: 3600, changeReason: 'CHG-1050: yearly rotation' }] });
+export type RotateInput = z.infer<typeof rotateBody>;
+
+export const REVOKE_MAX_KEYS = 100;
+export const revokeBody = z
+  .strictObject({
+    keys: z
+      .array(z.string().max(4096, { error: 'must have at most 4096 characters' }))
+      .min(1, { error: 'must list at least one key' })
+      .max(REVOKE_MAX_KEYS, { error: `must list at most ${REVOKE_MAX_KEYS} keys per request` })
+      .describe('The secrets found (jim_ak_…); anything that is not a keyward secret is ignored'),
+    source: text({ max: 2000 }).optional().describe('Where they were found (a URL, a commit, a ticket); recorded in each revoked key\'s history'),
+  })
+  .meta({
+    id: 'RevokeApiKeysRequest',
+    description: 'Secrets found where they should not be. No authentication: holding a secret is the authority to kill it.',
+    examples: [{ keys: ['jim_ak_EXAMPLE_not_a_real_key_EXAMPLE_not_a_real_key'], source: 'https://github.com/example/repo/blob/main/.env' }],
+  });
+export const revokeResultSchema = z
+  .object({
+    accepted: z.number().int().describe('How many keys the request listed'),
+    message: z.string(),
+  })
+  .meta({ id: 'RevokeApiKeysResult', description: 'The same for every request of that many keys, whatever was found' });
 
 export const deleteQuery = z.strictObject({ changeReason: changeReason.unwrap().optional() });
 
@@ -149,6 +237,10 @@ const EXAMPLE_KEY = {
   lastUsedAt: '2026-11-26T09:30:00.000Z',
   lastUsedFromIp: '192.0.2.10',
   metadata: { tenantId: 't-42', plan: 'pro' },
+  previousKeyPrefix: null,
+  previousKeyExpiresAt: null,
+  allowedCidrs: null,
+  rateLimit: null,
 };
 
 export const apiKeySchema = z
@@ -166,6 +258,10 @@ export const apiKeySchema = z
     lastUsedAt: z.string().nullable(),
     lastUsedFromIp: z.string().nullable(),
     metadata: z.record(z.string(), z.unknown()).describe('The owner\'s own data ({} when none was set)'),
+    previousKeyPrefix: z.string().nullable().describe('While a rotation\'s grace period runs: the prefix of the replaced secret, which still works until previousKeyExpiresAt'),
+    previousKeyExpiresAt: z.string().nullable().describe('While a rotation\'s grace period runs: when the replaced secret stops working; null otherwise'),
+    allowedCidrs: z.array(z.string()).nullable().describe('CIDR blocks the key may be used from; null: any address'),
+    rateLimit: rateLimitShape.nullable().describe('The key\'s own request limit; null: the server\'s default'),
   })
   .meta({ id: 'ApiKey', examples: [EXAMPLE_KEY] });
 
@@ -174,6 +270,21 @@ export const createdApiKeySchema = apiKeySchema
   // The example secret is a visible placeholder: no example holds a real key.
   .meta({ id: 'CreatedApiKey', examples: [{ ...EXAMPLE_KEY, lastUsedAt: null, lastUsedFromIp: null, key: 'jim_ak_EXAMPLE_not_a_real_key_EXAMPLE_not_a_real_key' }] });
 
+export const rotatedApiKeySchema = apiKeySchema
+  .extend({ key: z.string().describe('The new full secret. Shown in this response only: store it now.') })
+  .meta({
+    id: 'RotatedApiKey',
+    examples: [
+      {
+        ...EXAMPLE_KEY,
+        keyPrefix: 'jim_ak_EXAMPLE_r',
+        updatedAt: '2026-12-01T09:00:00.000Z',
+        previousKeyPrefix: 'jim_ak_EXAMPLE_n',
+        previousKeyExpiresAt: '2026-12-01T10:00:00.000Z',
+        key: 'jim_ak_EXAMPLE_rotated_not_a_real_key_EXAMPLE_not_real',
+      },
+    ],
+  });
 
 export const userInfoSchema = z
   .object({
@@ -201,24 +312,33 @@ export const versionParams = z.object({ id: keyId.describe('The key id'), versio
 export const compareQuery = z.strictObject({ fromVersion: version, toVersion: version });
 
 /** The fields a change-history snapshot keeps, in the order a comparison lists them: the key as it was, never its hash or usage. */
-export const SNAPSHOT_FIELDS = ['name', 'description', 'keyPrefix', 'roles', 'isEnabled', 'isInfrastructureKey', 'expiresAt', 'metadata'] as const;
+export const SNAPSHOT_FIELDS = ['name', 'description', 'keyPrefix', 'roles', 'isEnabled', 'isInfrastructureKey', 'expiresAt', 'metadata', 'allowedCidrs', 'rateLimit'] as const;
 
 export const snapshotSchema = apiKeySchema
   .pick(Object.fromEntries(SNAPSHOT_FIELDS.map((f) => [f, true])) as { [F in (typeof SNAPSHOT_FIELDS)[number]]: true })
   // As the document has always shown it (the key's own description of keyPrefix stays on ApiKey).
-  // metadata is absent from entries written before keys had it.
-  .extend({ keyPrefix: z.string(), metadata: apiKeySchema.shape.metadata.optional() })
+  // metadata, allowedCidrs and rateLimit are absent from entries written before keys had them.
+  .extend({
+    keyPrefix: z.string(),
+    metadata: apiKeySchema.shape.metadata.optional(),
+    allowedCidrs: apiKeySchema.shape.allowedCidrs.optional(),
+    rateLimit: apiKeySchema.shape.rateLimit.optional(),
+  })
   .meta({ id: 'ApiKeySnapshot', description: 'The key as it was after the change (before it, for a delete); never the hash' });
 export type Snapshot = z.infer<typeof snapshotSchema>;
 
 /** Who made a change (keys' and roles' history alike). */
-export const changeActor = z.object({ type: z.enum(['apiKey', 'system']), id: z.string().nullable(), name: z.string().nullable() });
+export const changeActor = z.object({
+  type: z.enum(['apiKey', 'system', 'revocationReport']).describe('revocationReport: whoever reported the key\'s secret as leaked (no key of theirs)'),
+  id: z.string().nullable(),
+  name: z.string().nullable(),
+});
 
 /** A history entry (of a key, of a role): the same fields around the thing's own snapshot. */
 export const historyEntryOf = <S extends z.ZodType>(snapshot: S) =>
   z.object({
     version: z.number().int(),
-    operation: z.enum(['create', 'update', 'delete']),
+    operation: z.enum(['create', 'update', 'rotate', 'revoke', 'delete']).describe('rotate: a new secret (POST …/rotate); revoke: disabled, or a grace period ended, by a leaked-key report (POST /apikeys/revoke)'),
     changedAt: z.string(),
     actor: changeActor,
     changeReason: z.string().nullable(),

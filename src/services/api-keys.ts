@@ -6,19 +6,22 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { KeyHasher } from '../auth/hasher.js';
 import { generateKey, keyPrefixOf } from '../auth/key-format.js';
-import { covers, effectivePermissions } from '../auth/permissions.js';
+import { covers, effectivePermissions, listPermissions } from '../auth/permissions.js';
 import { encodeKeyEvent, KEY_CHANNEL, type KeyEventOp } from '../db/key-events.js';
 import { nextChangeSeq } from '../db/peer-acks.js';
 import type { Prisma, PrismaClient } from '../generated/prisma/client.js';
 import { AppError, ValidationError } from '../lib/errors.js';
-import { asRoleIdList, type ApiKeyView, type CreateInput, type PatchInput, type ReplaceInput } from '../schemas/api-keys.js';
-import { createKeyStore, markOwnWrite, permissionsOf, snapshotOf, toView, type KeyStore, type KeyWrite, type StoredKey, type Tx } from '../store/api-keys.js';
+import { asCidrList, asRoleIdList, type ApiKeyView, type CreateInput, type PatchInput, type ReplaceInput, type RotateInput } from '../schemas/api-keys.js';
+import { createKeyStore, markOwnWrite, permissionsOf, rateLimitOf, snapshotOf, toView, type KeyStore, type KeyWrite, type StoredKey, type Tx } from '../store/api-keys.js';
 import { createCursorKeyLoader } from './cursor-key.js';
 import { disabledByAfter, requireCovered, requireExpiryWithin, requireMayEnable, SYSTEM_ACTOR, type Actor } from './escalation-guard.js';
 import { matchesIfMatch } from './etag.js';
 import { pageOf, wildcardToLike } from './paging.js';
 
 export { SYSTEM_ACTOR, type Actor };
+
+/** Who a leaked-key report's changes are recorded as: no key of theirs, only the secret they found. */
+export const REVOCATION_ACTOR: Actor = { type: 'revocationReport', id: null, name: 'leaked-key report', permissions: new Set(), expiresAt: null };
 
 export const etagOf = (key: { version: number }) => `"${key.version}"`;
 
@@ -123,7 +126,7 @@ export function createApiKeyService(deps: {
         version: current.version + 1,
         at: now(),
       });
-      const view = toView(row);
+      const view = toView(row, now().getTime());
       await writeHistory(tx, id, 'update', actor, reason, view);
       const seq = await announce(tx, id, 'update');
       return { key: view, etag: etagOf(row), seq };
@@ -133,6 +136,13 @@ export function createApiKeyService(deps: {
   }
 
   const expiry = (v: string | null | undefined) => (v ? new Date(v) : null);
+
+  /** The fields keyward adds beyond JIM's: each absent one stays as it is (PUT and PATCH alike). */
+  const beyondJim = (input: PatchInput, current: StoredKey): Pick<Change, 'metadata' | 'allowedCidrs' | 'rateLimit'> => ({
+    metadata: input.metadata !== undefined ? (input.metadata ?? {}) : current.metadata,
+    allowedCidrs: input.allowedCidrs !== undefined ? asCidrList(input.allowedCidrs) : current.allowedCidrs,
+    rateLimit: input.rateLimit !== undefined ? input.rateLimit : rateLimitOf(current),
+  });
 
   return {
     async list(opts: ListOptions): Promise<{ items: ApiKeyView[]; next: string | null }> {
@@ -148,7 +158,7 @@ export function createApiKeyService(deps: {
     async get(id: string) {
       const key = await store.find(id);
       if (!key) throw new AppError('API_KEY_NOT_FOUND');
-      return { key: toView(key), etag: etagOf(key) };
+      return { key: toView(key, now().getTime()), etag: etagOf(key) };
     },
 
     async create(actor: Actor, input: CreateInput, options: { secret?: string; isInfrastructureKey?: boolean; tx?: Tx; at?: Date } = {}) {
@@ -176,9 +186,11 @@ export function createApiKeyService(deps: {
           isInfrastructureKey: options.isInfrastructureKey ?? false,
           expiresAt: expiry(input.expiresAt),
           metadata: input.metadata ?? {},
+          allowedCidrs: input.allowedCidrs != null ? asCidrList(input.allowedCidrs) : [],
+          rateLimit: input.rateLimit ?? null,
           at,
         });
-        const view = toView(row);
+        const view = toView(row, at.getTime());
         await writeHistory(tx, row.id, 'create', actor, input.changeReason, view);
         await announce(tx, row.id, 'create'); // other instances drop negative-cache entries
         return { key: view, secret, etag: etagOf(row) };
@@ -200,8 +212,8 @@ export function createApiKeyService(deps: {
           roleIds: asRoleIdList(input.roleIds),
           isEnabled: input.isEnabled,
           expiresAt: expiry(input.expiresAt),
-          // Not JIM's: Set-JIMApiKey never sends it, so its PUT must not erase it (README "Fields beyond JIM's").
-          metadata: input.metadata !== undefined ? (input.metadata ?? {}) : current.metadata,
+          // Not JIM's: Set-JIMApiKey never sends them, so its PUT must not erase them (README "Fields beyond JIM's").
+          ...beyondJim(input, current),
         }),
         input.changeReason,
       );
@@ -218,10 +230,83 @@ export function createApiKeyService(deps: {
           roleIds: input.roleIds !== undefined ? asRoleIdList(input.roleIds) : current.roles.map((r) => r.id),
           isEnabled: input.isEnabled ?? current.isEnabled,
           expiresAt: input.expiresAt !== undefined ? expiry(input.expiresAt) : current.expiresAt,
-          metadata: input.metadata !== undefined ? (input.metadata ?? {}) : current.metadata,
+          ...beyondJim(input, current),
         }),
         input.changeReason,
       );
+    },
+
+    /**
+     * A new secret for the same key. The replaced one keeps working for `gracePeriodSeconds`
+     * (never past the key's own expiry); a rotation during a grace period ends that one at once.
+     */
+    async rotate(actor: Actor, id: string, input: RotateInput, ifMatch?: string) {
+      const secret = generateKey();
+      const hash = await hasher.hash(secret); // before the transaction: argon2 is slow
+      const result = await prisma.$transaction(async (tx) => {
+        await markOwnWrite(tx);
+        const current = await locked(tx, id, ifMatch);
+        requireCovered(actor, permissionsOf(current), 'rotate this key');
+        const at = now();
+        if (!current.isEnabled) throw new AppError('API_KEY_NOT_ROTATABLE', 'The key is disabled: enable it first, or create a new key.');
+        if (current.expiresAt && current.expiresAt.getTime() <= at.getTime()) {
+          throw new AppError('API_KEY_NOT_ROTATABLE', 'The key has expired: extend its expiresAt first, or create a new key.');
+        }
+        const graceMs = (input.gracePeriodSeconds ?? 0) * 1000;
+        const graceEnd = Math.min(at.getTime() + graceMs, current.expiresAt?.getTime() ?? Infinity);
+        const previous = graceMs > 0 ? { keyPrefix: current.keyPrefix, hash: current.hash, until: new Date(graceEnd) } : null;
+        const row = await store.rotate(tx, id, { keyPrefix: keyPrefixOf(secret), hash, previous, version: current.version + 1, at });
+        const view = toView(row, at.getTime());
+        await writeHistory(tx, id, 'rotate', actor, input.changeReason, view);
+        const seq = await announce(tx, id, 'update');
+        return { key: view, etag: etagOf(row), seq };
+      });
+      await changed(id, 'update', result.seq);
+      return { key: result.key, secret, etag: result.etag };
+    },
+
+    /**
+     * A leaked-key report: the secret of `keyId` verified. The key's own secret disables the key;
+     * the secret a rotation replaced (`previous`) ends its grace period, leaving the new one
+     * working. Nothing happens to a key already disabled (or a grace already over). Whether it
+     * changed anything is for the log alone: the reporter is never told.
+     */
+    async revokeReported(keyId: string, hashTagOf: (hash: string) => string, verifiedTag: string, source: string | undefined): Promise<boolean> {
+      const reason = `Reported as leaked${source ? ` (found at: ${source})` : ''}`;
+      const done = await prisma.$transaction(async (tx) => {
+        await markOwnWrite(tx);
+        const current = await store.lock(tx, keyId);
+        if (!current) return null;
+        const at = now();
+        let row: StoredKey;
+        if (hashTagOf(current.hash) === verifiedTag) {
+          if (!current.isEnabled) return null;
+          row = await store.update(tx, keyId, {
+            name: current.name,
+            description: current.description,
+            roleIds: current.roles.map((r) => r.id),
+            isEnabled: false,
+            // Whoever may change the key may enable it again (apikeys.write, and what the key holds).
+            disabledBy: listPermissions(new Set([...permissionsOf(current), 'apikeys.write'])),
+            expiresAt: current.expiresAt,
+            metadata: current.metadata,
+            allowedCidrs: current.allowedCidrs,
+            rateLimit: rateLimitOf(current),
+            version: current.version + 1,
+            at,
+          });
+        } else if (current.previousHash && hashTagOf(current.previousHash) === verifiedTag && current.previousKeyExpiresAt && current.previousKeyExpiresAt.getTime() > at.getTime()) {
+          row = await store.endGrace(tx, keyId, { version: current.version + 1, at });
+        } else {
+          return null; // replaced meanwhile: that secret is dead already
+        }
+        await writeHistory(tx, keyId, 'revoke', REVOCATION_ACTOR, reason, toView(row, at.getTime()));
+        const seq = await announce(tx, keyId, 'update');
+        return { seq };
+      });
+      if (!done) return false;
+      await changed(keyId, 'update', done.seq);
+      return true;
     },
 
     /** Deletes the key; returns what it was (read under the same lock). */
@@ -230,7 +315,7 @@ export function createApiKeyService(deps: {
         await markOwnWrite(tx);
         const current = await locked(tx, id, ifMatch);
         requireCovered(actor, permissionsOf(current), 'delete this key');
-        const before = toView(current);
+        const before = toView(current, now().getTime());
         await store.delete(tx, id);
         await writeHistory(tx, id, 'delete', actor, reason, before);
         const seq = await announce(tx, id, 'delete');

@@ -11,7 +11,7 @@ import { ALL, covers, listPermissions, missing } from '../auth/permissions.js';
 import { AppError } from '../lib/errors.js';
 
 export interface Actor {
-  type: 'apiKey' | 'system';
+  type: 'apiKey' | 'system' | 'revocationReport';
   id: string | null;
   name: string | null;
   /** Effective permissions ("*" included when held); the guard compares against them. */

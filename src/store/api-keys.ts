@@ -2,6 +2,7 @@
 // produce (StoredKey), and its mappers to the API view and to the cached principal. Services
 // and the authenticator ask for keys here; nothing else writes SQL for them.
 import { effectivePermissions, listPermissions } from '../auth/permissions.js';
+import { addressMatcher } from '../lib/cidr.js';
 import type { Principal } from '../auth/principal.js';
 import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
 import { SNAPSHOT_FIELDS, type ApiKeyView, type Snapshot } from '../schemas/api-keys.js';
@@ -29,8 +30,23 @@ export interface StoredKey {
   disabledBy: string[];
   /** The owner's own data (a JSON object). */
   metadata: Metadata;
+  /** The secret a rotation replaced and until when it is accepted (null: none, or its grace is over). */
+  previousKeyPrefix: string | null;
+  previousHash: string | null;
+  previousKeyExpiresAt: Date | null;
+  /** Canonical CIDR blocks; [] for any address. */
+  allowedCidrs: string[];
+  rateLimitMax: number | null;
+  rateLimitWindowSeconds: number | null;
   roles: Array<{ id: number; name: string; permissions: string[] }>;
 }
+
+/** The key's own limit, from its two columns (both set or both null). */
+export const rateLimitOf = (k: { rateLimitMax: number | null; rateLimitWindowSeconds: number | null }) =>
+  k.rateLimitMax !== null && k.rateLimitWindowSeconds !== null ? { limit: k.rateLimitMax, windowSeconds: k.rateLimitWindowSeconds } : null;
+
+/** Whether a rotation's grace period is running at `at` (ms). */
+export const graceRunning = (k: { previousKeyExpiresAt: Date | null }, at: number) => k.previousKeyExpiresAt !== null && new Date(k.previousKeyExpiresAt).getTime() > at;
 
 export type Metadata = Record<string, unknown>;
 /** jsonb as it comes back: an object (anything else, written behind the server's back, reads as {}). */
@@ -48,14 +64,24 @@ const include = { roles: { include: { role: true }, orderBy: { roleId: 'asc' } }
 type PrismaKey = Prisma.ApiKeyGetPayload<{ include: typeof include }>;
 
 function fromPrisma(row: PrismaKey): StoredKey {
-  const { roles, disabledBy, metadata, ...rest } = row;
-  return { ...rest, disabledBy: disabledBy ?? [], metadata: metadataOf(metadata), roles: roles.map((r) => ({ id: r.role.id, name: r.role.name, permissions: r.role.permissions })) };
+  const { roles, disabledBy, metadata, allowedCidrs, ...rest } = row;
+  return {
+    ...rest,
+    disabledBy: disabledBy ?? [],
+    metadata: metadataOf(metadata),
+    allowedCidrs: allowedCidrs ?? [],
+    roles: roles.map((r) => ({ id: r.role.id, name: r.role.name, permissions: r.role.permissions })),
+  };
 }
 
 const iso = (d: Date | null) => (d ? new Date(d).toISOString() : null);
 
-/** The key as the API shows it (never the hash). */
-export function toView(key: Omit<StoredKey, 'hash' | 'version' | 'disabledBy' | 'roles'> & { roles: Array<{ id: number; name: string }> }): ApiKeyView {
+/** The key as the API shows it at `at` (never a hash): the replaced secret's prefix only while its grace period runs. */
+export function toView(
+  key: Omit<StoredKey, 'hash' | 'previousHash' | 'version' | 'disabledBy' | 'roles'> & { roles: Array<{ id: number; name: string }> },
+  at: number = Date.now(),
+): ApiKeyView {
+  const grace = graceRunning(key, at);
   return {
     id: key.id,
     name: key.name,
@@ -70,11 +96,17 @@ export function toView(key: Omit<StoredKey, 'hash' | 'version' | 'disabledBy' | 
     lastUsedAt: iso(key.lastUsedAt),
     lastUsedFromIp: key.lastUsedFromIp,
     metadata: key.metadata,
+    previousKeyPrefix: grace ? key.previousKeyPrefix : null,
+    previousKeyExpiresAt: grace ? iso(key.previousKeyExpiresAt) : null,
+    allowedCidrs: key.allowedCidrs.length ? key.allowedCidrs : null,
+    rateLimit: rateLimitOf(key),
   };
 }
 
 /** The key as a request's principal (what the verified-key cache keeps). */
-export function toPrincipal(key: Pick<StoredKey, 'id' | 'name' | 'keyPrefix' | 'roles' | 'isInfrastructureKey' | 'expiresAt' | 'metadata'>): Principal {
+export function toPrincipal(
+  key: Pick<StoredKey, 'id' | 'name' | 'keyPrefix' | 'roles' | 'isInfrastructureKey' | 'expiresAt' | 'metadata' | 'allowedCidrs' | 'rateLimitMax' | 'rateLimitWindowSeconds'>,
+): Principal {
   const permissions = effectivePermissions(key.roles.map((r) => r.permissions));
   return {
     id: key.id,
@@ -86,6 +118,10 @@ export function toPrincipal(key: Pick<StoredKey, 'id' | 'name' | 'keyPrefix' | '
     isInfrastructureKey: key.isInfrastructureKey,
     expiresAt: key.expiresAt ? new Date(key.expiresAt).getTime() : null,
     metadata: key.metadata,
+    allowedCidrs: key.allowedCidrs.length ? key.allowedCidrs : null,
+    allowsAddress: key.allowedCidrs.length ? addressMatcher(key.allowedCidrs) : null,
+    rateLimit: rateLimitOf(key),
+    secretExpiresAt: null,
   };
 }
 
@@ -103,6 +139,8 @@ export interface KeyWrite {
   disabledBy: string[];
   expiresAt: Date | null;
   metadata: Metadata;
+  allowedCidrs: string[];
+  rateLimit: { limit: number; windowSeconds: number } | null;
 }
 
 /** The sort key of the listing (and of its cursors): lower(name) in code-point order, then id. */
@@ -124,6 +162,11 @@ interface ListRow {
   last_used_at: Date | null;
   last_used_from_ip: string | null;
   metadata: unknown;
+  previous_key_prefix: string | null;
+  previous_key_expires_at: Date | null;
+  allowed_cidrs: string[] | null;
+  rate_limit_max: number | null;
+  rate_limit_window_seconds: number | null;
   sort_name: string;
   roles: Array<{ id: number; name: string }>;
 }
@@ -142,6 +185,7 @@ export function listStatement(q: { likePattern?: string; isEnabled?: boolean; af
   return Prisma.sql`
     SELECT k.id, k.name, k.description, k.key_prefix, k.is_enabled, k.is_infrastructure_key,
            k.expires_at, k.created_at, k.updated_at, k.last_used_at, k.last_used_from_ip, k.metadata,
+           k.previous_key_prefix, k.previous_key_expires_at, k.allowed_cidrs, k.rate_limit_max, k.rate_limit_window_seconds,
            lower(k.name) AS sort_name,
            coalesce((SELECT json_agg(json_build_object('id', r.id, 'name', r.name) ORDER BY r.id)
                        FROM api_key_roles kr JOIN roles r ON r.id = kr.role_id
@@ -163,6 +207,12 @@ interface AuthRow {
   is_infrastructure_key: boolean;
   expires_at: Date | null;
   metadata: unknown;
+  previous_key_prefix: string | null;
+  previous_hash: string | null;
+  previous_key_expires_at: Date | null;
+  allowed_cidrs: string[] | null;
+  rate_limit_max: number | null;
+  rate_limit_window_seconds: number | null;
   roles: Array<{ id: number; name: string; permissions: string[] }>;
 }
 
@@ -176,6 +226,12 @@ const fromAuthRow = (r: AuthRow) => ({
   isInfrastructureKey: r.is_infrastructure_key,
   expiresAt: r.expires_at ? new Date(r.expires_at) : null,
   metadata: metadataOf(r.metadata),
+  previousKeyPrefix: r.previous_key_prefix,
+  previousHash: r.previous_hash,
+  previousKeyExpiresAt: r.previous_key_expires_at ? new Date(r.previous_key_expires_at) : null,
+  allowedCidrs: r.allowed_cidrs ?? [],
+  rateLimitMax: r.rate_limit_max,
+  rateLimitWindowSeconds: r.rate_limit_window_seconds,
   roles: r.roles,
 });
 
@@ -184,6 +240,7 @@ export type AuthKey = ReturnType<typeof fromAuthRow>;
 function authRows(db: Db, where: Prisma.Sql) {
   return db.$queryRaw<AuthRow[]>`
     SELECT k.id, k.name, k.key_prefix, k.hash, k.version, k.is_enabled, k.is_infrastructure_key, k.expires_at, k.metadata,
+           k.previous_key_prefix, k.previous_hash, k.previous_key_expires_at, k.allowed_cidrs, k.rate_limit_max, k.rate_limit_window_seconds,
            coalesce(json_agg(json_build_object('id', r.id, 'name', r.name, 'permissions', r.permissions) ORDER BY r.id)
                     FILTER (WHERE r.id IS NOT NULL), '[]') AS roles
       FROM api_keys k
@@ -192,6 +249,8 @@ function authRows(db: Db, where: Prisma.Sql) {
      WHERE ${where}
      GROUP BY k.id`;
 }
+
+const rateLimitColumns = (r: KeyWrite['rateLimit']) => ({ rateLimitMax: r?.limit ?? null, rateLimitWindowSeconds: r?.windowSeconds ?? null });
 
 export function createKeyStore(prisma: PrismaClient) {
   return {
@@ -213,6 +272,11 @@ export function createKeyStore(prisma: PrismaClient) {
           lastUsedAt: r.last_used_at,
           lastUsedFromIp: r.last_used_from_ip,
           metadata: metadataOf(r.metadata),
+          previousKeyPrefix: r.previous_key_prefix,
+          previousKeyExpiresAt: r.previous_key_expires_at,
+          allowedCidrs: r.allowed_cidrs ?? [],
+          rateLimitMax: r.rate_limit_max,
+          rateLimitWindowSeconds: r.rate_limit_window_seconds,
         }),
         position: { name: r.sort_name, id: r.id },
       }));
@@ -230,19 +294,50 @@ export function createKeyStore(prisma: PrismaClient) {
     },
 
     async insert(tx: Tx, key: KeyWrite & { id: string; keyPrefix: string; hash: string; isInfrastructureKey: boolean; at: Date }): Promise<StoredKey> {
-      const { roleIds, at, metadata, ...fields } = key;
+      const { roleIds, at, metadata, rateLimit, ...fields } = key;
       const row = await tx.apiKey.create({
-        data: { ...fields, metadata: metadata as Prisma.InputJsonObject, createdAt: at, updatedAt: at, version: 1, roles: { create: roleIds.map((roleId) => ({ roleId })) } },
+        data: { ...fields, ...rateLimitColumns(rateLimit), metadata: metadata as Prisma.InputJsonObject, createdAt: at, updatedAt: at, version: 1, roles: { create: roleIds.map((roleId) => ({ roleId })) } },
         include,
       });
       return fromPrisma(row);
     },
 
     async update(tx: Tx, id: string, key: KeyWrite & { version: number; at: Date }): Promise<StoredKey> {
-      const { roleIds, at, metadata, ...fields } = key;
+      const { roleIds, at, metadata, rateLimit, ...fields } = key;
       const row = await tx.apiKey.update({
         where: { id },
-        data: { ...fields, metadata: metadata as Prisma.InputJsonObject, updatedAt: at, roles: { deleteMany: {}, create: roleIds.map((roleId) => ({ roleId })) } },
+        data: { ...fields, ...rateLimitColumns(rateLimit), metadata: metadata as Prisma.InputJsonObject, updatedAt: at, roles: { deleteMany: {}, create: roleIds.map((roleId) => ({ roleId })) } },
+        include,
+      });
+      return fromPrisma(row);
+    },
+
+    /**
+     * A new secret for the key (same id). `previous`, when given, is the replaced secret and the
+     * end of its grace period; null ends any grace period at once.
+     */
+    async rotate(tx: Tx, id: string, key: { keyPrefix: string; hash: string; previous: { keyPrefix: string; hash: string; until: Date } | null; version: number; at: Date }): Promise<StoredKey> {
+      const row = await tx.apiKey.update({
+        where: { id },
+        data: {
+          keyPrefix: key.keyPrefix,
+          hash: key.hash,
+          previousKeyPrefix: key.previous?.keyPrefix ?? null,
+          previousHash: key.previous?.hash ?? null,
+          previousKeyExpiresAt: key.previous?.until ?? null,
+          version: key.version,
+          updatedAt: key.at,
+        },
+        include,
+      });
+      return fromPrisma(row);
+    },
+
+    /** Ends a grace period now (the replaced secret was reported leaked). */
+    async endGrace(tx: Tx, id: string, key: { version: number; at: Date }): Promise<StoredKey> {
+      const row = await tx.apiKey.update({
+        where: { id },
+        data: { previousKeyPrefix: null, previousHash: null, previousKeyExpiresAt: null, version: key.version, updatedAt: key.at },
         include,
       });
       return fromPrisma(row);
@@ -256,9 +351,14 @@ export function createKeyStore(prisma: PrismaClient) {
       return (await db.apiKey.count({ where: { id } })) > 0;
     },
 
-    /** Every key sharing a prefix, for authentication (argon2 decides which, if any, it is). */
+    /**
+     * Every key sharing a prefix, for authentication (argon2 decides which, if any, it is): as its
+     * secret, or as the secret a rotation replaced while its grace period runs.
+     */
     async byPrefix(prefix: string): Promise<AuthKey[]> {
-      return (await authRows(prisma, Prisma.sql`k.key_prefix = ${prefix}`)).map(fromAuthRow);
+      return (
+        await authRows(prisma, Prisma.sql`(k.key_prefix = ${prefix} OR (k.previous_key_prefix = ${prefix} AND k.previous_key_expires_at > now()))`)
+      ).map(fromAuthRow);
     },
 
     /** A key as authentication needs it, re-read after a change. */

@@ -47,7 +47,8 @@ export async function apiVisibleState(url: string) {
 export const VISIBLE_STATE = `SELECT k.id, k.name, k.description, k.key_prefix, k.hash, k.is_enabled, k.is_infrastructure_key, k.expires_at,
             k.created_at, k.updated_at, k.version,
             coalesce((SELECT array_agg(role_id ORDER BY role_id) FROM api_key_roles r WHERE r.api_key_id = k.id), '{}') AS roles,
-            k.metadata, (SELECT count(*)::int FROM api_key_changes c WHERE c.api_key_id = k.id) AS history
+            k.metadata, k.previous_key_prefix, k.previous_hash, k.previous_key_expires_at, k.allowed_cidrs, k.rate_limit_max, k.rate_limit_window_seconds,
+            (SELECT count(*)::int FROM api_key_changes c WHERE c.api_key_id = k.id) AS history
        FROM api_keys k ORDER BY k.id`;
 
 export const json = { 'content-type': 'application/json' };
