@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
 import { buildTestApp, testDatabase } from './helpers/app.js';
-import { ADMIN, READER, seedKey, sql, type SeededKey } from './helpers/keys.js';
+import { ADMIN, json, READER, seedKey, sql, type SeededKey } from './helpers/keys.js';
 import { freePort, ROOT } from './helpers/server-process.js';
 
 const CLI = path.join(ROOT, 'bin/keyward.mjs');
@@ -19,13 +19,13 @@ let url: string;
 let dbUrl: string;
 let dir: string;
 
-/** What reached the server: method and JSON body of every /api/v1/apikeys request. */
-const bodies: Array<{ method: string; body: unknown }> = [];
+/** What reached the server: method, path and JSON body of every /api/v1/apikeys request. */
+const bodies: Array<{ method: string; path: string; body: unknown }> = [];
 
 beforeAll(async () => {
   app = await buildTestApp({ ready: false });
   app.addHook('preHandler', async (req) => {
-    if (req.url.startsWith('/api/v1/apikeys')) bodies.push({ method: req.method, body: req.body });
+    if (req.url.startsWith('/api/v1/apikeys')) bodies.push({ method: req.method, path: req.url.split('?')[0], body: req.body });
   });
   await app.ready();
   dbUrl = (await testDatabase()).url;
@@ -310,9 +310,166 @@ describe('keyward apikey remove', () => {
   });
 });
 
+/** The id of the key `secret` authenticates as (GET /userinfo), or the status it got. */
+const whoIs = async (secret: string) => {
+  const r = await app.inject({ method: 'GET', url: '/api/v1/userinfo', headers: { 'x-api-key': secret } });
+  return r.statusCode === 200 ? (r.json() as { id: string }).id : r.statusCode;
+};
+const prefixOf = async (id: string) => (await sql<{ key_prefix: string }>(dbUrl, 'SELECT key_prefix FROM api_keys WHERE id = $1', [id]))[0].key_prefix;
+const rotations = () => bodies.filter((b) => b.method === 'POST' && b.path.endsWith('/rotate'));
+/** A full secret (a prefix in a message is 16 characters and an ellipsis). */
+const SECRET = /jim_ak_[0-9a-f]{64}/;
+
+describe('keyward apikey rotate', () => {
+  it('prints only the new secret on stdout: it authenticates as the same id, the old one stops (no grace); --change-reason is recorded', async () => {
+    const k = await seedKey(app, { name: 'rot-plain', roleIds: [READER] });
+    const before = await prefixOf(k.id);
+    bodies.length = 0;
+    const r = await cli(['apikey', 'rotate', k.id, '--change-reason', 'CHG-7']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^${SECRET.source}\n$`));
+    const secret = r.stdout.trim();
+    expect(r.stderr).toBe(
+      'keyward: this is the only time the full key is shown: store it now (it cannot be retrieved later).\n' +
+        `keyward: rotated API key "rot-plain" (${k.id}); the old secret no longer works\n`,
+    );
+    expect(bodies).toEqual([{ method: 'POST', path: `/api/v1/apikeys/${k.id}/rotate`, body: { changeReason: 'CHG-7' } }]);
+    expect(await whoIs(secret)).toBe(k.id);
+    expect(await whoIs(k.secret)).toBe(401);
+    expect(await prefixOf(k.id)).toBe(secret.slice(0, 16));
+    expect(secret.slice(0, 16)).not.toBe(before);
+    expect(await roleIdsOf(k.id)).toEqual([READER]);
+    const history = await sql<{ operation: string; change_reason: string }>(dbUrl, 'SELECT operation, change_reason FROM api_key_changes WHERE api_key_id = $1 ORDER BY version', [k.id]);
+    expect(history.at(-1)).toEqual({ operation: 'rotate', change_reason: 'CHG-7' });
+  });
+
+  it('--grace-period 1h: the old secret keeps working, and stderr says until when', async () => {
+    const k = await seedKey(app, { name: 'rot-grace' });
+    const oldPrefix = await prefixOf(k.id);
+    bodies.length = 0;
+    const r = await cli(['apikey', 'rotate', k.id, '--grace-period', '1h']);
+    expect(r.code, r.stderr).toBe(0);
+    const secret = r.stdout.trim();
+    expect(secret).toMatch(new RegExp(`^${SECRET.source}$`));
+    const until = new RegExp(`^keyward: rotated API key "rot-grace" \\(${k.id}\\); the old secret \\(${oldPrefix}…\\) keeps working until (\\S+Z)$`, 'm').exec(r.stderr);
+    expect(until, r.stderr).not.toBeNull();
+    const minutes = (Date.parse(until![1]) - Date.now()) / 60_000;
+    expect(minutes).toBeGreaterThan(58);
+    expect(minutes).toBeLessThanOrEqual(60);
+    expect(bodies).toEqual([{ method: 'POST', path: `/api/v1/apikeys/${k.id}/rotate`, body: { gracePeriodSeconds: 3600 } }]);
+    expect(await whoIs(secret)).toBe(k.id);
+    expect(await whoIs(k.secret)).toBe(k.id);
+    // While the grace runs, `get` shows the old secret's prefix and end.
+    const shown = await cli(['apikey', 'get', k.id]);
+    expect(shown.stdout).toMatch(new RegExp(`^PreviousKeyPrefix\\s+: ${oldPrefix}$`, 'm'));
+    expect(shown.stdout).toMatch(new RegExp(`^PreviousKeyExpiresAt\\s+: ${until![1]}$`, 'm'));
+
+    // Plain seconds, and the bounds: 0 and 86400 (1d, 24h).
+    bodies.length = 0;
+    for (const grace of ['0', '90', '86400', '24h', '1d']) {
+      const again = await cli(['apikey', 'rotate', k.id, '--grace-period', grace]);
+      expect(again.code, `${grace}: ${again.stderr}`).toBe(0);
+    }
+    expect(rotations().map((b) => (b.body as { gracePeriodSeconds: number }).gracePeriodSeconds)).toEqual([0, 90, 86400, 86400, 86400]);
+  });
+
+  it('--what-if names the key and rotates nothing; --confirm answered "n" rotates nothing, "y" rotates', async () => {
+    const k = await seedKey(app, { name: 'rot-ask' });
+    const prefix = await prefixOf(k.id);
+    bodies.length = 0;
+    const whatIf = await cli(['apikey', 'rotate', k.id, '--grace-period', '30m', '--what-if', '--pass-thru']);
+    expect(whatIf).toEqual({
+      code: 0,
+      stdout: `What if: would rotate API key "rot-ask" (${k.id}): a new secret; the old one (${prefix}…) keeps working for 1800 s (30m)\n`,
+      stderr: '',
+    });
+    const noGrace = await cli(['apikey', 'rotate', k.id, '--what-if']);
+    expect(noGrace.stdout).toBe(`What if: would rotate API key "rot-ask" (${k.id}): a new secret; the old one (${prefix}…) stops working at once\n`);
+    expect(rotations()).toEqual([]);
+    expect(await prefixOf(k.id)).toBe(prefix);
+    expect(await whoIs(k.secret)).toBe(k.id);
+
+    const no = await cli(['apikey', 'rotate', k.id, '--confirm'], { tty: true, input: 'n\n' });
+    expect(no.code).toBe(0);
+    expect(no.stdout).toContain(`Really rotate API key "rot-ask" (${k.id}): a new secret; the old one (${prefix}…) stops working at once? [y/N]`);
+    expect(no.stdout).toContain(`keyward: ${k.id}: not rotated`);
+    expect(no.stdout).not.toMatch(SECRET);
+    expect(await prefixOf(k.id)).toBe(prefix);
+    expect(await whoIs(k.secret)).toBe(k.id);
+
+    const yes = await cli(['apikey', 'rotate', k.id, '--confirm'], { tty: true, input: 'y\n' });
+    expect(yes.code, yes.stdout).toBe(0);
+    const secret = SECRET.exec(yes.stdout)![0];
+    expect(await whoIs(secret)).toBe(k.id);
+    expect(await prefixOf(k.id)).not.toBe(prefix);
+    // No terminal at all: --confirm cannot ask, so nothing is rotated.
+    const noTty = await cli(['apikey', 'rotate', k.id, '--confirm']);
+    expect(noTty.code).toBe(3);
+    expect(await whoIs(secret)).toBe(k.id);
+  });
+
+  it('--pass-thru prints the key with its new secret as `new --pass-thru` does; with --json, the reply body', async () => {
+    const k = await seedKey(app, { name: 'rot-passthru', roleIds: [READER], description: 'rotated yearly' });
+    const oldPrefix = await prefixOf(k.id);
+    const r = await cli(['apikey', 'rotate', k.id, '--pass-thru', '--grace-period', '600']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^keyward: this is the only time the full key is shown: store it now/);
+    expect(r.stdout).toMatch(new RegExp(`^Id\\s+: ${k.id}$`, 'm'));
+    expect(r.stdout).toMatch(/^Description\s+: rotated yearly$/m);
+    expect(r.stdout).toMatch(/^Roles\s+: Reader \(3\)$/m);
+    expect(r.stdout).toMatch(new RegExp(`^PreviousKeyPrefix\\s+: ${oldPrefix}$`, 'm'));
+    const secret = /^Key\s+: (jim_ak_\S+)$/m.exec(r.stdout)![1];
+    expect(r.stdout).toMatch(new RegExp(`^KeyPrefix\\s+: ${secret.slice(0, 16)}$`, 'm'));
+    expect(await whoIs(secret)).toBe(k.id);
+
+    const j = await cli(['apikey', 'rotate', k.id, '--pass-thru', '--json', '--change-reason', 'CHG-9']);
+    expect(j.code, j.stderr).toBe(0);
+    const body = JSON.parse(j.stdout);
+    expect(body).toMatchObject({ id: k.id, name: 'rot-passthru', roles: [{ id: READER, name: 'Reader' }], previousKeyExpiresAt: null });
+    expect(body.key).toMatch(new RegExp(`^${SECRET.source}$`));
+    expect(body.keyPrefix).toBe(body.key.slice(0, 16));
+    expect(await whoIs(body.key)).toBe(k.id);
+    expect(await whoIs(secret)).toBe(401); // no grace this time: the secret before it stopped
+  });
+
+  it('a disabled key: the server\'s 409 is reported (exit 1) and nothing changes; an unknown id exits 2', async () => {
+    const k = await seedKey(app, { name: 'rot-disabled', isEnabled: false });
+    const prefix = await prefixOf(k.id);
+    const r = await cli(['apikey', 'rotate', k.id, '--grace-period', '1h']);
+    // The problem the server answers, as the CLI prints every problem: detail, then code.
+    const problem = await app.inject({ method: 'POST', url: `/api/v1/apikeys/${k.id}/rotate`, headers: { ...admin.headers, ...json }, payload: {} });
+    expect(problem.statusCode).toBe(409);
+    expect(problem.json().code).toBe('API_KEY_NOT_ROTATABLE');
+    expect(r).toEqual({ code: 1, stdout: '', stderr: `keyward: ${problem.json().detail} (API_KEY_NOT_ROTATABLE)\n` });
+    expect(await prefixOf(k.id)).toBe(prefix);
+    const missing = await cli(['apikey', 'rotate', '00000000-0000-4000-8000-000000000000']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/^keyward: .*\(API_KEY_NOT_FOUND\)\n$/);
+    expect(missing.stdout).toBe('');
+  });
+
+  it.each([['86401'], ['2d'], ['1w'], ['soon'], ['-1'], ['1.5h'], ['']])('refuses --grace-period %j with exit 3, naming the rule and sending nothing', async (grace) => {
+    const k = await seedKey(app, { name: `rot-bad-${grace}` });
+    const prefix = await prefixOf(k.id);
+    bodies.length = 0;
+    const r = await cli(['apikey', 'rotate', k.id, `--grace-period=${grace}`]);
+    expect(r.code).toBe(3);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^keyward: --grace-period: .*must be 0 to 86400 seconds/);
+    expect(bodies).toEqual([]);
+    expect(await prefixOf(k.id)).toBe(prefix);
+  });
+
+  it('an id is required, and only one (no --stdin): usage errors exit 3', async () => {
+    expect((await cli(['apikey', 'rotate'])).code).toBe(3);
+    expect((await cli(['apikey', 'rotate', '--stdin'], { input: `${admin.id}\n` })).code).toBe(3);
+    expect((await cli(['apikey', 'rotate', admin.id, admin.id])).code).toBe(3);
+  });
+});
+
 describe('usage, help and options', () => {
   it('help and --version exit 0; a bare command, an unknown command or option exit 3', async () => {
-    for (const args of [['--help'], ['help'], ['help', 'apikey'], ['apikey', 'help', 'remove'], ['apikey', 'remove', '--help']]) {
+    for (const args of [['--help'], ['help'], ['help', 'apikey'], ['apikey', 'help', 'remove'], ['apikey', 'remove', '--help'], ['apikey', 'rotate', '--help']]) {
       const r = await cli(args);
       expect(r.code, args.join(' ')).toBe(0);
       expect(r.stdout).toMatch(/^Usage: keyward/);

@@ -4,6 +4,8 @@ import type { RoleView } from '../schemas/roles.js';
 
 export type ApiKey = ApiKeyView;
 export type CreatedApiKey = ApiKey & { key: string };
+/** POST /apikeys/{id}/rotate: the key, its new secret, and until when the old one still works (null: not at all). */
+export type RotatedApiKey = CreatedApiKey & { previousKeyPrefix: string | null; previousKeyExpiresAt: string | null };
 export type Role = RoleView;
 
 /** Exit codes: 0 ok, 1 error, 2 not found, 3 usage. */
@@ -30,6 +32,7 @@ export interface Client {
   create(body: Record<string, unknown>): Promise<CreatedApiKey>;
   patch(id: string, body: Record<string, unknown>): Promise<ApiKey>;
   remove(id: string, changeReason?: string): Promise<ApiKey>;
+  rotate(id: string, body: { gracePeriodSeconds?: number; changeReason?: string }): Promise<RotatedApiKey>;
   roles(): Promise<Role[]>;
 }
 
@@ -119,6 +122,7 @@ export function createClient(baseUrl: string, apiKey: string): Client {
         query: changeReason !== undefined ? { changeReason } : {},
         headers: { prefer: 'return=representation' },
       }),
+    rotate: (id, body) => call('POST', `${keyPath(id)}/rotate`, { body }),
     roles: () => call('GET', 'api/v1/roles'),
   };
 }

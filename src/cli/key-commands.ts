@@ -1,9 +1,9 @@
-// keyward apikey list | get | new | set | remove
+// keyward apikey list | get | new | set | remove | rotate
 import { Command, Option } from 'commander';
 import { EXPIRES_IN_HINT, expiresIn } from '../lib/duration.js';
-import { CliError, EXIT, UsageError, type ApiKey } from './client.js';
+import { CliError, EXIT, UsageError, type ApiKey, type RotatedApiKey } from './client.js';
 import type { Context } from './context.js';
-import { json, keyDetails, keyTable } from './output.js';
+import { json, keyDetails, keyTable, when } from './output.js';
 import { confirm, idsFromText } from './terminal.js';
 
 interface ChangeOpts {
@@ -43,6 +43,37 @@ function expiry(opts: ChangeOpts, allowNone: boolean): string | null | undefined
   if (opts.expiresAt === undefined) return undefined;
   if (allowNone && opts.expiresAt.toLowerCase() === 'none') return null;
   return opts.expiresAt;
+}
+
+/** The server's limit on how long a rotated-out secret may keep working. */
+const MAX_GRACE_SECONDS = 86_400;
+const GRACE_RULE = 'must be 0 to 86400 seconds (24h): seconds (e.g. 3600) or a number and a unit (e.g. 30m, 12h, 1d)';
+
+/** --grace-period in seconds: plain seconds (3600, or 3600s), or an --expires-in duration (30m, 12h, 1d). */
+function gracePeriod(text: string): number {
+  const t = text.trim();
+  let seconds: number;
+  if (/^\d+s?$/.test(t)) seconds = Number(t.replace(/s$/, ''));
+  else {
+    // The duration after the epoch is the duration itself.
+    const at = expiresIn(t, 0);
+    if (!at) throw new UsageError(`--grace-period: "${text}" is not a duration; it ${GRACE_RULE}`);
+    seconds = Date.parse(at) / 1000;
+  }
+  if (seconds > MAX_GRACE_SECONDS) throw new UsageError(`--grace-period: ${text} is ${seconds} seconds; it ${GRACE_RULE}`);
+  return seconds;
+}
+
+/** 5400 -> "5400 s (90m)": the seconds sent, and what a person would call them. */
+function span(seconds: number): string {
+  const unit = seconds % 3600 === 0 ? `${seconds / 3600}h` : seconds % 60 === 0 ? `${seconds / 60}m` : '';
+  return unit ? `${seconds} s (${unit})` : `${seconds} s`;
+}
+
+/** What became of the secret a rotation replaced. */
+function oldSecret(k: RotatedApiKey): string {
+  const which = k.previousKeyPrefix ? `the old secret (${k.previousKeyPrefix}…)` : 'the old secret';
+  return k.previousKeyExpiresAt ? `${which} keeps working until ${when(k.previousKeyExpiresAt)}` : `${which} no longer works`;
 }
 
 const label = (k: { name: string; id: string }) => `"${k.name}" (${k.id})`;
@@ -238,5 +269,36 @@ export function registerKeyCommands(apikey: Command, ctx: Context) {
         return client.remove(target, opts.changeReason);
       });
       if (opts.passThru && removed.length) printKeys(ctx, removed, opts, ids.length > 1 || !!opts.stdin);
+    });
+
+  apikey
+    .command('rotate')
+    .description('Give a key a new secret (same id, roles and settings) and print it: the only time it is shown')
+    .argument('<id>', 'key id')
+    .option('--grace-period <duration>', 'keep the old secret working this long: seconds (3600) or 30m, 12h, 1d; at most 86400 s (default 0: it stops at once)')
+    .option('--change-reason <text>', 'reason recorded in the change history')
+    .option('--pass-thru', 'print the whole key with its new secret (without it: the secret alone)')
+    .option('--what-if', 'show what would be rotated; change nothing')
+    .option('--confirm', 'ask before rotating')
+    .option('--json', 'with --pass-thru: print JSON')
+    .exitOverride()
+    .action(async (id: string, opts: { gracePeriod?: string; changeReason?: string; passThru?: boolean; whatIf?: boolean; confirm?: boolean; json?: boolean }) => {
+      const body: { gracePeriodSeconds?: number; changeReason?: string } = {};
+      if (opts.gracePeriod !== undefined) body.gracePeriodSeconds = gracePeriod(opts.gracePeriod);
+      if (opts.changeReason !== undefined) body.changeReason = opts.changeReason;
+      const client = await ctx.client();
+      if (opts.whatIf || opts.confirm) {
+        const current = await client.get(id);
+        const grace = body.gracePeriodSeconds ?? 0;
+        const what = `rotate API key ${label(current)}: a new secret; the old one (${current.keyPrefix}…) ${grace ? `keeps working for ${span(grace)}` : 'stops working at once'}`;
+        if (opts.whatIf) return void out.write(`What if: would ${what}\n`);
+        if (!(await confirm(ctx.io, `Really ${what}?`))) return void ctx.io.stderr.write(`keyward: ${id}: not rotated\n`);
+      }
+      const rotated = await client.rotate(id, body);
+      // Unlike `new`, the secret is printed without --pass-thru too: the key is in use, and a
+      // rotation whose secret nobody saw would leave it with no working secret once the grace ends.
+      ctx.io.stderr.write('keyward: this is the only time the full key is shown: store it now (it cannot be retrieved later).\n');
+      ctx.io.stderr.write(`keyward: rotated API key ${label(rotated)}; ${oldSecret(rotated)}\n`);
+      out.write(opts.passThru ? (opts.json ? json(rotated) : keyDetails(rotated)) : `${rotated.key}\n`);
     });
 }

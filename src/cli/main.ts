@@ -74,7 +74,7 @@ export function buildProgram(ctx: Context, env: Record<string, string | undefine
     return client;
   };
 
-  const apikey = program.command('apikey').description('API keys: list, get, new, set, remove').exitOverride();
+  const apikey = program.command('apikey').description('API keys: list, get, new, set, remove, rotate').exitOverride();
   registerKeyCommands(apikey, ctx);
 
   const roles = program.command('roles').description('Roles').exitOverride();

@@ -1,5 +1,5 @@
 // What the command line prints: aligned tables for people, JSON (--json) for scripts.
-import type { ApiKey, CreatedApiKey, Role } from './client.js';
+import type { ApiKey, CreatedApiKey, Role, RotatedApiKey } from './client.js';
 
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
@@ -11,7 +11,8 @@ export function table(headers: string[], rows: string[][]): string {
   return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n') + '\n';
 }
 
-const when = (iso: string | null) => (iso ? iso.replace(/\.\d+Z$/, 'Z') : '-');
+/** An instant as the tables show it: RFC 3339 to the second; '-' for none. */
+export const when = (iso: string | null) => (iso ? iso.replace(/\.\d+Z$/, 'Z') : '-');
 const roleNames = (k: ApiKey) => k.roles.map((r) => r.name).join(', ') || '-';
 
 export function keyTable(keys: ApiKey[]): string {
@@ -22,14 +23,21 @@ export function keyTable(keys: ApiKey[]): string {
   );
 }
 
-/** One key, a field per line (as PowerShell's Format-List). */
-export function keyDetails(k: ApiKey | CreatedApiKey): string {
+/** One key, a field per line (as PowerShell's Format-List); during a rotation's grace period, the old secret's prefix and end too. */
+export function keyDetails(k: ApiKey | CreatedApiKey | RotatedApiKey): string {
   const fields: Array<[string, string]> = [
     ['Id', k.id],
     ['Name', k.name],
     ['Description', k.description ?? '-'],
     ['KeyPrefix', k.keyPrefix],
     ...('key' in k ? ([['Key', k.key]] as Array<[string, string]>) : []),
+    // While a rotation's grace period runs (a server without rotation sends neither field).
+    ...('previousKeyExpiresAt' in k && k.previousKeyExpiresAt
+      ? ([
+          ['PreviousKeyPrefix', k.previousKeyPrefix ?? '-'],
+          ['PreviousKeyExpiresAt', when(k.previousKeyExpiresAt)],
+        ] as Array<[string, string]>)
+      : []),
     ['Roles', k.roles.map((r) => `${r.name} (${r.id})`).join(', ') || '-'],
     ['IsEnabled', String(k.isEnabled)],
     ['IsInfrastructureKey', String(k.isInfrastructureKey)],
