@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { BlockList, isIP, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -50,6 +50,17 @@ interface StandInKey {
   enabled: boolean;
   metadata: Record<string, unknown>;
   rateLimited?: boolean;
+  /** The key's address allowlist (null or absent: any address). */
+  allowedCidrs?: string[] | null;
+  /** The key's own request limit: counted by the stand-in on every verify (no window reset). */
+  rateLimit?: { limit: number; windowSeconds: number } | null;
+  /** Verifies counted against rateLimit. */
+  used?: number;
+  /** A previous secret still accepted until previousSecretExpiresAt (a rotation's grace period). */
+  previousSecret?: string;
+  previousSecretExpiresAt?: string;
+  /** Fields laid over the key details of every answer (a buggy keyward). */
+  extra?: Record<string, unknown>;
 }
 
 /** keyward's rule, written again here (not the library's): `*`, `prefix.*` below it, or exact. */
@@ -58,6 +69,19 @@ function standInGrants(held: string[], p: string): boolean {
   const parts = p.split('.');
   for (let i = 1; i < parts.length; i++) if (held.includes(`${parts.slice(0, i).join('.')}.*`)) return true;
   return false;
+}
+
+/** keyward's allowlist rule, written again with node's BlockList (not ipaddr.js, as the library): no address, none inside. */
+function standInAllows(cidrs: string[], clientIp: string | undefined): boolean {
+  if (clientIp === undefined) return false;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(clientIp);
+  const address = mapped ? mapped[1]! : clientIp;
+  const list = new BlockList();
+  for (const cidr of cidrs) {
+    const [net, bits] = cidr.split('/');
+    if (net !== undefined && isIP(net) !== 0) list.addSubnet(net, Number(bits), isIP(net) === 4 ? 'ipv4' : 'ipv6');
+  }
+  return list.check(address, isIP(address) === 4 ? 'ipv4' : 'ipv6');
 }
 
 async function startStandIn(opts: { heartbeatMs?: number; maxAgeMs?: number } = {}) {
@@ -81,6 +105,8 @@ async function startStandIn(opts: { heartbeatMs?: number; maxAgeMs?: number } = 
     hang: false,
     /** Echo the presented key back in a 401 problem's detail (a hostile or buggy keyward). */
     echoKeyIn401: false,
+    /** Answer as a keyward from before allowlists, per-key limits and grace periods (no allowedCidrs, rateLimit, secretExpiresAt). */
+    legacy: false,
   };
   const problem = (res: ServerResponse, status: number, code: string, detail: string, headers: Record<string, string> = {}) => {
     res.writeHead(status, { 'content-type': 'application/problem+json', ...headers });
@@ -100,15 +126,31 @@ async function startStandIn(opts: { heartbeatMs?: number; maxAgeMs?: number } = 
     if (state.gate) await state.gate;
     if (state.echoKeyIn401) return problem(res, 401, 'API_KEY_INVALID', `bad key ${body.key}`);
     if (state.verifyStatus !== 200) return problem(res, state.verifyStatus, state.verifyStatus === 429 ? 'RATE_LIMITED' : 'OVERLOADED', 'try later', { 'retry-after': '3' });
-    const k = keys.get(body.key);
+    let found = keys.get(body.key);
+    let previous = false;
+    if (!found) {
+      found = [...keys.values()].find((x) => x.previousSecret === body.key);
+      previous = found !== undefined;
+      if (found && Date.parse(found.previousSecretExpiresAt!) <= Date.now()) found = undefined; // the grace period is over
+    }
+    const k = found;
     let result: Record<string, unknown>;
     if (!k) result = { valid: false, code: 'NOT_FOUND' };
     else {
-      const details = { keyId: k.keyId, name: k.name, roles: k.roles, permissions: k.permissions, expiresAt: k.expiresAt, metadata: k.metadata };
+      const details: Record<string, unknown> = { keyId: k.keyId, name: k.name, roles: k.roles, permissions: k.permissions, expiresAt: k.expiresAt, metadata: k.metadata };
+      if (!state.legacy) {
+        details.allowedCidrs = k.allowedCidrs ?? null;
+        details.rateLimit = k.rateLimit ?? null;
+        if (previous) details.secretExpiresAt = k.previousSecretExpiresAt;
+      }
+      Object.assign(details, k.extra);
       const missing = ((body.requiredPermissions ?? []) as string[]).filter((p) => !standInGrants(k.permissions, p));
-      if (k.rateLimited) result = { valid: false, code: 'RATE_LIMITED', retryAfterSeconds: 7, ...details };
-      else if (!k.enabled) result = { valid: false, code: 'DISABLED', ...details };
+      // keyward's order: DISABLED, EXPIRED, IP_NOT_ALLOWED, RATE_LIMITED, then the permissions.
+      if (!k.enabled) result = { valid: false, code: 'DISABLED', ...details };
       else if (k.expiresAt !== null && Date.parse(k.expiresAt) <= Date.now()) result = { valid: false, code: 'EXPIRED', ...details };
+      else if (k.allowedCidrs && !standInAllows(k.allowedCidrs, body.clientIp)) result = { valid: false, code: 'IP_NOT_ALLOWED', ...details };
+      else if (k.rateLimited) result = { valid: false, code: 'RATE_LIMITED', retryAfterSeconds: 7, ...details };
+      else if (k.rateLimit && (k.used = (k.used ?? 0) + 1) > k.rateLimit.limit) result = { valid: false, code: 'RATE_LIMITED', retryAfterSeconds: k.rateLimit.windowSeconds, ...details };
       else if (missing.length > 0) result = { valid: false, code: 'INSUFFICIENT_PERMISSIONS', missingPermissions: missing, ...details };
       else result = { valid: true, code: 'VALID', ...details };
     }
@@ -345,6 +387,194 @@ describe('createVerifier: the cache', () => {
     expect(standIn.state.verifyCalls).toBe(2);
     expect(standIn.state.streamConnects).toBe(0);
     expect(verifier.stats()).toMatchObject({ live: false, size: 0 });
+  });
+});
+
+describe('createVerifier: address allowlists, per-key limits and grace-period secrets', () => {
+  const FENCE = ['10.0.0.0/8', '2001:db8::/32'];
+
+  it('judges a cached key with an allowlist by the client address: inside, outside, none, IPv4-mapped IPv6 (as keyward does, one call)', async () => {
+    const { standIn, verifier } = await live();
+    const k = standIn.addKey({ permissions: ['orders.read'], allowedCidrs: FENCE });
+    const first = await verifier.verify(k.secret, { clientIp: '10.1.2.3' });
+    expect(first).toMatchObject({ valid: true, code: 'VALID', keyId: k.keyId, allowedCidrs: FENCE, rateLimit: null });
+    expect(standIn.state.verifyBodies[0]).toEqual({ key: k.secret, clientIp: '10.1.2.3' });
+    const verdicts: Array<[string | undefined, string]> = [
+      ['10.200.0.1', 'VALID'],
+      ['10.255.255.255', 'VALID'],
+      ['2001:db8:1::5', 'VALID'],
+      ['::ffff:10.9.9.9', 'VALID'],
+      ['11.0.0.1', 'IP_NOT_ALLOWED'],
+      ['192.0.2.1', 'IP_NOT_ALLOWED'],
+      ['::ffff:192.0.2.1', 'IP_NOT_ALLOWED'],
+      ['2001:db9::1', 'IP_NOT_ALLOWED'],
+      ['::1', 'IP_NOT_ALLOWED'],
+      [undefined, 'IP_NOT_ALLOWED'],
+    ];
+    for (const [clientIp, code] of verdicts) {
+      const r = await verifier.verify(k.secret, clientIp === undefined ? {} : { clientIp });
+      expect(r, String(clientIp)).toMatchObject({ valid: code === 'VALID', code });
+      if (code === 'IP_NOT_ALLOWED') {
+        expect(r, String(clientIp)).toMatchObject({ keyId: k.keyId, name: 'caller', roles: [{ id: 7, name: 'Orders' }], permissions: ['orders.read'], metadata: { team: 'checkout' }, allowedCidrs: FENCE });
+        expect(r.missingPermissions).toBeUndefined();
+      }
+    }
+    // keyward's order: the address before the permissions.
+    expect(await verifier.verify(k.secret, { clientIp: '192.0.2.1', requiredPermissions: ['billing.read'] })).toMatchObject({ code: 'IP_NOT_ALLOWED' });
+    expect(await verifier.verify(k.secret, { clientIp: '10.0.0.1', requiredPermissions: ['billing.read'] })).toMatchObject({ code: 'INSUFFICIENT_PERMISSIONS', missingPermissions: ['billing.read'] });
+    expect(standIn.state.verifyCalls).toBe(1);
+    expect(verifier.stats()).toMatchObject({ hits: verdicts.length + 2, misses: 1, size: 1 });
+    // The same verdicts as keyward's own, asked uncached.
+    const direct = createVerifier({ url: standIn.url, apiKey: standIn.consumerKey, cache: false });
+    cleanups.push(() => direct.close());
+    for (const [clientIp, code] of verdicts) expect((await direct.verify(k.secret, clientIp === undefined ? {} : { clientIp })).code, String(clientIp)).toBe(code);
+  });
+
+  it('stores an IP_NOT_ALLOWED answer as an active key, judged per address later; one without the allowlist is not stored', async () => {
+    const { standIn, verifier } = await live();
+    const k = standIn.addKey({ allowedCidrs: ['203.0.113.0/24'] });
+    expect(await verifier.verify(k.secret)).toMatchObject({ valid: false, code: 'IP_NOT_ALLOWED', keyId: k.keyId });
+    expect(standIn.state.verifyBodies[0]).toEqual({ key: k.secret });
+    expect(verifier.stats().size).toBe(1);
+    expect(await verifier.verify(k.secret, { clientIp: '203.0.113.7' })).toMatchObject({ valid: true, code: 'VALID', keyId: k.keyId });
+    expect(await verifier.verify(k.secret, { clientIp: '198.51.100.7' })).toMatchObject({ valid: false, code: 'IP_NOT_ALLOWED' });
+    expect(standIn.state.verifyCalls).toBe(1);
+    // A refusal that does not say which addresses are allowed cannot be judged for another one.
+    standIn.state.legacy = true;
+    const other = standIn.addKey({ allowedCidrs: ['203.0.113.0/24'] });
+    expect(await verifier.verify(other.secret, { clientIp: '198.51.100.7' })).toMatchObject({ code: 'IP_NOT_ALLOWED' });
+    expect(await verifier.verify(other.secret, { clientIp: '203.0.113.7' })).toMatchObject({ code: 'VALID' });
+    expect(standIn.state.verifyCalls).toBe(3);
+  });
+
+  it('cached() judges the allowlist with the clientIp it is given (read only for such a key); without one it refuses', async () => {
+    const { standIn, verifier } = await live();
+    const fenced = standIn.addKey({ permissions: ['orders.read'], allowedCidrs: FENCE });
+    const open = standIn.addKey({ permissions: ['orders.read'] });
+    await verifier.verify(fenced.secret, { clientIp: '10.0.0.7' });
+    await verifier.verify(open.secret);
+    expect(standIn.state.verifyCalls).toBe(2);
+    const inside = verifier.cached(fenced.secret, { clientIp: '10.0.0.7' });
+    expect(inside).toMatchObject({ valid: true, code: 'VALID', keyId: fenced.keyId });
+    expect(Object.isFrozen(inside)).toBe(true);
+    const none = verifier.cached(fenced.secret);
+    expect(none).toMatchObject({ valid: false, code: 'IP_NOT_ALLOWED', keyId: fenced.keyId, allowedCidrs: FENCE });
+    expect(Object.isFrozen(none)).toBe(true);
+    expect(verifier.cached(fenced.secret, { clientIp: '192.0.2.1' })).toMatchObject({ code: 'IP_NOT_ALLOWED' });
+    expect(verifier.cached(fenced.secret, { clientIp: '::ffff:10.0.0.8' })).toMatchObject({ code: 'VALID' });
+    expect(verifier.cached(fenced.secret, { clientIp: '2001:db8::9', requiredPermissions: ['orders.write'] })).toMatchObject({ code: 'INSUFFICIENT_PERMISSIONS', missingPermissions: ['orders.write'] });
+    // Not an address: the cache cannot answer (verify would reject it).
+    expect(verifier.cached(fenced.secret, { clientIp: 'somewhere' })).toBeUndefined();
+    await expect(verifier.verify(fenced.secret, { clientIp: 'somewhere' })).rejects.toThrow(TypeError);
+    // The client address is read for the key with an allowlist only.
+    let reads = 0;
+    const ask = { requiredPermissions: ['orders.read'], get clientIp() { reads++; return '10.1.1.1'; } };
+    expect(verifier.cached(open.secret, ask)).toMatchObject({ code: 'VALID', keyId: open.keyId });
+    expect(reads).toBe(0);
+    expect(verifier.cached(fenced.secret, ask)).toMatchObject({ code: 'VALID', keyId: fenced.keyId });
+    expect(reads).toBe(1);
+    expect(standIn.state.verifyCalls).toBe(2);
+  });
+
+  it("keeps keyward's order on a hit: a disabled or expired key with an allowlist is DISABLED or EXPIRED from any address", async () => {
+    const { standIn, verifier } = await live();
+    const expiring = standIn.addKey({ allowedCidrs: ['10.0.0.0/8'], expiresAt: new Date(Date.now() + 600).toISOString() });
+    const disabled = standIn.addKey({ allowedCidrs: ['10.0.0.0/8'], enabled: false });
+    expect(await verifier.verify(expiring.secret, { clientIp: '10.0.0.1' })).toMatchObject({ code: 'VALID' });
+    expect(await verifier.verify(expiring.secret, { clientIp: '192.0.2.1' })).toMatchObject({ code: 'IP_NOT_ALLOWED' });
+    expect(await verifier.verify(disabled.secret, { clientIp: '10.0.0.1' })).toMatchObject({ code: 'DISABLED' });
+    expect(await verifier.verify(disabled.secret, { clientIp: '192.0.2.1' })).toMatchObject({ code: 'DISABLED' });
+    expect(verifier.cached(disabled.secret)).toMatchObject({ code: 'DISABLED' });
+    await sleep(650);
+    expect(await verifier.verify(expiring.secret, { clientIp: '192.0.2.1' })).toMatchObject({ valid: false, code: 'EXPIRED', keyId: expiring.keyId });
+    expect(verifier.cached(expiring.secret)).toMatchObject({ code: 'EXPIRED' });
+    expect(standIn.state.verifyCalls).toBe(2);
+  });
+
+  it('does not cache a result whose allowlist it cannot read as keyward does', async () => {
+    const { standIn, verifier } = await live();
+    const malformed: unknown[] = [['10.0.0.0/33'], ['10/8'], ['010.0.0.0/8'], ['not-an-address/8'], ['10.0.0.0'], ['::ffff:10.0.0.0/104'], ['fe80::%eth0/64'], [5], '10.0.0.0/8', { cidr: '10.0.0.0/8' }];
+    for (const allowedCidrs of malformed) {
+      const k = standIn.addKey({ extra: { allowedCidrs } });
+      const before = standIn.state.verifyCalls;
+      expect(await verifier.verify(k.secret, { clientIp: '10.0.0.1' }), JSON.stringify(allowedCidrs)).toMatchObject({ code: 'VALID' });
+      expect(verifier.cached(k.secret, { clientIp: '10.0.0.1' }), JSON.stringify(allowedCidrs)).toBeUndefined();
+      await verifier.verify(k.secret, { clientIp: '10.0.0.1' });
+      expect(standIn.state.verifyCalls - before, JSON.stringify(allowedCidrs)).toBe(2);
+    }
+    expect(verifier.stats().size).toBe(0);
+    // Well-formed, IPv4 and IPv6 (the control): cached.
+    const ok = standIn.addKey({ allowedCidrs: ['10.0.0.0/8', '0.0.0.0/0', '2001:db8::/32', '::/0'] });
+    await verifier.verify(ok.secret, { clientIp: '10.0.0.1' });
+    expect(verifier.cached(ok.secret, { clientIp: '192.0.2.1' })).toMatchObject({ code: 'VALID' });
+    expect(verifier.stats().size).toBe(1);
+  });
+
+  it('never caches a key with its own rateLimit: every verify asks keyward (concurrent ones too), which counts the limit', async () => {
+    const { standIn, verifier } = await live();
+    const k = standIn.addKey({ rateLimit: { limit: 3, windowSeconds: 60 } });
+    const codes: string[] = [];
+    for (let i = 0; i < 5; i++) codes.push((await verifier.verify(k.secret, { clientIp: '203.0.113.7' })).code);
+    expect(codes).toEqual(['VALID', 'VALID', 'VALID', 'RATE_LIMITED', 'RATE_LIMITED']);
+    expect(standIn.state.verifyCalls).toBe(5);
+    expect(await verifier.verify(k.secret)).toMatchObject({ code: 'RATE_LIMITED', retryAfterSeconds: 60, rateLimit: { limit: 3, windowSeconds: 60 } });
+    expect(verifier.cached(k.secret)).toBeUndefined();
+    expect(verifier.stats().size).toBe(0);
+    // Concurrent verifies of one key and address are not answered by one request.
+    const k2 = standIn.addKey({ rateLimit: { limit: 2, windowSeconds: 30 } });
+    const release = standIn.hold();
+    const calls = [0, 1, 2].map(() => verifier.verify(k2.secret, { clientIp: '203.0.113.7' }));
+    await until('the first request', () => standIn.state.verifyCalls === 7);
+    await sleep(30);
+    release();
+    const results = await Promise.all(calls);
+    expect(results.map((r) => r.code).sort()).toEqual(['RATE_LIMITED', 'VALID', 'VALID']);
+    expect(standIn.state.verifyCalls).toBe(9);
+    expect(k2.used).toBe(3);
+    // The control: a key on keyward's default limit is cached.
+    const plain = standIn.addKey();
+    await verifier.verify(plain.secret);
+    await verifier.verify(plain.secret);
+    expect(standIn.state.verifyCalls).toBe(10);
+  });
+
+  it('uses an entry for a grace-period secret no longer than its secretExpiresAt; keyward then answers NOT_FOUND', async () => {
+    const { standIn, verifier } = await live();
+    const previousSecret = newKey();
+    const endsAt = new Date(Date.now() + 700).toISOString();
+    const k = standIn.addKey({ previousSecret, previousSecretExpiresAt: endsAt });
+    expect(await verifier.verify(previousSecret)).toMatchObject({ valid: true, code: 'VALID', keyId: k.keyId, secretExpiresAt: endsAt });
+    expect(await verifier.verify(previousSecret)).toMatchObject({ valid: true, code: 'VALID', secretExpiresAt: endsAt });
+    expect(verifier.cached(previousSecret)).toMatchObject({ code: 'VALID' });
+    const current = await verifier.verify(k.secret);
+    expect(current).toMatchObject({ valid: true, code: 'VALID', keyId: k.keyId });
+    expect(current).not.toHaveProperty('secretExpiresAt');
+    expect(standIn.state.verifyCalls).toBe(2);
+    await sleep(Date.parse(endsAt) - Date.now() + 50);
+    expect(verifier.cached(previousSecret)).toBeUndefined();
+    expect(await verifier.verify(previousSecret)).toEqual({ valid: false, code: 'NOT_FOUND' });
+    expect(standIn.state.verifyCalls).toBe(3);
+    // The current secret's entry lives on.
+    expect(await verifier.verify(k.secret)).toMatchObject({ code: 'VALID' });
+    expect(standIn.state.verifyCalls).toBe(3);
+    // A secretExpiresAt that is not a date: not cached.
+    const odd = standIn.addKey({ extra: { secretExpiresAt: 'soon' } });
+    await verifier.verify(odd.secret);
+    await verifier.verify(odd.secret);
+    expect(standIn.state.verifyCalls).toBe(5);
+  });
+
+  it('caches the answers of an older keyward (none of the new fields) as before', async () => {
+    const { standIn, verifier } = await live();
+    standIn.state.legacy = true;
+    const k = standIn.addKey();
+    const first = await verifier.verify(k.secret, { clientIp: '203.0.113.7' });
+    expect(first).toMatchObject({ valid: true, code: 'VALID', keyId: k.keyId });
+    for (const field of ['allowedCidrs', 'rateLimit', 'secretExpiresAt']) expect(first).not.toHaveProperty(field);
+    expect(await verifier.verify(k.secret, { clientIp: '198.51.100.1' })).toMatchObject({ code: 'VALID' });
+    expect(await verifier.verify(k.secret)).toMatchObject({ code: 'VALID' });
+    expect(verifier.cached(k.secret)).toMatchObject({ code: 'VALID' });
+    expect(standIn.state.verifyCalls).toBe(1);
   });
 });
 
@@ -682,6 +912,8 @@ function refusalCases(s: StandIn) {
   const disabled = s.addKey({ enabled: false });
   const expired = s.addKey({ expiresAt: new Date(Date.now() - 1000).toISOString() });
   const limited = s.addKey({ rateLimited: true });
+  // Both the plugin and the middleware see the client as 127.0.0.1.
+  const fenced = s.addKey({ permissions: ['orders.read'], allowedCidrs: ['10.0.0.0/8'] });
   const cases: Array<[string, Record<string, string>, number, string]> = [
     ['no key', {}, 401, 'UNAUTHENTICATED'],
     ['a blank X-API-Key', { 'x-api-key': '  ' }, 401, 'UNAUTHENTICATED'],
@@ -692,8 +924,9 @@ function refusalCases(s: StandIn) {
     ['a disabled key', { 'x-api-key': disabled.secret }, 401, 'API_KEY_DISABLED'],
     ['an expired key', { authorization: `Bearer ${expired.secret}` }, 401, 'API_KEY_EXPIRED'],
     ['a rate-limited key', { 'x-api-key': limited.secret }, 429, 'RATE_LIMITED'],
+    ['a key used from outside its allowlist', { 'x-api-key': fenced.secret }, 403, 'IP_NOT_ALLOWED'],
   ];
-  return { good, cases, secrets: [good.secret, disabled.secret, expired.secret, limited.secret] };
+  return { good, cases, secrets: [good.secret, disabled.secret, expired.secret, limited.secret, fenced.secret] };
 }
 
 describe('keywardFastify', () => {
@@ -710,7 +943,9 @@ describe('keywardFastify', () => {
       expect(Object.keys(body).sort(), what).toEqual(['code', 'detail', 'status', 'title', 'type']);
       expect(body, what).toMatchObject({ type: 'about:blank', status, code });
       if (status === 401) expect(res.headers['www-authenticate'], what).toMatch(/^ApiKey/);
+      else expect(res.headers['www-authenticate'], what).toBeUndefined();
       if (status === 429) expect(res.headers['retry-after'], what).toBe('7');
+      if (code === 'IP_NOT_ALLOWED') expect(body, what).toMatchObject({ title: 'Forbidden', detail: 'The API key may not be used from this address.' });
       for (const s of secrets) expect(res.body, what).not.toContain(s);
     }
     const forbidden = await app.inject({ method: 'POST', url: '/orders', headers: { 'x-api-key': good.secret }, payload: {} });
@@ -760,6 +995,35 @@ describe('keywardFastify', () => {
     expect(logs.join('') + res.body + down.body).not.toContain(k.secret);
   });
 
+  it('judges a cached key with an allowlist by request.ip (trustProxy applied): 200 inside, 403 IP_NOT_ALLOWED outside, keyward asked once', async () => {
+    const { standIn, verifier } = await live();
+    const app = Fastify({ trustProxy: true });
+    await app.register(keywardFastify, { verifier });
+    app.get('/orders', { config: { keyward: { requiredPermissions: ['orders.read'] } } }, async (req) => ({ keyId: req.keyward?.keyId, code: req.keyward?.code }));
+    cleanups.push(() => app.close());
+    const k = standIn.addKey({ permissions: ['orders.read'], allowedCidrs: ['10.0.0.0/8', '2001:db8::/32'] });
+    const from = (ip: string) => app.inject({ url: '/orders', headers: { 'x-api-key': k.secret, 'x-forwarded-for': ip } });
+    // First from outside: keyward refuses, and the answer is kept as an active key.
+    const refused = await from('192.0.2.1');
+    expect(refused.statusCode).toBe(403);
+    expect(refused.headers['content-type']).toBe('application/problem+json; charset=utf-8');
+    expect(refused.json()).toEqual({ type: 'about:blank', title: 'Forbidden', status: 403, detail: 'The API key may not be used from this address.', code: 'IP_NOT_ALLOWED' });
+    expect(standIn.state.verifyBodies.at(-1)).toMatchObject({ key: k.secret, clientIp: '192.0.2.1' });
+    for (const ip of ['10.1.2.3', '::ffff:10.4.5.6', '2001:db8::1']) {
+      const ok = await from(ip);
+      expect(ok.statusCode, ip).toBe(200);
+      expect(ok.json(), ip).toEqual({ keyId: k.keyId, code: 'VALID' });
+    }
+    for (const ip of ['192.0.2.1', '172.16.0.1', '::ffff:192.0.2.1', '2001:db9::1']) {
+      const no = await from(ip);
+      expect(no.statusCode, ip).toBe(403);
+      expect(no.json().code, ip).toBe('IP_NOT_ALLOWED');
+      expect(no.headers['www-authenticate'], ip).toBeUndefined();
+    }
+    expect(standIn.state.verifyCalls).toBe(1);
+    expect(verifier.stats().hits).toBe(7);
+  });
+
   it('refuses a repeated key header and a malformed route config', async () => {
     const { standIn, verifier } = await setup({ cache: false });
     const app = await fastifyApp(verifier);
@@ -781,9 +1045,12 @@ describe('keywardFastify', () => {
 });
 
 describe('keywardMiddleware (node:http)', () => {
-  async function httpApp(verifier: Verifier, requiredPermissions: string[]) {
+  /** `ipHeader`: the server sets req.ip from that request header first, as Express does from X-Forwarded-For. */
+  async function httpApp(verifier: Verifier, requiredPermissions: string[], ipHeader?: string) {
     const mw = keywardMiddleware(verifier, { requiredPermissions });
     const server = createServer((req, res) => {
+      const ip = ipHeader ? req.headers[ipHeader] : undefined;
+      if (typeof ip === 'string') (req as KeywardRequest).ip = ip;
       mw(req, res, (err?: unknown) => {
         if (err) {
           res.statusCode = 500;
@@ -809,6 +1076,7 @@ describe('keywardMiddleware (node:http)', () => {
       const text = await res.text();
       expect(JSON.parse(text), what).toMatchObject({ type: 'about:blank', status, code });
       if (status === 401) expect(res.headers.get('www-authenticate'), what).toMatch(/^ApiKey/);
+      else expect(res.headers.get('www-authenticate'), what).toBeNull();
       if (status === 429) expect(res.headers.get('retry-after'), what).toBe('7');
       for (const s of secrets) expect(text, what).not.toContain(s);
     }
@@ -828,6 +1096,25 @@ describe('keywardMiddleware (node:http)', () => {
     expect(down.status).toBe(503);
     expect(down.headers.get('retry-after')).toBe('1');
     expect(((await down.json()) as { code: string }).code).toBe('KEYWARD_UNAVAILABLE');
+  });
+
+  it('judges a cached key with an allowlist by req.ip, else the socket address: 200 inside, 403 IP_NOT_ALLOWED outside, keyward asked once', async () => {
+    const { standIn, verifier } = await live();
+    const base = await httpApp(verifier, ['orders.read'], 'x-test-ip');
+    const k = standIn.addKey({ permissions: ['orders.read'], allowedCidrs: ['10.0.0.0/8'] });
+    const first = await fetch(base, { headers: { 'x-api-key': k.secret, 'x-test-ip': '10.1.2.3' } });
+    expect(first.status).toBe(200);
+    expect(((await first.json()) as { keyward: VerifyResult }).keyward).toMatchObject({ valid: true, keyId: k.keyId, allowedCidrs: ['10.0.0.0/8'] });
+    expect(standIn.state.verifyBodies.at(-1)).toMatchObject({ key: k.secret, clientIp: '10.1.2.3' });
+    const inside = await fetch(base, { headers: { 'x-api-key': k.secret, 'x-test-ip': '::ffff:10.7.7.7' } });
+    expect(inside.status).toBe(200);
+    for (const headers of [{ 'x-test-ip': '192.0.2.1' }, {} /* the socket's 127.0.0.1 */] as Array<Record<string, string>>) {
+      const res = await fetch(base, { headers: { 'x-api-key': k.secret, ...headers } });
+      expect(res.status, JSON.stringify(headers)).toBe(403);
+      expect(res.headers.get('content-type')).toBe('application/problem+json; charset=utf-8');
+      expect(await res.json()).toEqual({ type: 'about:blank', title: 'Forbidden', status: 403, detail: 'The API key may not be used from this address.', code: 'IP_NOT_ALLOWED' });
+    }
+    expect(standIn.state.verifyCalls).toBe(1);
   });
 });
 

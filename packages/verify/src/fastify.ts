@@ -41,6 +41,29 @@ function checkRouteConfig(route: RouteOptions): void {
   if (perms !== undefined) assertPermissionNames(perms as unknown[], `${route.method} ${route.url}: config.keyward.requiredPermissions`);
 }
 
+/** The client address fastify computed (`request.ip`, trustProxy applied), when it is an IP address. */
+function clientIpOf(request: FastifyRequest): string | undefined {
+  const ip = request.ip;
+  return typeof ip === 'string' && isIP(ip) !== 0 ? ip : undefined;
+}
+
+/**
+ * What `cached` is asked with: the route's requirement and the client address. The address is a
+ * getter on the prototype: `cached` reads it only for a key with an allowlist, so the other hits
+ * never compute `request.ip` (with trustProxy, a walk of X-Forwarded-For).
+ */
+class CacheAsk {
+  readonly requiredPermissions: readonly string[] | undefined;
+  readonly request: FastifyRequest;
+  constructor(requiredPermissions: readonly string[] | undefined, request: FastifyRequest) {
+    this.requiredPermissions = requiredPermissions;
+    this.request = request;
+  }
+  get clientIp(): string | undefined {
+    return clientIpOf(this.request);
+  }
+}
+
 function refuse(reply: FastifyReply, r: Refusal): void {
   reply.code(r.body.status).headers(r.headers).header('content-type', PROBLEM_CONTENT_TYPE).send(JSON.stringify(r.body));
 }
@@ -71,14 +94,14 @@ function keywardPlugin(app: FastifyInstance, opts: KeywardFastifyOptions, done: 
     }
     // A cache hit, synchronously (nearly every request); otherwise ask keyward.
     const socket = request.raw.socket as unknown as { [MEMO]?: DigestMemo };
-    const hit = verifier.cached(presented.key, cfg, (socket[MEMO] ??= {}));
+    const hit = verifier.cached(presented.key, new CacheAsk(cfg.requiredPermissions, request), (socket[MEMO] ??= {}));
     if (hit) {
       const r = refusalFor(hit);
       if (r) return refuse(reply, r);
       request.keyward = hit;
       return next();
     }
-    verifier.verify(presented.key, { requiredPermissions: cfg.requiredPermissions ?? [], clientIp: isIP(request.ip) ? request.ip : undefined }).then(
+    verifier.verify(presented.key, { requiredPermissions: cfg.requiredPermissions ?? [], clientIp: clientIpOf(request) }).then(
       (result) => {
         const r = refusalFor(result);
         if (r) return refuse(reply, r);

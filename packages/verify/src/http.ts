@@ -12,6 +12,7 @@ export type ProblemCode =
   | 'API_KEY_DISABLED'
   | 'API_KEY_EXPIRED'
   | 'FORBIDDEN'
+  | 'IP_NOT_ALLOWED'
   | 'RATE_LIMITED'
   | 'KEYWARD_UNAVAILABLE';
 
@@ -87,6 +88,9 @@ export function refusalFor(result: VerifyResult): Refusal | null {
       return refusal(401, 'API_KEY_DISABLED', 'The API key is disabled.', { 'www-authenticate': CHALLENGE_INVALID });
     case 'EXPIRED':
       return refusal(401, 'API_KEY_EXPIRED', 'The API key has expired.', { 'www-authenticate': CHALLENGE_INVALID });
+    case 'IP_NOT_ALLOWED':
+      // The key is fine, the address is not: 403 like a missing permission, and no challenge.
+      return refusal(403, 'IP_NOT_ALLOWED', 'The API key may not be used from this address.');
     case 'INSUFFICIENT_PERMISSIONS': {
       const missing = result.missingPermissions ?? [];
       const names = missing.length > 0 ? missing.join(', ') : 'a permission';

@@ -17,6 +17,26 @@ export type KeywardRequest = IncomingMessage & { keyward?: VerifyResult; ip?: st
 
 export type KeywardMiddleware = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
 
+/** The client address: `req.ip` when a framework set it (Express), else the socket's; only an IP address. */
+function clientIpOf(req: IncomingMessage): string | undefined {
+  const ip = (req as KeywardRequest).ip;
+  const address = typeof ip === 'string' ? ip : req.socket.remoteAddress;
+  return address !== undefined && isIP(address) !== 0 ? address : undefined;
+}
+
+/** What `cached` is asked with; the address is read (a getter) only for a key with an allowlist. */
+class CacheAsk {
+  readonly requiredPermissions: readonly string[];
+  readonly req: IncomingMessage;
+  constructor(requiredPermissions: readonly string[], req: IncomingMessage) {
+    this.requiredPermissions = requiredPermissions;
+    this.req = req;
+  }
+  get clientIp(): string | undefined {
+    return clientIpOf(this.req);
+  }
+}
+
 function refuse(res: ServerResponse, r: Refusal): void {
   const body = JSON.stringify(r.body);
   res.statusCode = r.body.status;
@@ -28,30 +48,27 @@ function refuse(res: ServerResponse, r: Refusal): void {
 
 /**
  * `(req, res, next)`: calls next() with `req.keyward` set when the presented key is VALID for
- * `requiredPermissions`; otherwise answers the problem itself (401/403/429/503) and does not call
- * next. Errors that are not keyward's go to next(err). The client address is `req.ip` when a
- * framework set it (Express), else the socket's.
+ * `requiredPermissions` and the client address (a key's allowlist); otherwise answers the problem
+ * itself (401/403/429/503) and does not call next. Errors that are not keyward's go to next(err).
+ * The client address is `req.ip` when a framework set it (Express), else the socket's.
  */
 export function keywardMiddleware(verifier: Verifier, options: KeywardMiddlewareOptions = {}): KeywardMiddleware {
   if (!verifier || typeof verifier.verify !== 'function') throw new TypeError('keywardMiddleware: a verifier (from createVerifier) is required');
   const requiredPermissions = Object.freeze([...(options.requiredPermissions ?? [])]);
   assertPermissionNames(requiredPermissions, 'keywardMiddleware: requiredPermissions');
-  const wanted = { requiredPermissions };
   return (req, res, next) => {
     const presented = presentedKeyOf(req.headers, req.rawHeaders);
     if ('refusal' in presented) return refuse(res, presented.refusal);
     const r = req as KeywardRequest;
     const socket = req.socket as unknown as { [MEMO]?: DigestMemo };
-    const hit = verifier.cached(presented.key, wanted, (socket[MEMO] ??= {}));
+    const hit = verifier.cached(presented.key, new CacheAsk(requiredPermissions, req), (socket[MEMO] ??= {}));
     if (hit) {
       const refusal = refusalFor(hit);
       if (refusal) return refuse(res, refusal);
       r.keyward = hit;
       return next();
     }
-    const address = typeof r.ip === 'string' ? r.ip : req.socket.remoteAddress;
-    const clientIp = address !== undefined && isIP(address) !== 0 ? address : undefined;
-    verifier.verify(presented.key, { requiredPermissions, clientIp }).then(
+    verifier.verify(presented.key, { requiredPermissions, clientIp: clientIpOf(req) }).then(
       (result) => {
         const refusal = refusalFor(result);
         if (refusal) return refuse(res, refusal);

@@ -5,10 +5,17 @@
 // its first `reset` (reason "connected") and until it errs, closes, sends another reset, or is
 // silent for 2 × heartbeatMs + 1 s. Losing it empties the cache; until it is live again every
 // verify asks keyward, and when keyward cannot be asked, verify rejects.
+//
+// Three kinds of key are cached with care: a key with an address allowlist is judged on every hit
+// against the client address (keyward's own rule, so the cache never serves an address keyward
+// would refuse); a key with a request limit of its own is never cached (keyward counts every
+// verify against it); an entry for a rotated-out secret still in its grace period ends when the
+// secret does.
 import crypto, { createHash, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { EventSource, type ErrorEvent, type EventSourceFetchInit, type FetchLike } from 'eventsource';
+import ipaddr from 'ipaddr.js';
 import { KeywardRequestError, KeywardUnavailableError } from './errors.js';
 import { assertPermissionNames, grants, missingPermissions } from './permissions.js';
 
@@ -18,11 +25,17 @@ function grantsAll(held: ReadonlySet<string>, required: readonly string[]): bool
   return true;
 }
 
-export type VerifyCode = 'VALID' | 'NOT_FOUND' | 'DISABLED' | 'EXPIRED' | 'INSUFFICIENT_PERMISSIONS' | 'RATE_LIMITED';
+export type VerifyCode = 'VALID' | 'NOT_FOUND' | 'DISABLED' | 'EXPIRED' | 'IP_NOT_ALLOWED' | 'INSUFFICIENT_PERMISSIONS' | 'RATE_LIMITED';
 
 export interface VerifyRole {
   id: number;
   name: string;
+}
+
+/** A key's own request limit (keyward counts it across all its instances). */
+export interface VerifyRateLimit {
+  limit: number;
+  windowSeconds: number;
 }
 
 /** The verify endpoint's answer (a cache hit has the same shape). */
@@ -36,6 +49,18 @@ export interface VerifyResult {
   permissions?: readonly string[];
   expiresAt?: string | null;
   metadata?: Readonly<Record<string, unknown>>;
+  /**
+   * The addresses the key may be used from: canonical CIDR blocks (`10.0.0.0/8`, `2001:db8::/32`);
+   * null: any address. With the key details (absent from older keyward versions: any address).
+   */
+  allowedCidrs?: readonly string[] | null;
+  /** The key's own request limit; null: keyward's default. With the key details (absent from older keyward versions). */
+  rateLimit?: Readonly<VerifyRateLimit> | null;
+  /**
+   * Only when the presented secret is the key's previous one, still accepted during a rotation's
+   * grace period: when it stops being accepted (ISO 8601). After that keyward answers NOT_FOUND.
+   */
+  secretExpiresAt?: string;
   /** With INSUFFICIENT_PERMISSIONS: the required permissions the key does not hold. */
   missingPermissions?: readonly string[];
   /** With RATE_LIMITED. */
@@ -45,7 +70,10 @@ export interface VerifyResult {
 export interface VerifyOptions {
   /** Every one must be granted (keyward's rules: `*`, `prefix.*`, exact). */
   requiredPermissions?: readonly string[];
-  /** The caller's address, for keyward's rate limits and records. */
+  /**
+   * The caller's address, for keyward's rate limits, records and the key's address allowlist. A
+   * key with an allowlist is refused (IP_NOT_ALLOWED) when it is missing.
+   */
   clientIp?: string;
 }
 
@@ -128,9 +156,10 @@ export interface Verifier {
   /**
    * The verdict from the cache alone, synchronously, or undefined when the cache cannot answer
    * (then call `verify`). What the fastify plugin and the middleware try first. Results of hits
-   * are frozen and may be shared.
+   * are frozen and may be shared. `clientIp` is read only for a key with an address allowlist
+   * (then an address that is not an IP address makes the cache unable to answer).
    */
-  cached(presentedKey: string, options?: Pick<VerifyOptions, 'requiredPermissions'>, memo?: DigestMemo): Readonly<VerifyResult> | undefined;
+  cached(presentedKey: string, options?: Pick<VerifyOptions, 'requiredPermissions' | 'clientIp'>, memo?: DigestMemo): Readonly<VerifyResult> | undefined;
   /** Resolves true once the stream is live and settleMs has passed (the next answer can be cached); false after timeoutMs (default 10,000) or close. With `cache: false`, true at once. */
   ready(timeoutMs?: number): Promise<boolean>;
   stats(): VerifierStats;
@@ -150,7 +179,7 @@ export const DEFAULTS = {
   reconnectMaxMs: 5_000,
 } as const;
 
-const CODES: ReadonlySet<string> = new Set<VerifyCode>(['VALID', 'NOT_FOUND', 'DISABLED', 'EXPIRED', 'INSUFFICIENT_PERMISSIONS', 'RATE_LIMITED']);
+const CODES: ReadonlySet<string> = new Set<VerifyCode>(['VALID', 'NOT_FOUND', 'DISABLED', 'EXPIRED', 'IP_NOT_ALLOWED', 'INSUFFICIENT_PERMISSIONS', 'RATE_LIMITED']);
 const DEFAULT_HEARTBEAT_MS = 5_000;
 const RECONNECT_CAP_MS = 30_000;
 
@@ -158,6 +187,22 @@ const RECONNECT_CAP_MS = 30_000;
 const KEY_SHAPE = /^jim_ak_[\x21-\x7e]{25,249}$/;
 
 type EntryState = 'active' | 'disabled' | 'expired' | 'not_found';
+
+/** A CIDR block, parsed once per entry. */
+type Block = [ipaddr.IPv4 | ipaddr.IPv6, number];
+
+/** What only some entries need checked on a hit (an entry without either has none: one null check). */
+interface Guard {
+  /** The key's allowlist, parsed; null: any address. */
+  blocks: readonly Block[] | null;
+  /** A grace-period secret: wall-clock ms after which the entry is not used (keyward says NOT_FOUND then). */
+  secretUntilMs: number | null;
+  /** The last client address judged, and whether it was inside (a keep-alive client repeats it). */
+  lastIp: string | undefined;
+  lastInside: boolean;
+  /** The entry's IP_NOT_ALLOWED verdict, frozen, made once. */
+  refusal: Readonly<VerifyResult> | undefined;
+}
 
 interface Entry {
   state: EntryState;
@@ -169,6 +214,8 @@ interface Entry {
   permissions: ReadonlySet<string>;
   /** Wall-clock expiry of the key, ms since the epoch; null: never. */
   expiresAtMs: number | null;
+  /** An allowlist and/or a grace-period secret's end; null for most keys. */
+  guard: Guard | null;
 }
 
 interface Flight {
@@ -270,6 +317,48 @@ function judge(details: Readonly<VerifyResult>, permissions: ReadonlySet<string>
   return { ...details, valid: true, code: 'VALID' };
 }
 
+const MALFORMED = Symbol('malformed');
+
+/**
+ * A result's allowlist, parsed: null (any address: null or absent), the blocks, or MALFORMED when
+ * any block is not what keyward sends (dotted-quad IPv4 or IPv6 CIDR, no zone, not IPv4-mapped):
+ * a block this process might read differently from keyward makes the result uncacheable.
+ */
+function parseAllowlist(value: unknown): Block[] | null | typeof MALFORMED {
+  if (value === undefined || value === null) return null;
+  if (!Array.isArray(value)) return MALFORMED;
+  const blocks: Block[] = [];
+  for (const cidr of value) {
+    if (typeof cidr !== 'string') return MALFORMED;
+    let block: Block;
+    try {
+      block = ipaddr.parseCIDR(cidr);
+    } catch {
+      return MALFORMED;
+    }
+    const addr = block[0];
+    if (addr.kind() === 'ipv4' ? !ipaddr.IPv4.isValidCIDRFourPartDecimal(cidr) : (addr as ipaddr.IPv6).zoneId !== undefined || (addr as ipaddr.IPv6).isIPv4MappedAddress()) return MALFORMED;
+    blocks.push(block);
+  }
+  return blocks;
+}
+
+/** Whether `clientIp` (already checked by isIP) is inside one of `blocks`; undefined when ipaddr.js cannot read it. */
+function inside(blocks: readonly Block[], clientIp: string): boolean | undefined {
+  let addr: ipaddr.IPv4 | ipaddr.IPv6;
+  try {
+    addr = ipaddr.process(clientIp); // an IPv4-mapped IPv6 address is judged as the IPv4 one
+  } catch {
+    return undefined;
+  }
+  const kind = addr.kind();
+  for (let i = 0; i < blocks.length; i++) {
+    const [range, bits] = blocks[i]!;
+    if (range.kind() === kind && addr.match(range, bits)) return true;
+  }
+  return false;
+}
+
 /** The result's key details alone (what a later verdict is built from). */
 function detailsOf(r: VerifyResult): VerifyResult {
   const { valid: _valid, code, missingPermissions: _missing, retryAfterSeconds: _retry, ...details } = r;
@@ -360,6 +449,33 @@ export function createVerifier(options: VerifierOptions): Verifier {
     }
   }
 
+  /**
+   * What an entry's guard says for `clientIp`: undefined (judge it as usual), null (the cache cannot
+   * answer: the grace-period secret has ended, and the entry is dropped, or the address cannot be
+   * read), or the entry's IP_NOT_ALLOWED verdict. keyward's order: DISABLED and EXPIRED come before
+   * IP_NOT_ALLOWED, which comes before the permissions.
+   */
+  function screen(digest: string, entry: Entry, guard: Guard, clientIp: unknown): Readonly<VerifyResult> | null | undefined {
+    if (guard.secretUntilMs !== null && guard.secretUntilMs <= Date.now()) {
+      remove(digest);
+      return null;
+    }
+    const blocks = guard.blocks;
+    if (blocks === null || entry.state !== 'active' || (entry.expiresAtMs !== null && entry.expiresAtMs <= Date.now())) return undefined;
+    let ok: boolean | undefined;
+    if (clientIp === undefined) ok = false; // keyward refuses a key with an allowlist when no address is sent
+    else if (clientIp === guard.lastIp) ok = guard.lastInside; // checked when it was remembered
+    else if (typeof clientIp !== 'string' || isIP(clientIp) === 0) return null;
+    else {
+      ok = inside(blocks, clientIp);
+      if (ok === undefined) return null;
+      guard.lastIp = clientIp;
+      guard.lastInside = ok;
+    }
+    if (ok) return undefined;
+    return (guard.refusal ??= deepFreeze({ ...entry.details!, valid: false, code: 'IP_NOT_ALLOWED' as const }));
+  }
+
   /** Stores keyward's answer to a request started at `startedAt`, if the race guard allows. */
   function store(digest: string, result: VerifyResult, startedAt: number): void {
     if (!opts.cache || closed || !live) return;
@@ -369,15 +485,25 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (lastResetAt >= startedAt - opts.settleMs) return;
     if (t - startedAt > opts.timeoutMs + 1_000) return; // older than the invalidation record reaches
     if (result.code === 'RATE_LIMITED') return;
+    // A key with a request limit of its own is never cached: keyward counts that limit, across all
+    // its instances, only on the verifies it is asked, so every verify of the key must ask it.
+    if (result.rateLimit !== undefined && result.rateLimit !== null) return;
     let entry: Entry;
     if (result.keyId === undefined) {
       if (result.code !== 'NOT_FOUND' || opts.negativeTtlMs <= 0) return;
-      entry = { state: 'not_found', until: startedAt + opts.negativeTtlMs, keyId: undefined, details: undefined, permissions: new Set(), expiresAtMs: null };
+      entry = { state: 'not_found', until: startedAt + opts.negativeTtlMs, keyId: undefined, details: undefined, permissions: new Set(), expiresAtMs: null, guard: null };
     } else {
       const inv = invalidatedAt.get(result.keyId);
       if (inv !== undefined && inv >= startedAt - opts.settleMs) return;
+      // IP_NOT_ALLOWED is an active key refused for that one address: later hits are judged per address.
       const state: EntryState | undefined =
-        result.code === 'VALID' || result.code === 'INSUFFICIENT_PERMISSIONS' ? 'active' : result.code === 'DISABLED' ? 'disabled' : result.code === 'EXPIRED' ? 'expired' : undefined;
+        result.code === 'VALID' || result.code === 'INSUFFICIENT_PERMISSIONS' || result.code === 'IP_NOT_ALLOWED'
+          ? 'active'
+          : result.code === 'DISABLED'
+            ? 'disabled'
+            : result.code === 'EXPIRED'
+              ? 'expired'
+              : undefined;
       if (state === undefined) return;
       let expiresAtMs: number | null = null;
       if (result.expiresAt !== undefined && result.expiresAt !== null) {
@@ -385,8 +511,23 @@ export function createVerifier(options: VerifierOptions): Verifier {
         if (Number.isNaN(expiresAtMs)) return;
       }
       if (state === 'active' && !Array.isArray(result.permissions)) return; // cannot judge later asks
+      const blocks = parseAllowlist(result.allowedCidrs);
+      if (blocks === MALFORMED) return;
+      if (result.code === 'IP_NOT_ALLOWED' && blocks === null) return; // refused by an allowlist it did not send: cannot judge later asks
+      let until = startedAt + Math.min(opts.cacheTtlMs, serverMaxAgeMs);
+      // A grace-period secret: used until it ends by both clocks (the monotonic one here, the wall
+      // clock on every hit), whichever comes first.
+      let secretUntilMs: number | null = null;
+      if (result.secretExpiresAt !== undefined && result.secretExpiresAt !== null) {
+        secretUntilMs = typeof result.secretExpiresAt === 'string' ? Date.parse(result.secretExpiresAt) : Number.NaN;
+        if (Number.isNaN(secretUntilMs)) return;
+        const left = secretUntilMs - Date.now();
+        if (left <= 0) return;
+        until = Math.min(until, t + left);
+      }
+      const guard: Guard | null = blocks === null && secretUntilMs === null ? null : { blocks, secretUntilMs, lastIp: undefined, lastInside: false, refusal: undefined };
       const details = deepFreeze(detailsOf(structuredClone(result)));
-      entry = { state, until: startedAt + Math.min(opts.cacheTtlMs, serverMaxAgeMs), keyId: result.keyId, details, permissions: new Set(result.permissions ?? []), expiresAtMs };
+      entry = { state, until, keyId: result.keyId, details, permissions: new Set(result.permissions ?? []), expiresAtMs, guard };
     }
     remove(digest);
     if (opts.cacheMaxEntries <= 0) return;
@@ -567,7 +708,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     throw new KeywardRequestError(message, { status: res.status, code });
   }
 
-  function cached(presentedKey: string, options: Pick<VerifyOptions, 'requiredPermissions'> = {}, memo?: DigestMemo): Readonly<VerifyResult> | undefined {
+  function cached(presentedKey: string, options: Pick<VerifyOptions, 'requiredPermissions' | 'clientIp'> = {}, memo?: DigestMemo): Readonly<VerifyResult> | undefined {
     if (!opts.cache || !live || closed || typeof presentedKey !== 'string') return undefined;
     const required = normalizePermissions(options.requiredPermissions);
     let digest: string;
@@ -583,6 +724,14 @@ export function createVerifier(options: VerifierOptions): Verifier {
     }
     const entry = lookup(digest);
     if (!entry) return undefined;
+    if (entry.guard !== null) {
+      const screened = screen(digest, entry, entry.guard, options.clientIp);
+      if (screened === null) return undefined;
+      if (screened !== undefined) {
+        counters.hits++;
+        return screened;
+      }
+    }
     counters.hits++;
     if (entry.state === 'active' && (entry.expiresAtMs === null || entry.expiresAtMs > Date.now())) {
       if (required.length === 0 || grantsAll(entry.permissions, required)) {
@@ -605,8 +754,11 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (opts.cache && live && !closed) {
       const entry = lookup(digest);
       if (entry) {
-        counters.hits++;
-        return answer(entry, required);
+        const screened = entry.guard === null ? undefined : screen(digest, entry, entry.guard, clientIp);
+        if (screened !== null) {
+          counters.hits++;
+          return screened === undefined ? answer(entry, required) : { ...screened };
+        }
       }
     }
     counters.misses++;
@@ -617,6 +769,8 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (flight && (lastInvalidateAt >= flight.startedAt || lastResetAt >= flight.startedAt)) flight = undefined;
     if (flight) {
       const shared = await flight.promise;
+      // keyward counts a key's own limit per verify it is asked: one answer is not shared among many.
+      if (shared.rateLimit !== undefined && shared.rateLimit !== null) return ask(presentedKey, required, clientIp);
       if (flight.sent === sent) return { ...shared };
       // The same answer, judged for this caller's permissions.
       if ((shared.code === 'VALID' || shared.code === 'INSUFFICIENT_PERMISSIONS') && Array.isArray(shared.permissions)) {
