@@ -105,6 +105,7 @@ describe('the README', () => {
     );
     expect(keys).toEqual([
       { name: 'admin', is_enabled: true, roles: [1] },
+      { name: 'billing-sync', is_enabled: true, roles: [3] },
       { name: 'ci-pipeline', is_enabled: false, roles: [3] },
       { name: 'ci-release', is_enabled: true, roles: [3] },
       { name: 'orders-api', is_enabled: true, roles: [5] },
@@ -114,5 +115,11 @@ describe('the README', () => {
     expect(await sql(dbUrl, 'SELECT id, name, permissions FROM roles WHERE id >= 100')).toEqual([{ id: 100, name: 'orders-reader', permissions: ['orders.read'] }]);
     const deletes = await sql<{ change_reason: string | null }>(dbUrl, "SELECT change_reason FROM api_key_changes WHERE operation = 'delete' ORDER BY changed_at");
     expect(deletes.map((d) => d.change_reason)).toEqual(['rotated', null]);
+    // The rotations (curl, then the CLI) and the allowlist and limit the curl block set.
+    const rotations = await sql<{ change_reason: string | null }>(dbUrl, "SELECT change_reason FROM api_key_changes WHERE operation = 'rotate' ORDER BY changed_at");
+    expect(rotations.map((d) => d.change_reason)).toEqual(['CHG-2: yearly rotation', 'CHG-2']);
+    expect(await sql(dbUrl, "SELECT allowed_cidrs, rate_limit_max, rate_limit_window_seconds, previous_key_expires_at > now() AS in_grace FROM api_keys WHERE name = 'billing-sync'")).toEqual([
+      { allowed_cidrs: ['10.0.0.0/8', '2001:db8::/32'], rate_limit_max: 100, rate_limit_window_seconds: 60, in_grace: true },
+    ]);
   });
 });
