@@ -118,6 +118,16 @@ describe('allowedCidrs', () => {
     await proxied.close();
   });
 
+  it('a block written behind keyward\'s back that does not parse matches nothing (403, never a 500); a nonsensical limit reads as the default', async () => {
+    const k = await keyWith({ allowedCidrs: ['10.0.0.0/8'] });
+    await sql(url, "UPDATE api_keys SET allowed_cidrs = ARRAY['not-a-block', '192.0.2.0/24'], rate_limit_max = 0, rate_limit_window_seconds = NULL WHERE id = $1", [k.id]);
+    const cold = await buildTestApp({ env: { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_IP_MAX: '1000' } });
+    expect((await from(k.secret, '10.0.0.1', cold)).json().code).toBe('IP_NOT_ALLOWED');
+    expect((await from(k.secret, '192.0.2.3', cold)).statusCode).toBe(200);
+    expect((await from(k.secret, '192.0.2.3', cold)).statusCode).toBe(200); // limit 0 would refuse: the default applies
+    await cold.close();
+  });
+
   it('records IP_NOT_ALLOWED as a security event under the key\'s prefix', async () => {
     const k = await keyWith({ allowedCidrs: ['10.0.0.0/8'] });
     await from(k.secret, '198.51.100.77');

@@ -138,7 +138,13 @@ describe('migrations', () => {
     expect(await version(A)).toBe(a0 + 2);
     await query(db.url, `UPDATE api_keys SET last_used_at = now(), last_used_from_ip = '10.0.0.1' WHERE id = '${A}'`);
     expect(await version(A)).toBe(a0 + 2); // usage is not a change
+    // keyward's own fields beyond JIM's: an allowlist, a limit, a grace period, metadata.
     const b0 = await version(B);
+    for (const [i, set] of ["allowed_cidrs = ARRAY['10.0.0.0/8']", 'rate_limit_max = 5, rate_limit_window_seconds = 60', "previous_hash = 'old', previous_key_expires_at = now() + interval '1 hour'", `metadata = '{"a":1}'`].entries()) {
+      await query(db.url, `UPDATE api_keys SET ${set} WHERE id = '${B}'`);
+      expect(await version(B), set).toBe(b0 + i + 1);
+    }
+    await query(db.url, `UPDATE api_keys SET version = ${b0} WHERE id = '${B}'`);
     await query(db.url, `UPDATE api_key_roles SET api_key_id = '${B}' WHERE api_key_id = '${A}'`);
     expect([await version(A), await version(B)]).toEqual([a0 + 3, b0 + 1]);
     await query(db.url, 'TRUNCATE api_key_roles');

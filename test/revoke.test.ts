@@ -107,7 +107,7 @@ describe('POST /apikeys/revoke', () => {
       [{ keys: Array.from({ length: 101 }, randomKey) }, /^keys must list at most 100 keys per request/],
       [{ keys: 'jim_ak_x' }, /^keys must be/],
       [{ keys: [42] }, /^keys\[0\]/],
-      [{ keys: [randomKey()], source: 'x'.repeat(2001) }, /^source must have at most 2000 characters/],
+      [{ keys: [randomKey()], source: 'x'.repeat(901) }, /^source must have at most 900 characters/],
       [{ keys: [randomKey()], reporter: 'me' }, /reporter/],
     ];
     for (const [payload, detail] of cases) {
@@ -130,6 +130,21 @@ describe('POST /apikeys/revoke', () => {
     expect(refused.json().detail).toMatch(/^Too many leaked-key reports from this address; retry in \d+ s\.$/);
     expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
     expect((await report([randomKey()], {}, limited, '198.51.100.201')).statusCode).toBe(202); // another address
+    await limited.close();
+  });
+
+  it('revokes a leaked key whose prefix an attacker keeps locked with wrong secrets; wrong secrets in reports are security events', async () => {
+    const limited = await buildTestApp({ env: { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_PREFIX_MAX: '3', RATE_LIMIT_IP_MAX: '1000', RATE_LIMIT_REVOKE_MAX: '100' } });
+    const k = await seedKey(limited, { name: 'rev-locked', roleIds: [READER] });
+    const wrong = (i: number) => `${k.secret.slice(0, 16)}${String(i).repeat(48).slice(0, 48)}`;
+    for (let i = 0; i < 6; i++) await limited.inject({ method: 'GET', url: '/api/v1/userinfo', headers: { 'x-api-key': wrong(i) }, remoteAddress: `198.51.100.${i + 1}` });
+    // Locked: the real secret is refused unverified now (it was never cached).
+    expect((await limited.inject({ method: 'GET', url: '/api/v1/userinfo', headers: k.headers, remoteAddress: '192.0.2.77' })).json().code).toBe('API_KEY_INVALID');
+    expect((await report([wrong(7), k.secret], {}, limited, '203.0.113.99')).statusCode).toBe(202);
+    expect((await sql(url, 'SELECT is_enabled FROM api_keys WHERE id = $1', [k.id]))[0].is_enabled).toBe(false);
+    await limited.services.securityEvents.flush();
+    const events = await sql(url, "SELECT key_prefix, reason, count FROM security_events WHERE ip = '203.0.113.99'");
+    expect(events).toEqual([{ key_prefix: k.secret.slice(0, 16), reason: 'API_KEY_INVALID', count: 1 }]);
     await limited.close();
   });
 

@@ -187,4 +187,29 @@ describe('POST /apikeys/{id}/rotate', () => {
     expect(ok.statusCode).toBe(201);
     expect(ok.headers.etag).not.toBe(etag);
   });
+
+  it('a caller whose key expires cannot rotate a key that outlives it (a new secret is a new credential)', async () => {
+    const hour = new Date(Date.now() + 3_600_000).toISOString();
+    const brief = await seedKey(app, { name: 'rot-brief-operator', roleIds: [OPERATOR], expiresAt: hour });
+    const forever = await seedKey(app, { name: 'rot-forever', roleIds: [READER] });
+    const refused = await call('POST', `/apikeys/${forever.id}/rotate`, {}, brief.headers);
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json().detail).toMatch(/^Your key expires at .*: it cannot give a key no expiry/);
+    expect((await whoami(forever.secret)).statusCode).toBe(200);
+    const soon = await seedKey(app, { name: 'rot-soon', roleIds: [READER], expiresAt: new Date(Date.now() + 1_800_000).toISOString() });
+    expect((await call('POST', `/apikeys/${soon.id}/rotate`, {}, brief.headers)).statusCode).toBe(201);
+  });
+
+  it('a replaced secret in its grace period cannot rotate its own key again; the new secret can', async () => {
+    const self = await seedKey(app, { name: 'rot-self', roleIds: [ADMIN] });
+    const rotated = (await call('POST', `/apikeys/${self.id}/rotate`, { gracePeriodSeconds: 3600 }, self.headers)).json();
+    expect(rotated.key).toBeDefined();
+    const again = await call('POST', `/apikeys/${self.id}/rotate`, {}, self.headers); // the old secret
+    expect(again.statusCode).toBe(403);
+    expect(again.json().detail).toMatch(/replaced by a rotation/);
+    expect((await whoami(rotated.key)).statusCode).toBe(200);
+    const other = await seedKey(app, { name: 'rot-self-other', roleIds: [READER] });
+    expect((await call('POST', `/apikeys/${other.id}/rotate`, {}, self.headers)).statusCode).toBe(201); // other keys: as before
+    expect((await call('POST', `/apikeys/${self.id}/rotate`, {}, { 'x-api-key': rotated.key })).statusCode).toBe(201);
+  });
 });

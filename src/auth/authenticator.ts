@@ -27,6 +27,7 @@ function cachedFrom(key: AuthKey, at: number, previous = false): CachedKey {
   if (previous) principal.secretExpiresAt = key.previousKeyExpiresAt!.getTime();
   return {
     principal,
+    ...(previous ? { secretPrefix: key.previousKeyPrefix! } : {}),
     hashTag: hashTag(previous ? key.previousHash! : key.hash),
     version: key.version,
     isEnabled: key.isEnabled,
@@ -71,10 +72,11 @@ const inGrace = (key: AuthKey, at: number) => key.previousHash !== null && key.p
  * without it), and verify may say whose it is.
  */
 export class AddressRefusedError extends AppError {
-  matchedPrefix: string;
   constructor(
     readonly principal: Principal,
     address: string | null,
+    /** The presented secret's prefix (a replaced secret's is not the key's): for security events only. */
+    readonly matchedPrefix: string,
   ) {
     super(
       'IP_NOT_ALLOWED',
@@ -82,9 +84,18 @@ export class AddressRefusedError extends AppError {
         ? `This API key may not be used from ${address}: it is limited to the address blocks in its allowedCidrs.`
         : 'This API key is limited to the address blocks in its allowedCidrs, and no client address was given (send clientIp).',
     );
-    this.matchedPrefix = principal.keyPrefix;
   }
 }
+
+/** What a reported secret turned out to be (POST /apikeys/revoke). */
+export type Identified =
+  | { kind: 'found'; keyId: string; hashTag: string }
+  /** Malformed, an unknown prefix, or a deleted key's. */
+  | { kind: 'unknown' }
+  /** A wrong secret for a real prefix (a security event). */
+  | { kind: 'wrong'; prefix: string }
+  /** Not verified now (argon2 lanes full, or the server overloaded): try again later. */
+  | { kind: 'busy' };
 
 /** A disabled or expired key: its secret verified, so the verify endpoint may say whose it is. */
 export class RefusedKeyError extends AuthError {
@@ -154,13 +165,13 @@ export function createAuthenticator(deps: {
     if (p.secretExpiresAt !== null && p.secretExpiresAt <= at) {
       cache.forget(digest);
       cache.rememberInvalid(digest, at);
-      refuse('API_KEY_INVALID', p.keyPrefix);
+      refuse('API_KEY_INVALID', entry.secretPrefix!);
     }
     if (!entry.isEnabled) throw new RefusedKeyError('API_KEY_DISABLED', p);
     if (entry.expiresAt !== null && entry.expiresAt <= at) throw new RefusedKeyError('API_KEY_EXPIRED', p);
     if (p.allowsAddress !== null) {
       const address = addressOf(allowlistIp === undefined ? ip : allowlistIp);
-      if (!p.allowsAddress(address)) throw new AddressRefusedError(p, address);
+      if (!p.allowsAddress(address)) throw new AddressRefusedError(p, address, entry.secretPrefix ?? p.keyPrefix);
     }
     lastUsed.touch(p.id, ip);
     return p;
@@ -226,10 +237,10 @@ export function createAuthenticator(deps: {
   /** First uses being verified, by digest: concurrent requests with one secret wait for one answer. */
   const firstUses = new Map<string, Promise<CachedKey>>();
 
-  async function verifyFirstUse(digest: string, presented: string, prefix: string, guard?: VerificationGuard): Promise<CachedKey> {
+  async function verifyFirstUse(digest: string, presented: string, prefix: string, guard?: VerificationGuard, rehash = true): Promise<CachedKey> {
     const epoch = cache.epoch;
     const at = now();
-    const candidates = await keys.byPrefix(prefix);
+    const candidates = await keys.byPrefix(prefix, new Date(at));
     if (!candidates.length) throw new AuthError('API_KEY_INVALID'); // unknown prefix: no argon2
     const reservation = guard ? await guard.reserve(prefix) : undefined;
     let match: (typeof candidates)[number] | undefined;
@@ -258,7 +269,7 @@ export function createAuthenticator(deps: {
       cache.rememberInvalid(digest, now());
       refuse('API_KEY_INVALID', prefix);
     }
-    if (!viaPrevious && hasher.needsRehash(match.hash)) rehashLater(match.id, match.hash, presented);
+    if (rehash && !viaPrevious && hasher.needsRehash(match.hash)) rehashLater(match.id, match.hash, presented);
     const entry = cachedFrom(match, at, viaPrevious);
     // Disabled and expired keys are cached too: hammering with one costs no more argon2.
     cache.set(digest, entry, epoch);
@@ -293,26 +304,31 @@ export function createAuthenticator(deps: {
      * replaced (by the hash it verified against), without using it: no lastUsedAt, no verdict.
      * The same cache, failure budgets and argon2 bound as `authenticate`. Null when it is no key's.
      */
-    async identify(presented: string, guard?: VerificationGuard): Promise<{ keyId: string; hashTag: string } | null> {
-      if (!isWellFormedKey(presented)) return null;
+    async identify(presented: string, guard?: VerificationGuard): Promise<Identified> {
+      if (!isWellFormedKey(presented)) return { kind: 'unknown' };
       const digest = digestKey(presented);
       const at = now();
+      const prefix = keyPrefixOf(presented);
       const hit = cache.get(digest);
       let entry: CachedKey | 'deleted' | 'replaced';
-      if (hit) entry = await refresh(digest, { ...hit, stale: true }, at, presented);
-      else {
-        const prefix = keyPrefixOf(presented);
-        if (cache.isKnownInvalid(digest, at) || guard?.refusesUnread(prefix)) return null;
-        try {
-          entry = await verifyFirstUse(digest, presented, prefix, guard);
-        } catch (err) {
-          if (err instanceof AuthError || err instanceof RateLimitedError) return null;
-          throw err;
+      try {
+        if (hit) entry = await refresh(digest, { ...hit, stale: true }, at, presented);
+        else {
+          if (cache.isKnownInvalid(digest, at)) return { kind: 'wrong', prefix };
+          if (guard?.refusesUnread(prefix)) return { kind: 'busy' };
+          // No rehash: it would replace the hash the revocation is about to match.
+          entry = await verifyFirstUse(digest, presented, prefix, guard, false);
         }
+      } catch (err) {
+        if (err instanceof RateLimitedError || (err instanceof AuthError && err.eventReason === 'RATE_LIMITED')) return { kind: 'busy' };
+        if (err instanceof AuthError) return err.matchedPrefix ? { kind: 'wrong', prefix } : { kind: 'unknown' };
+        if (err instanceof AppError && err.code === 'OVERLOADED') return { kind: 'busy' };
+        throw err;
       }
-      if (typeof entry === 'string') return null;
-      if (entry.principal.secretExpiresAt !== null && entry.principal.secretExpiresAt <= now()) return null;
-      return { keyId: entry.principal.id, hashTag: entry.hashTag };
+      if (entry === 'deleted') return { kind: 'unknown' };
+      if (entry === 'replaced') return { kind: 'wrong', prefix };
+      if (entry.principal.secretExpiresAt !== null && entry.principal.secretExpiresAt <= now()) return { kind: 'wrong', prefix };
+      return { kind: 'found', keyId: entry.principal.id, hashTag: entry.hashTag };
     },
 
     /**

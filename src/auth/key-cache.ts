@@ -10,6 +10,8 @@ import type { Principal } from './principal.js';
 
 export interface CachedKey {
   principal: Principal;
+  /** For a rotation's replaced secret (principal.secretExpiresAt set): its prefix, which is not the key's. */
+  secretPrefix?: string;
   /** A fingerprint of the stored hash the presented secret verified against (hashTag()). */
   hashTag: string;
   version: number;

@@ -57,7 +57,16 @@ function parseClient(ip: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
 export type AddressMatcher = (ip: string | null | undefined) => boolean;
 
 export function addressMatcher(blocks: readonly string[]): AddressMatcher {
-  const parsed = blocks.map((b) => ipaddr.parseCIDR(b));
+  // keyward stores canonical blocks only; one written behind its back that does not parse
+  // matches nothing (fail closed), rather than failing every request of the key.
+  const parsed: Block[] = [];
+  for (const b of blocks) {
+    try {
+      parsed.push(ipaddr.parseCIDR(b));
+    } catch {
+      // skipped
+    }
+  }
   return (ip) => {
     if (!ip) return false;
     const client = parseClient(ip);

@@ -23,7 +23,14 @@ export function authorize(permission?: Permission, opts: { ownBudget?: boolean }
 /** The caller as the escalation guard sees it. */
 export function actorOf(req: FastifyRequest): Actor {
   const p = principalOf(req);
-  return { type: 'apiKey', id: p.id, name: p.name, permissions: p.permissions, expiresAt: p.expiresAt === null ? null : new Date(p.expiresAt) };
+  return {
+    type: 'apiKey',
+    id: p.id,
+    name: p.name,
+    permissions: p.permissions,
+    expiresAt: p.expiresAt === null ? null : new Date(p.expiresAt),
+    replacedSecret: p.secretExpiresAt !== null,
+  };
 }
 
 /** The authenticated caller; only for routes behind `authorize`. */

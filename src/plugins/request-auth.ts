@@ -6,7 +6,7 @@
 // calls `authenticate`. README "Wrong-secret floods" explains the budgets and lanes.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { AddressRefusedError, presentedKey, RefusedKeyError, refusedUnverified, type VerificationGuard } from '../auth/authenticator.js';
+import { AddressRefusedError, presentedKey, RefusedKeyError, refusedUnverified, type Identified, type VerificationGuard } from '../auth/authenticator.js';
 import { digestKey } from '../auth/key-cache.js';
 import { grants, type Permission } from '../auth/permissions.js';
 import type { Principal } from '../auth/principal.js';
@@ -31,10 +31,12 @@ export interface RequestAuthenticator {
   verifyPresented(key: string, clientIp: string, reply: FastifyReply, allowlistIp: string | null): Promise<{ principal?: Principal; refusal?: AppError }>;
   /**
    * A secret reported as leaked (POST /apikeys/revoke): which key it is, if any, under the same
-   * cache, failure budgets and lanes as authentication, without using the key. Never throws for
-   * a wrong or refused secret (null): the reporter is told nothing either way.
+   * cache, failure budgets and lanes as authentication, without using the key. A spent budget
+   * does not refuse it (then anyone could keep a leaked key's prefix locked so its report never
+   * lands): it waits in the suspect lane, whose share of argon2 time is capped. Never throws for
+   * a wrong or refused secret: the reporter is told nothing either way.
    */
-  identifyReported(key: string, clientIp: string): Promise<{ keyId: string; hashTag: string } | null>;
+  identifyReported(key: string, clientIp: string): Promise<Identified>;
 }
 
 declare module 'fastify' {
@@ -98,16 +100,21 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
    * whose budget is spent gets a 429 for a prefix with recent failures (a clean prefix — a
    * new key — is still verified); the rest is verified in the lane the two counts give.
    */
-  function guardFor(key: string, network: string, attempt: { addressHit?: Hit }): VerificationGuard {
+  function guardFor(key: string, network: string, attempt: { addressHit?: Hit }, report = false): VerificationGuard {
     // The configured JIM_INFRASTRUCTURE_API_KEY (a digest comparison, no argon2) skips the budgets:
     // knowing its prefix must not be enough to lock the administrator out.
     const exempt = services.auth.isInfrastructureSecret(key);
     return {
-      refusesUnread: (prefix) => !exempt && limits!.isLocked(prefix),
+      refusesUnread: (prefix) => !exempt && !report && limits!.isLocked(prefix),
       async reserve(prefix) {
         if (exempt) return { lane: 'clean', settle() {} };
         const r = await limits!.reserve(prefix, network);
         attempt.addressHit = r.network;
+        // A leaked-key report is counted like an attempt, but a spent budget only sends it to the suspect lane.
+        if (report) {
+          const clean = r.prefix.count === 1 && r.networkFailures === 0;
+          return { lane: clean ? 'clean' : 'prefix', settle: (matched) => limits!.settle(prefix, network, r, matched ? 'matched' : 'failed') };
+        }
         if (r.prefix.count > max!.prefix) {
           limits!.lock(prefix, r.prefix.resetMs);
           metrics.rateLimited('prefix');
@@ -284,7 +291,7 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
     // A wrong secret for a real prefix is a failure in the network's budget, as in authentication
     // (its reservation counts it); an unknown prefix costs one indexed read, bounded by the
     // reports' own budget.
-    return services.auth.identify(key, limits ? guardFor(key, network, attempt) : undefined);
+    return services.auth.identify(key, limits ? guardFor(key, network, attempt, true) : undefined);
   }
 
   app.decorateRequest('principal', null);

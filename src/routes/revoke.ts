@@ -4,15 +4,22 @@
 // authentication is answered — and its argon2 work runs under the authentication's failure
 // budgets and lanes, after a budget of reports per client network. README "Revoking a leaked key".
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { hashTag } from '../auth/key-cache.js';
 import { clientNetwork } from '../lib/client-ip.js';
 import { problemResponses } from '../lib/problem.js';
 import { rateLimited } from '../plugins/rate-limit.js';
 import { revokeBody, revokeResultSchema } from '../schemas/api-keys.js';
+import { createRevocationService } from '../services/revocation.js';
 
-const MESSAGE = 'Thank you. Every listed key that is a valid keyward secret is now disabled (a secret replaced by a rotation stops working instead).';
+const MESSAGE = 'Thank you. Each listed secret that belongs to a keyward key is disabled (a secret a rotation replaced stops working instead).';
 
 export const revokeRoutes: FastifyPluginAsyncZod<{ failureDelayMs: number }> = async (app, opts) => {
+  const revocations = createRevocationService({
+    identify: (secret, ip) => app.requestAuth.identifyReported(secret, ip),
+    revoke: (keyId, secret, tag, source) => app.services.keys.revokeReported(keyId, secret, tag, source),
+    recordWrong: (prefix, ip) => app.services.securityEvents.record(prefix, ip, 'API_KEY_INVALID'),
+    log: app.log,
+  });
+  app.addHook('onClose', async () => revocations.close());
   app.post(
     '/apikeys/revoke',
     {
@@ -40,13 +47,9 @@ export const revokeRoutes: FastifyPluginAsyncZod<{ failureDelayMs: number }> = a
         }
       }
       const { keys, source } = req.body;
-      let revoked = 0;
-      for (const key of new Set(keys)) {
-        const found = await app.requestAuth.identifyReported(key, req.ip);
-        if (found && (await app.services.keys.revokeReported(found.keyId, hashTag, found.hashTag, source))) revoked++;
-      }
-      // For the operator, never the reporter; ids only, never a secret.
-      if (revoked) req.log.warn({ revoked, listed: keys.length }, 'leaked-key report revoked keys');
+      const { revoked, deferred } = await revocations.report(new Set(keys), req.ip, source);
+      // For the operator, never the reporter; counts only, never a secret.
+      if (revoked || deferred) req.log.warn({ revoked, deferred, listed: keys.length }, 'leaked-key report revoked keys');
       // As long as a failed authentication takes: the time says no more than the body.
       const wait = opts.failureDelayMs - reply.elapsedTime;
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, Math.ceil(wait)));

@@ -205,7 +205,8 @@ export const revokeBody = z
       .min(1, { error: 'must list at least one key' })
       .max(REVOKE_MAX_KEYS, { error: `must list at most ${REVOKE_MAX_KEYS} keys per request` })
       .describe('The secrets found (jim_ak_…); anything that is not a keyward secret is ignored'),
-    source: text({ max: 2000 }).optional().describe('Where they were found (a URL, a commit, a ticket); recorded in each revoked key\'s history'),
+    // 900: the recorded reason ("Reported as leaked (found at: …)") stays within changeReason's 1,000.
+    source: text({ max: 900 }).optional().describe('Where they were found (a URL, a commit, a ticket); recorded in each revoked key\'s history'),
   })
   .meta({
     id: 'RevokeApiKeysRequest',

@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { KeyHasher } from '../auth/hasher.js';
+import { hashTag } from '../auth/key-cache.js';
 import { generateKey, keyPrefixOf } from '../auth/key-format.js';
 import { covers, effectivePermissions, listPermissions } from '../auth/permissions.js';
 import { encodeKeyEvent, KEY_CHANNEL, type KeyEventOp } from '../db/key-events.js';
@@ -247,6 +248,11 @@ export function createApiKeyService(deps: {
         await markOwnWrite(tx);
         const current = await locked(tx, id, ifMatch);
         requireCovered(actor, permissionsOf(current), 'rotate this key');
+        // A new secret is a new credential: it may not outlive the caller's own key, as a created one may not.
+        requireExpiryWithin(actor, undefined, current.expiresAt);
+        if (actor.replacedSecret && actor.id === id) {
+          throw new AppError('FORBIDDEN', 'This secret was replaced by a rotation and works only until its grace period ends: it cannot rotate its key again. Use the key\'s new secret.');
+        }
         const at = now();
         if (!current.isEnabled) throw new AppError('API_KEY_NOT_ROTATABLE', 'The key is disabled: enable it first, or create a new key.');
         if (current.expiresAt && current.expiresAt.getTime() <= at.getTime()) {
@@ -271,15 +277,24 @@ export function createApiKeyService(deps: {
      * working. Nothing happens to a key already disabled (or a grace already over). Whether it
      * changed anything is for the log alone: the reporter is never told.
      */
-    async revokeReported(keyId: string, hashTagOf: (hash: string) => string, verifiedTag: string, source: string | undefined): Promise<boolean> {
+    async revokeReported(keyId: string, secret: string, verifiedTag: string, source: string | undefined): Promise<boolean> {
       const reason = `Reported as leaked${source ? ` (found at: ${source})` : ''}`;
       const done = await prisma.$transaction(async (tx) => {
         await markOwnWrite(tx);
         const current = await store.lock(tx, keyId);
         if (!current) return null;
         const at = now();
+        const inGrace = current.previousHash !== null && current.previousKeyExpiresAt !== null && current.previousKeyExpiresAt.getTime() > at.getTime();
+        // Which of the key's secrets it is: by the hash it verified against, or — when that hash was
+        // replaced meanwhile (a rehash on another instance) — by argon2, under the lock.
+        let which: 'current' | 'previous' | null = hashTag(current.hash) === verifiedTag ? 'current' : inGrace && hashTag(current.previousHash!) === verifiedTag ? 'previous' : null;
+        if (which === null) {
+          if (await hasher.verify(current.hash, secret)) which = 'current';
+          else if (inGrace && (await hasher.verify(current.previousHash!, secret))) which = 'previous';
+          else return null; // replaced meanwhile: that secret is dead already
+        }
         let row: StoredKey;
-        if (hashTagOf(current.hash) === verifiedTag) {
+        if (which === 'current') {
           if (!current.isEnabled) return null;
           row = await store.update(tx, keyId, {
             name: current.name,
@@ -295,10 +310,8 @@ export function createApiKeyService(deps: {
             version: current.version + 1,
             at,
           });
-        } else if (current.previousHash && hashTagOf(current.previousHash) === verifiedTag && current.previousKeyExpiresAt && current.previousKeyExpiresAt.getTime() > at.getTime()) {
-          row = await store.endGrace(tx, keyId, { version: current.version + 1, at });
         } else {
-          return null; // replaced meanwhile: that secret is dead already
+          row = await store.endGrace(tx, keyId, { version: current.version + 1, at });
         }
         await writeHistory(tx, keyId, 'revoke', REVOCATION_ACTOR, reason, toView(row, at.getTime()));
         const seq = await announce(tx, keyId, 'update');

@@ -18,6 +18,8 @@ export interface Actor {
   permissions: Set<string>;
   /** When the caller's own key expires, if it does: what it creates or changes stays within it. */
   expiresAt?: Date | null;
+  /** The caller presented its key's replaced secret (a rotation's grace period): it may not rotate that key again. */
+  replacedSecret?: boolean;
 }
 
 export const SYSTEM_ACTOR: Actor = { type: 'system', id: null, name: 'system', permissions: new Set([ALL]), expiresAt: null };

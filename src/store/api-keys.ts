@@ -41,9 +41,15 @@ export interface StoredKey {
   roles: Array<{ id: number; name: string; permissions: string[] }>;
 }
 
-/** The key's own limit, from its two columns (both set or both null). */
+/**
+ * The key's own limit, from its two columns. keyward writes both or neither; anything else (a
+ * direct-SQL edit: one column, a limit below 1, a window out of range) reads as the server
+ * default rather than as a limit that refuses everything.
+ */
 export const rateLimitOf = (k: { rateLimitMax: number | null; rateLimitWindowSeconds: number | null }) =>
-  k.rateLimitMax !== null && k.rateLimitWindowSeconds !== null ? { limit: k.rateLimitMax, windowSeconds: k.rateLimitWindowSeconds } : null;
+  k.rateLimitMax !== null && k.rateLimitMax >= 1 && k.rateLimitWindowSeconds !== null && k.rateLimitWindowSeconds >= 1 && k.rateLimitWindowSeconds <= 86_400
+    ? { limit: k.rateLimitMax, windowSeconds: k.rateLimitWindowSeconds }
+    : null;
 
 /** Whether a rotation's grace period is running at `at` (ms). */
 export const graceRunning = (k: { previousKeyExpiresAt: Date | null }, at: number) => k.previousKeyExpiresAt !== null && new Date(k.previousKeyExpiresAt).getTime() > at;
@@ -355,9 +361,10 @@ export function createKeyStore(prisma: PrismaClient) {
      * Every key sharing a prefix, for authentication (argon2 decides which, if any, it is): as its
      * secret, or as the secret a rotation replaced while its grace period runs.
      */
-    async byPrefix(prefix: string): Promise<AuthKey[]> {
+    async byPrefix(prefix: string, at: Date = new Date()): Promise<AuthKey[]> {
+      // `at`, not the database's now(): the grace period is judged on one clock, the server's.
       return (
-        await authRows(prisma, Prisma.sql`(k.key_prefix = ${prefix} OR (k.previous_key_prefix = ${prefix} AND k.previous_key_expires_at > now()))`)
+        await authRows(prisma, Prisma.sql`(k.key_prefix = ${prefix} OR (k.previous_key_prefix = ${prefix} AND k.previous_key_expires_at > ${at}))`)
       ).map(fromAuthRow);
     },
 

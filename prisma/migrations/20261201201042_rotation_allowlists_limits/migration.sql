@@ -12,8 +12,9 @@ ADD COLUMN     "rate_limit_window_seconds" INTEGER;
 -- CreateIndex
 CREATE INDEX "api_keys_previous_key_prefix_idx" ON "api_keys"("previous_key_prefix");
 
--- Both or neither: a limit without its window means nothing.
-ALTER TABLE "api_keys" ADD CONSTRAINT "api_keys_rate_limit_pair" CHECK ((rate_limit_max IS NULL) = (rate_limit_window_seconds IS NULL));
+-- No CHECK constraint for the pair (both or neither, each at least 1): the wasm schema engine
+-- panics describing one (npm run db:migration:create). keyward writes both or neither, and reads
+-- any other combination as "the server default".
 
 -- Direct-SQL changes to the new fields (and to metadata) are changes too: the row version moves, so caches re-read.
 CREATE OR REPLACE FUNCTION keyward_bump_key_version() RETURNS trigger LANGUAGE plpgsql AS $fn$
