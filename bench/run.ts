@@ -124,11 +124,22 @@ async function main() {
     // 1: CPU per request, the same route with and without authentication, in alternating rounds.
     // This machine's noise only ever adds CPU time, so the best round of each is the steadiest
     // figure; the medians are printed beside it.
+    // A key with an address allowlist and a limit of its own (issue 18): the hot path's extra cost.
+    const guarded = await api(a.base, infra, 'POST', '/api/v1/apikeys', {
+      name: 'bench-guarded',
+      roleIds: [3],
+      allowedCidrs: ['10.0.0.0/8', '127.0.0.0/8', '::1/128'],
+      rateLimit: { limit: KEY_MAX, windowSeconds: 60 },
+    });
+    const guardedAuth = [`x-api-key=${guarded.json.key as string}`];
+    await api(a.base, guarded.json.key as string, 'GET', '/bench/authed');
     const open: Awaited<ReturnType<typeof measured>>[] = [];
     const authed: typeof open = [];
+    const guardedRuns: typeof open = [];
     for (let i = 0; i < CPU_ROUNDS; i++) {
       open.push(await measured(a.base, '/bench/open', [], undefined, CPU_SECONDS));
       authed.push(await measured(a.base, '/bench/authed', auth, undefined, CPU_SECONDS));
+      guardedRuns.push(await measured(a.base, '/bench/authed', guardedAuth, undefined, CPU_SECONDS));
     }
     const perRequest = (rs: typeof open) => rs.map((r) => r.cpuUs / r.total);
     const cpuOpen = Math.min(...perRequest(open));
@@ -143,6 +154,12 @@ async function main() {
     report('1_auth_cpu_us_per_request_median', round(median(perRequest(authed)) - median(perRequest(open)), 2));
     report('1_cpu_ratio_authed_over_open_best', round(cpuAuthed / cpuOpen));
     report('1_cpu_us_per_request_by_round', [open, authed].map((rs) => perRequest(rs).map((x) => round(x, 1)).join('/')).join(' vs '));
+    // The same cached request for a key with an allowlist (the client matched against three
+    // blocks) and a limit of its own, against the plain key's.
+    const cpuGuarded = Math.min(...perRequest(guardedRuns));
+    report('1_allowlisted_cpu_us_per_request_best', round(cpuGuarded, 1));
+    report('1_allowlist_and_own_limit_extra_cpu_us_per_request_best', round(cpuGuarded - cpuAuthed, 2));
+    report('1_allowlist_and_own_limit_extra_cpu_us_per_request_median', round(median(perRequest(guardedRuns)) - median(perRequest(authed)), 2));
 
     // 2 and 3: cached traffic while distinct wrong secrets flood in from 256 addresses, for one
     // real prefix (the load key's own), then spread over 1,000 real prefixes.

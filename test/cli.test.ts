@@ -596,3 +596,44 @@ describe('where the key comes from', () => {
     expect((await cli(['--url', 'ftp://x', 'apikey', 'list'])).code).toBe(3);
   });
 });
+
+describe('keyward apikey new/set --allowed-cidrs, --rate-limit', () => {
+  const settings = async (id: string) =>
+    (await sql<{ allowed_cidrs: string[] | null; rate_limit_max: number | null; rate_limit_window_seconds: number | null }>(
+      dbUrl,
+      'SELECT allowed_cidrs, rate_limit_max, rate_limit_window_seconds FROM api_keys WHERE id = $1',
+      [id],
+    ))[0];
+
+  it('new sets them; get shows them; set replaces and clears them, --what-if names the change', async () => {
+    const r = await cli(['apikey', 'new', '--name', 'cli-acl', '--role-ids', String(READER), '--allowed-cidrs', '10.0.0.0/8, 2001:db8::/32', '--rate-limit', '100/1m', '--pass-thru', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const id = JSON.parse(r.stdout).id as string;
+    expect(await settings(id)).toEqual({ allowed_cidrs: ['10.0.0.0/8', '2001:db8::/32'], rate_limit_max: 100, rate_limit_window_seconds: 60 });
+    const shown = await cli(['apikey', 'get', id]);
+    expect(shown.stdout).toMatch(/^AllowedCidrs\s+: 10\.0\.0\.0\/8, 2001:db8::\/32$/m);
+    expect(shown.stdout).toMatch(/^RateLimit\s+: 100 per 60 s$/m);
+    const whatIf = await cli(['apikey', 'set', id, '--allowed-cidrs', '192.0.2.0/24', '--what-if']);
+    expect(whatIf.stdout).toBe(`What if: would update API key "cli-acl" (${id}): allowedCidrs [10.0.0.0/8, 2001:db8::/32] -> [192.0.2.0/24]\n`);
+    expect((await settings(id)).allowed_cidrs).toEqual(['10.0.0.0/8', '2001:db8::/32']);
+    expect((await cli(['apikey', 'set', id, '--allowed-cidrs', '192.0.2.0/24', '--rate-limit', '5/30'])).code).toBe(0);
+    expect(await settings(id)).toEqual({ allowed_cidrs: ['192.0.2.0/24'], rate_limit_max: 5, rate_limit_window_seconds: 30 });
+    expect((await cli(['apikey', 'set', id, '--allowed-cidrs', 'none', '--rate-limit', 'none'])).code).toBe(0);
+    expect(await settings(id)).toEqual({ allowed_cidrs: [], rate_limit_max: null, rate_limit_window_seconds: null });
+    const plain = await cli(['apikey', 'get', id]);
+    expect(plain.stdout).not.toMatch(/AllowedCidrs|RateLimit/);
+  });
+
+  it('a bad block is the server\'s 400 naming it (exit 1); a bad --rate-limit is a usage error (exit 3); nothing changes', async () => {
+    const k = await seedKey(app, { name: 'cli-acl-bad', roleIds: [READER] });
+    const bad = await cli(['apikey', 'set', k.id, '--allowed-cidrs', '10.0.0.1/8']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/allowedCidrs\[0\] has host bits set \(10\.0\.0\.1\/8\): send 10\.0\.0\.0\/8.*\(VALIDATION_FAILED\)/);
+    for (const value of ['100', 'fast', '10/2w', '-1/60']) {
+      const r = await cli(['apikey', 'set', k.id, '--rate-limit', value]);
+      expect(r.code, value).toBe(3);
+      expect(r.stderr).toMatch(/--rate-limit: .*LIMIT\/WINDOW/);
+    }
+    expect(await settings(k.id)).toEqual({ allowed_cidrs: [], rate_limit_max: null, rate_limit_window_seconds: null });
+  });
+});

@@ -14,6 +14,8 @@ interface ChangeOpts {
   expiresIn?: string;
   enable?: boolean;
   disable?: boolean;
+  allowedCidrs?: string;
+  rateLimit?: string;
   changeReason?: string;
   passThru?: boolean;
   whatIf?: boolean;
@@ -43,6 +45,33 @@ function expiry(opts: ChangeOpts, allowNone: boolean): string | null | undefined
   if (opts.expiresAt === undefined) return undefined;
   if (allowNone && opts.expiresAt.toLowerCase() === 'none') return null;
   return opts.expiresAt;
+}
+
+/** --allowed-cidrs: comma-separated blocks; "" or none for any address. The server judges each block (and names the bad one). */
+function cidrList(text: string): string[] | null {
+  const t = text.trim();
+  if (t === '' || t.toLowerCase() === 'none') return null;
+  return t
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+const RATE_LIMIT_HINT = 'give LIMIT/WINDOW, e.g. 100/60s, 1000/1h or 50/30 (seconds), or none for the server default';
+/** --rate-limit: "100/60s", "1000/1h", "50/30" (seconds); none for the server default. */
+function rateLimitOf(text: string): { limit: number; windowSeconds: number } | null {
+  const t = text.trim();
+  if (t.toLowerCase() === 'none') return null;
+  const m = /^(\d{1,10})\s*\/\s*(\d{1,6})\s*([smhd]?)$/i.exec(t);
+  if (!m) throw new UsageError(`--rate-limit: "${text}": ${RATE_LIMIT_HINT}`);
+  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[m[3].toLowerCase() as '' | 's' | 'm' | 'h' | 'd'];
+  return { limit: Number(m[1]), windowSeconds: Number(m[2]) * unit };
+}
+
+/** The fields keyward adds beyond JIM's, from their flags (new and set alike). */
+function beyondJim(opts: ChangeOpts, body: Record<string, unknown>) {
+  if (opts.allowedCidrs !== undefined) body.allowedCidrs = cidrList(opts.allowedCidrs);
+  if (opts.rateLimit !== undefined) body.rateLimit = rateLimitOf(opts.rateLimit);
 }
 
 /** The server's limit on how long a rotated-out secret may keep working. */
@@ -87,6 +116,8 @@ function describeChanges(current: ApiKey, body: Record<string, unknown>): string
     roleIds: current.roles.map((r) => r.id),
     expiresAt: current.expiresAt,
     isEnabled: current.isEnabled,
+    allowedCidrs: current.allowedCidrs ?? null,
+    rateLimit: current.rateLimit ?? null,
   };
   const parts = Object.entries(body)
     .filter(([field]) => field !== 'changeReason')
@@ -167,6 +198,8 @@ export function registerKeyCommands(apikey: Command, ctx: Context) {
     .option('--role-ids <ids>', 'comma-separated role ids, e.g. 1,3 (see: keyward roles list)')
     .addOption(flag('--expires-at <iso>', 'expiry, RFC 3339 (e.g. 2027-02-24T10:00:00Z)').conflicts('expiresIn'))
     .option('--expires-in <duration>', 'expiry from now: 30m, 12h, 90d, 4w')
+    .option('--allowed-cidrs <blocks>', 'address blocks the key may be used from, comma-separated, e.g. 10.0.0.0/8,2001:db8::/32')
+    .option('--rate-limit <limit/window>', "the key's own request limit, e.g. 100/60s or 1000/1h")
     .option('--change-reason <text>', 'reason recorded in the change history')
     .option('--pass-thru', 'print the created key, including the secret')
     .option('--what-if', 'show what would be created; create nothing')
@@ -178,6 +211,7 @@ export function registerKeyCommands(apikey: Command, ctx: Context) {
       if (opts.description !== undefined) body.description = opts.description;
       const expiresAt = expiry(opts, false);
       if (expiresAt !== undefined) body.expiresAt = expiresAt;
+      beyondJim(opts, body);
       if (opts.changeReason !== undefined) body.changeReason = opts.changeReason;
       const what = `create API key "${opts.name}" (roles ${show(body.roleIds)}, expires ${show(body.expiresAt)})`;
       if (opts.whatIf) return void out.write(`What if: would ${what}\n`);
@@ -204,6 +238,8 @@ export function registerKeyCommands(apikey: Command, ctx: Context) {
     .option('--expires-in <duration>', 'new expiry from now: 30m, 12h, 90d, 4w')
     .addOption(flag('--enable', 'enable the key').conflicts('disable'))
     .addOption(flag('--disable', 'disable the key'))
+    .option('--allowed-cidrs <blocks>', 'replace the address allowlist: comma-separated blocks ("" or none: any address)')
+    .option('--rate-limit <limit/window>', "the key's own request limit, e.g. 100/60s or 1000/1h (none: the server default)")
     .option('--change-reason <text>', 'reason recorded in the change history')
     .option('--pass-thru', 'print the key after the change')
     .option('--what-if', 'show what would change; change nothing')
@@ -220,9 +256,10 @@ export function registerKeyCommands(apikey: Command, ctx: Context) {
       if (expiresAt !== undefined) body.expiresAt = expiresAt;
       if (opts.enable) body.isEnabled = true;
       if (opts.disable) body.isEnabled = false;
+      beyondJim(opts, body);
       if (opts.changeReason !== undefined) body.changeReason = opts.changeReason;
       if (!Object.keys(body).some((k) => k !== 'changeReason')) {
-        throw new UsageError('nothing to change: give at least one of --name, --description, --role-ids, --expires-at, --expires-in, --enable, --disable');
+        throw new UsageError('nothing to change: give at least one of --name, --description, --role-ids, --expires-at, --expires-in, --enable, --disable, --allowed-cidrs, --rate-limit');
       }
       const client = await ctx.client(); // first: with --api-key-stdin the key is stdin's first line
       const ids = await targetIds(ctx, id, opts);

@@ -46,6 +46,9 @@ export function keyDetails(k: ApiKey | CreatedApiKey | RotatedApiKey): string {
     ['UpdatedAt', when(k.updatedAt)],
     ['LastUsedAt', when(k.lastUsedAt)],
     ['LastUsedFromIp', k.lastUsedFromIp ?? '-'],
+    // keyward's own settings, when the key has them (a key without prints as before).
+    ...(k.allowedCidrs ? ([['AllowedCidrs', k.allowedCidrs.join(', ')]] as Array<[string, string]>) : []),
+    ...(k.rateLimit ? ([['RateLimit', `${k.rateLimit.limit} per ${k.rateLimit.windowSeconds} s`]] as Array<[string, string]>) : []),
   ];
   const width = Math.max(...fields.map(([f]) => f.length));
   return fields.map(([f, v]) => `${f.padEnd(width)} : ${v}`).join('\n') + '\n';

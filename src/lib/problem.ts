@@ -86,8 +86,9 @@ export function sendProblem(reply: FastifyReply, problem: Problem, headers: Reco
 const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   400: 'Invalid request (problem details list each field)',
   401: 'No key, or an invalid, disabled or expired key (UNAUTHENTICATED, API_KEY_INVALID, API_KEY_DISABLED, API_KEY_EXPIRED)',
-  403: 'The key lacks a permission this needs (FORBIDDEN)',
+  403: 'The key lacks a permission this needs (FORBIDDEN), or is used from outside its allowedCidrs (IP_NOT_ALLOWED)',
   404: 'No key with this id (API_KEY_NOT_FOUND)',
+  409: 'A disabled or expired key cannot be rotated (API_KEY_NOT_ROTATABLE)',
   412: 'If-Match does not match the current ETag (PRECONDITION_FAILED)',
 };
 
