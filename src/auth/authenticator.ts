@@ -10,7 +10,7 @@ import { digestKey, hashTag, type CachedKey, type KeyCache } from './key-cache.j
 import { isWellFormedKey, keyPrefixOf } from './key-format.js';
 import { SuspectRefused, type Lane, type VerificationQueue } from './verification-queue.js';
 import type { Principal } from './principal.js';
-import { toPrincipal, type AuthKey, type KeyStore } from '../store/api-keys.js';
+import { graceRunning, toPrincipal, type AuthKey, type KeyStore } from '../store/api-keys.js';
 
 export type { Principal } from './principal.js';
 
@@ -64,8 +64,8 @@ export function refusedUnverified(prefix: string): AuthError {
   return err;
 }
 
-/** Whether the replaced secret of `key` is accepted at `at` (its grace period runs). */
-const inGrace = (key: AuthKey, at: number) => key.previousHash !== null && key.previousKeyExpiresAt !== null && key.previousKeyExpiresAt.getTime() > at;
+/** Whether the replaced secret of `key` is accepted at `at`: its grace period runs (and its hash is there). */
+const inGrace = (key: AuthKey, at: number) => key.previousHash !== null && graceRunning(key, at);
 
 /**
  * A key used from outside its allowlist: its secret verified (so this says nothing to a caller

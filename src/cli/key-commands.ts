@@ -59,7 +59,7 @@ function cidrList(text: string): string[] | null {
 
 const RATE_LIMIT_HINT = 'give LIMIT/WINDOW, e.g. 100/60s, 1000/1h or 50/30 (seconds), or none for the server default';
 /** --rate-limit: "100/60s", "1000/1h", "50/30" (seconds); none for the server default. */
-function rateLimitOf(text: string): { limit: number; windowSeconds: number } | null {
+function rateLimitFlag(text: string): { limit: number; windowSeconds: number } | null {
   const t = text.trim();
   if (t.toLowerCase() === 'none') return null;
   const m = /^(\d{1,10})\s*\/\s*(\d{1,6})\s*([smhd]?)$/i.exec(t);
@@ -71,7 +71,7 @@ function rateLimitOf(text: string): { limit: number; windowSeconds: number } | n
 /** The fields keyward adds beyond JIM's, from their flags (new and set alike). */
 function beyondJim(opts: ChangeOpts, body: Record<string, unknown>) {
   if (opts.allowedCidrs !== undefined) body.allowedCidrs = cidrList(opts.allowedCidrs);
-  if (opts.rateLimit !== undefined) body.rateLimit = rateLimitOf(opts.rateLimit);
+  if (opts.rateLimit !== undefined) body.rateLimit = rateLimitFlag(opts.rateLimit);
 }
 
 /** The server's limit on how long a rotated-out secret may keep working. */

@@ -80,7 +80,7 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
 
   /** The key's own budget after one more request: its headers, or its 429. */
   function spendKeyBudget(reply: FastifyReply, hit: Hit, principal: Principal) {
-    const limit = principal.rateLimit?.limit ?? max!.key;
+    const limit = keyLimit(principal);
     if (hit.count > limit) {
       metrics.rateLimited('key');
       throw rateLimited(limit, hit, 'requests for this API key');
@@ -89,6 +89,9 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
     // before that they would add three headers to every request for nothing (README "Rate limits").
     if (hit.count * 2 >= limit) reply.headers(budgetHeaders(limit, hit));
   }
+
+  /** A verified key's request limit per window: its own, or the server's default. */
+  const keyLimit = (p: Principal) => p.rateLimit?.limit ?? max!.key;
 
   /** Whether a verified key's own budget is counted: the infrastructure key is exempt from the default, not from a limit of its own. */
   const counted = (p: Principal) => !p.isInfrastructureKey || p.rateLimit !== null;
@@ -210,7 +213,7 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
       }
       if (limits && counted(principal!)) {
         const hit = await limits.keyUse(principal!.id, principal!.rateLimit);
-        const limit = principal!.rateLimit?.limit ?? max!.key;
+        const limit = keyLimit(principal!);
         if (hit.count > limit) {
           metrics.rateLimited('key');
           throw rateLimited(limit, hit, 'requests for this API key');

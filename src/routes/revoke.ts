@@ -29,7 +29,7 @@ export const revokeRoutes: FastifyPluginAsyncZod<{ failureDelayMs: number }> = a
         summary: 'Report leaked secrets: each one that verifies is disabled',
         description: [
           'No authentication: holding a secret is the authority to kill it. Send the secrets found (at most 100) and, optionally, where (`source`).',
-          'Each secret that verifies disables its key (not deleted: its owner sees why in the change history, operation `revoke`, actor `revocationReport`, with the source). A secret a rotation replaced, still in its grace period, stops working instead, and the key\'s new secret keeps working. When the reply arrives, every instance refuses the revoked secrets.',
+          'Each secret that verifies disables its key (not deleted: its owner sees why in the change history, operation `revoke`, actor `revocationReport`, with the source). A secret a rotation replaced, still in its grace period, stops working instead, and the key\'s new secret keeps working. When the reply arrives, every instance refuses the revoked secrets — unless the server was too busy to verify one yet: such a secret is tried again every 5 s for 10 minutes.',
           'Always 202 with the same body for the same number of keys, whatever was found, so the route tells nobody whether a key existed. Limited per client address (RATE_LIMIT_REVOKE_MAX per window); the argon2 work is bounded like authentication\'s.',
         ].join('\n\n'),
         security: [],

@@ -63,19 +63,13 @@ export const asCidrList = (v: string[] | string | null): string[] => (v === null
 
 export const RATE_LIMIT_MAX = 1_000_000_000;
 export const RATE_LIMIT_WINDOW_MAX_SECONDS = 86_400;
+/** A whole number from 1 to `max`, every violation worded as `rule`. */
+const wholeFrom1 = (max: number, rule: string) => z.number().int({ error: rule }).min(1, { error: rule }).max(max, { error: rule });
 const rateLimitShape = z.strictObject({
-  limit: z
-    .number()
-    .int({ error: `must be a whole number from 1 to ${RATE_LIMIT_MAX}` })
-    .min(1, { error: `must be a whole number from 1 to ${RATE_LIMIT_MAX}` })
-    .max(RATE_LIMIT_MAX, { error: `must be a whole number from 1 to ${RATE_LIMIT_MAX}` })
-    .describe('Requests allowed per window'),
-  windowSeconds: z
-    .number()
-    .int({ error: `must be a whole number of seconds from 1 to ${RATE_LIMIT_WINDOW_MAX_SECONDS}` })
-    .min(1, { error: `must be a whole number of seconds from 1 to ${RATE_LIMIT_WINDOW_MAX_SECONDS}` })
-    .max(RATE_LIMIT_WINDOW_MAX_SECONDS, { error: `must be a whole number of seconds from 1 to ${RATE_LIMIT_WINDOW_MAX_SECONDS}` })
-    .describe('The window, in seconds (it starts at the first request and resets that long after)'),
+  limit: wholeFrom1(RATE_LIMIT_MAX, `must be a whole number from 1 to ${RATE_LIMIT_MAX}`).describe('Requests allowed per window'),
+  windowSeconds: wholeFrom1(RATE_LIMIT_WINDOW_MAX_SECONDS, `must be a whole number of seconds from 1 to ${RATE_LIMIT_WINDOW_MAX_SECONDS}`).describe(
+    'The window, in seconds (it starts at the first request and resets that long after)',
+  ),
 });
 export const rateLimitInput = rateLimitShape
   .nullable()

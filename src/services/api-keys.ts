@@ -13,7 +13,7 @@ import { nextChangeSeq } from '../db/peer-acks.js';
 import type { Prisma, PrismaClient } from '../generated/prisma/client.js';
 import { AppError, ValidationError } from '../lib/errors.js';
 import { asCidrList, asRoleIdList, type ApiKeyView, type CreateInput, type PatchInput, type ReplaceInput, type RotateInput } from '../schemas/api-keys.js';
-import { createKeyStore, markOwnWrite, permissionsOf, rateLimitOf, snapshotOf, toView, type KeyStore, type KeyWrite, type StoredKey, type Tx } from '../store/api-keys.js';
+import { createKeyStore, graceRunning, markOwnWrite, permissionsOf, rateLimitOf, snapshotOf, toView, type KeyStore, type KeyWrite, type StoredKey, type Tx } from '../store/api-keys.js';
 import { createCursorKeyLoader } from './cursor-key.js';
 import { disabledByAfter, requireCovered, requireExpiryWithin, requireMayEnable, SYSTEM_ACTOR, type Actor } from './escalation-guard.js';
 import { matchesIfMatch } from './etag.js';
@@ -284,7 +284,7 @@ export function createApiKeyService(deps: {
         const current = await store.lock(tx, keyId);
         if (!current) return null;
         const at = now();
-        const inGrace = current.previousHash !== null && current.previousKeyExpiresAt !== null && current.previousKeyExpiresAt.getTime() > at.getTime();
+        const inGrace = current.previousHash !== null && graceRunning(current, at.getTime());
         // Which of the key's secrets it is: by the hash it verified against, or — when that hash was
         // replaced meanwhile (a rehash on another instance) — by argon2, under the lock.
         let which: 'current' | 'previous' | null = hashTag(current.hash) === verifiedTag ? 'current' : inGrace && hashTag(current.previousHash!) === verifiedTag ? 'previous' : null;

@@ -51,7 +51,10 @@ export const rateLimitOf = (k: { rateLimitMax: number | null; rateLimitWindowSec
     ? { limit: k.rateLimitMax, windowSeconds: k.rateLimitWindowSeconds }
     : null;
 
-/** Whether a rotation's grace period is running at `at` (ms). */
+/**
+ * Whether a rotation's grace period is running at `at` (ms): the replaced secret is accepted.
+ * (keyward writes the replaced prefix, hash and end together, so an end implies the hash.)
+ */
 export const graceRunning = (k: { previousKeyExpiresAt: Date | null }, at: number) => k.previousKeyExpiresAt !== null && new Date(k.previousKeyExpiresAt).getTime() > at;
 
 export type Metadata = Record<string, unknown>;
