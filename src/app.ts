@@ -4,6 +4,7 @@ import type { Writable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteOptions } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { KeyHasher } from './auth/hasher.js';
+import type { Resolver } from './webhooks/address-guard.js';
 import type { Config } from './config.js';
 import { clientErrorHandler } from './lib/client-error.js';
 import { serializerCompiler } from './lib/serializer.js';
@@ -30,6 +31,10 @@ export interface BuildOptions {
   logStream?: Writable;
   /** Replaces the argon2 hasher (tests count its calls). */
   hasher?: KeyHasher;
+  /** The policies' "now" (tests move it days ahead); defaults to the system clock. */
+  clock?: () => Date;
+  /** How webhook hosts resolve (tests point names at chosen addresses); defaults to the system's resolver. */
+  resolve?: Resolver;
   /** Told of every route as it is registered (tests check their route tables against it). */
   onRoute?: (route: RouteOptions) => void;
 }
@@ -76,7 +81,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(prismaPlugin, { config });
   await app.register(lifecyclePlugin, { deadlineMs: config.timeouts.shutdownMs });
   await app.register(metricsPlugin, { config });
-  await app.register(servicesPlugin, { config, hasher: options.hasher });
+  await app.register(servicesPlugin, { config, hasher: options.hasher, clock: options.clock, resolve: options.resolve });
   await app.register(rateLimitPlugin, { config });
   await app.register(requestAuthPlugin, { failureDelayMs: config.authFailureDelayMs });
   if (config.benchRoutes) await app.register(benchRoutes, { prefix: '/bench' });

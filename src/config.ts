@@ -5,6 +5,8 @@ import { createSecureContext } from 'node:tls';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { cidrProblem } from './lib/cidr.js';
+import { spanMs } from './lib/duration.js';
 import { trustProxyProblem } from './lib/trust-proxy.js';
 import { wholeNumber } from './lib/validation.js';
 
@@ -31,7 +33,7 @@ const ms = (def: number, min: number, max: number) => int(min, max).default(def)
 const oneOf = <T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `must be one of ${values.join(', ')}` });
 
 /** Variables whose values are never repeated in a message. */
-const SECRET_VARIABLES = new Set(['DATABASE_URL', 'DATABASE_DIRECT_URL', 'REDIS_URL', 'JIM_INFRASTRUCTURE_API_KEY']);
+const SECRET_VARIABLES = new Set(['DATABASE_URL', 'DATABASE_DIRECT_URL', 'REDIS_URL', 'JIM_INFRASTRUCTURE_API_KEY', 'WEBHOOK_SECRET_KEY']);
 
 /** A URL with one of `schemes` and a host. The message never echoes it: it may carry a password. */
 const serviceUrl = (...schemes: string[]) =>
@@ -49,6 +51,26 @@ const serviceUrl = (...schemes: string[]) =>
       },
       { message: `must be a ${schemes.map((x) => `${x}://`).join(' or ')} URL with a host (value not shown)` },
     );
+
+/** Comma-separated spans (250ms, 5s, 30m, 2h, 14d, 1w), each within [min, max] ms. */
+const spanList = (def: string, min: number, max: number, what: string) =>
+  z
+    .string()
+    .trim()
+    .default(def)
+    .refine((v) => v === 'none' || v.split(',').every((p) => { const n = spanMs(p); return n !== null && n >= min && n <= max; }), {
+      message: `must be ${what}: comma-separated spans such as 5s, 30m, 2h, 14d (units ms, s, m, h, d, w), or none`,
+    })
+    .transform((v) => (v === 'none' ? [] : v.split(',').map((p) => spanMs(p)!)));
+
+/** 32 bytes, as base64 (44 characters) or hex (64): the key that encrypts webhook signing secrets. */
+const encryptionKey = z
+  .string()
+  .trim()
+  .refine((v) => /^[0-9a-fA-F]{64}$/.test(v) || (/^[A-Za-z0-9+/_-]{43}=?$/.test(v) && Buffer.from(v, 'base64').length === 32), {
+    message: 'must be 32 random bytes as base64 or hex, e.g. the output of: openssl rand -base64 32 (value not shown)',
+  })
+  .transform((v) => (/^[0-9a-fA-F]{64}$/.test(v) ? Buffer.from(v, 'hex') : Buffer.from(v, 'base64')));
 
 /** Every variable the server reads; README's configuration table mirrors this. */
 export const envSchema = z.object({
@@ -150,6 +172,40 @@ export const envSchema = z.object({
   METRICS_HOST: z.string().trim().min(1).optional(),
   /** Registers the benchmark's routes (/bench/*, outside the API and its document): `npm run bench` only. */
   BENCH_ROUTES: bool('false'),
+  /** Encrypts webhook signing secrets at rest; unset: the webhook routes answer 503 and nothing is sent. */
+  WEBHOOK_SECRET_KEY: encryptionKey.optional(),
+  /** Plain-http webhook URLs (off: https only). */
+  WEBHOOK_ALLOW_HTTP: bool('false'),
+  /** Address blocks webhooks may reach although loopback, private or link-local (e.g. 10.20.0.0/16). */
+  WEBHOOK_ALLOWED_NETWORKS: z
+    .string()
+    .trim()
+    .default('')
+    .superRefine((v, ctx) => {
+      for (const block of v ? v.split(',').map((p) => p.trim()) : []) {
+        const problem = cidrProblem(block);
+        if (problem) ctx.addIssue({ code: 'custom', message: `must be comma-separated CIDR blocks: ${block} ${problem}` });
+      }
+    })
+    .transform((v) => (v ? v.split(',').map((p) => p.trim()) : [])),
+  /** One attempt's whole time: connect, send, answer. */
+  WEBHOOK_TIMEOUT_MS: ms(10_000, 100, 120_000),
+  /** The waits after the first attempt (which is immediate); the Standard Webhooks schedule by default. */
+  WEBHOOK_RETRY_SCHEDULE: spanList('5s,5m,30m,2h,5h,10h,10h', 1, 7 * 86_400_000, 'the waits before each retry'),
+  /** A subscription failing for this long (no success since its first failure) is disabled. */
+  WEBHOOK_DISABLE_AFTER: spanList('5d', 1_000, 365 * 86_400_000, 'one span'),
+  /** How often each instance looks for deliveries that are due. */
+  WEBHOOK_POLL_MS: ms(1_000, 50, 60_000),
+  /** Deliveries one instance sends at once. */
+  WEBHOOK_CONCURRENCY: int(1, 100).default(4),
+  /** Events and their delivery logs are kept this long. */
+  WEBHOOK_RETENTION_DAYS: int(1, 3650).default(30),
+  /** apikey.expiring is sent this long before a key expires (each once per key); none: never. */
+  EXPIRY_WARNING_LEADS: spanList('14d,1d', 60_000, 365 * 86_400_000, 'lead times'),
+  /** Keys unused for this many days are disabled (apikey.disabled_idle); unset: never. */
+  IDLE_KEY_DISABLE_DAYS: int(1, 3650).optional(),
+  /** How often every instance tries the policies (expiry warnings, idle keys, pruning); one acts at a time. */
+  SCHEDULER_INTERVAL_MS: ms(60_000, 100, 86_400_000),
   /** HTTPS directly from the server: PEM certificate (chain) and private key, both or neither. */
   TLS_CERT_FILE: z.string().trim().min(1).optional(),
   TLS_KEY_FILE: z.string().trim().min(1).optional(),
@@ -195,6 +251,19 @@ export interface Config {
   securityEvents: { flushMs: number; retentionDays: number; maxBuckets: number };
   /** `port: null`: on the API port, behind the metrics.read permission. */
   metrics: { enabled: boolean; port: number | null; host: string };
+  /** secretKey null: webhooks are off (their routes answer 503). */
+  webhooks: {
+    secretKey: Buffer | null;
+    allowHttp: boolean;
+    allowedNetworks: string[];
+    timeoutMs: number;
+    retryScheduleMs: number[];
+    disableAfterMs: number;
+    pollMs: number;
+    concurrency: number;
+    retentionDays: number;
+  };
+  policies: { expiryLeadsMs: number[]; idleDisableDays: number | null; intervalMs: number };
   /** PEM material read at start-up; null: plain HTTP. */
   tls: { cert: Buffer; key: Buffer; certFile: string; keyFile: string } | null;
 }
@@ -242,6 +311,9 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
   }
   if (e.DATABASE_DIRECT_URL !== undefined && e.DATABASE_URL === undefined) {
     throw new ConfigError(['DATABASE_DIRECT_URL: set DATABASE_URL as well (the embedded database needs neither)']);
+  }
+  if (e.WEBHOOK_DISABLE_AFTER.length !== 1) {
+    throw new ConfigError(['WEBHOOK_DISABLE_AFTER: must be one span, such as 5d']);
   }
   if (e.METRICS_PORT !== undefined && !e.METRICS_ENABLED) {
     throw new ConfigError(['METRICS_PORT: set METRICS_ENABLED=true as well, or unset METRICS_PORT']);
@@ -303,6 +375,23 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       flushMs: e.SECURITY_EVENTS_FLUSH_MS,
       retentionDays: e.SECURITY_EVENTS_RETENTION_DAYS,
       maxBuckets: e.SECURITY_EVENTS_MAX_BUCKETS,
+    },
+    webhooks: {
+      secretKey: e.WEBHOOK_SECRET_KEY ?? null,
+      allowHttp: e.WEBHOOK_ALLOW_HTTP,
+      allowedNetworks: e.WEBHOOK_ALLOWED_NETWORKS,
+      timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+      retryScheduleMs: e.WEBHOOK_RETRY_SCHEDULE,
+      disableAfterMs: e.WEBHOOK_DISABLE_AFTER[0],
+      pollMs: e.WEBHOOK_POLL_MS,
+      concurrency: e.WEBHOOK_CONCURRENCY,
+      retentionDays: e.WEBHOOK_RETENTION_DAYS,
+    },
+    policies: {
+      // Longest first: a key inside several lead times at once is warned once, for the shortest.
+      expiryLeadsMs: [...new Set(e.EXPIRY_WARNING_LEADS)].sort((a, b) => b - a),
+      idleDisableDays: e.IDLE_KEY_DISABLE_DAYS ?? null,
+      intervalMs: e.SCHEDULER_INTERVAL_MS,
     },
     metrics: { enabled: e.METRICS_ENABLED, port: e.METRICS_PORT ?? null, host: e.METRICS_HOST ?? e.HOST },
     tls: loadTls(e.TLS_CERT_FILE, e.TLS_KEY_FILE),

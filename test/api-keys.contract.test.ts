@@ -62,7 +62,7 @@ describe('GET /api/v1/roles', () => {
         id: 1,
         name: 'Administrator',
         builtIn: true,
-        permissions: ['*', 'apikeys.read', 'apikeys.verify', 'apikeys.write', 'audit.read', 'metrics.read', 'roles.read', 'roles.write'],
+        permissions: ['*', 'apikeys.read', 'apikeys.verify', 'apikeys.write', 'audit.read', 'metrics.read', 'roles.read', 'roles.write', 'webhooks.read', 'webhooks.write'],
       },
       { id: 2, name: 'Operator', builtIn: true, permissions: ['apikeys.read', 'apikeys.verify', 'apikeys.write', 'audit.read', 'roles.read'] },
       { id: 3, name: 'Reader', builtIn: true, permissions: ['apikeys.read', 'audit.read', 'roles.read'] },

@@ -12,12 +12,17 @@ let dbUrl: string;
 let admin: SeededKey;
 
 beforeAll(async () => {
-  app = await buildTestApp();
+  // Webhooks on, towards a port where nothing listens (a test ping fails at once).
+  app = await buildTestApp({ env: { WEBHOOK_SECRET_KEY: 'ef'.repeat(32), WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOWED_NETWORKS: '127.0.0.1/32' } });
   dbUrl = (await testDatabase()).url;
   admin = await seedKey(app, { name: 'auth-admin', roleIds: [ADMIN] });
 });
 
 /** `stream`: a success never ends (the event stream); its refusals are checked here, its successes over a socket elsewhere. */
+/** A fresh subscription's path (+ suffix) per request. */
+const webhookPath = async (suffix: string) =>
+  `/api/v1/webhooks/${(await app.services.webhooks.create({ url: 'http://127.0.0.1:9/hook', eventTypes: ['apikey.expired'] })).webhook.id}${suffix}`;
+
 type Route = { name: string; permission: string | null; stream?: true; request: () => Promise<{ method: string; url: string; payload?: object }> };
 
 let roleCount = 0;
@@ -87,6 +92,17 @@ const ROUTES: Route[] = [
   { name: 'GET /roles/{id}/change-history', permission: 'audit.read', request: async () => ({ method: 'GET', url: `/api/v1/roles/${await ownRole()}/change-history` }) },
   { name: 'POST /apikeys/verify', permission: 'apikeys.verify', request: async () => ({ method: 'POST', url: '/api/v1/apikeys/verify', payload: { key: 'not-a-key' } }) },
   { name: 'GET /apikeys/verify/events', permission: 'apikeys.verify', stream: true, request: async () => ({ method: 'GET', url: '/api/v1/apikeys/verify/events' }) },
+  { name: 'GET /webhooks', permission: 'webhooks.read', request: async () => ({ method: 'GET', url: '/api/v1/webhooks' }) },
+  { name: 'POST /webhooks', permission: 'webhooks.write', request: async () => ({ method: 'POST', url: '/api/v1/webhooks', payload: { url: 'http://127.0.0.1:9/hook', eventTypes: ['apikey.expired'] } }) },
+  { name: 'GET /webhooks/{id}', permission: 'webhooks.read', request: async () => ({ method: 'GET', url: await webhookPath('') }) },
+  { name: 'PUT /webhooks/{id}', permission: 'webhooks.write', request: async () => ({ method: 'PUT', url: await webhookPath(''), payload: { url: 'http://127.0.0.1:9/hook', eventTypes: ['apikey.expired'] } }) },
+  { name: 'PATCH /webhooks/{id}', permission: 'webhooks.write', request: async () => ({ method: 'PATCH', url: await webhookPath(''), payload: { description: 'd' } }) },
+  { name: 'DELETE /webhooks/{id}', permission: 'webhooks.write', request: async () => ({ method: 'DELETE', url: await webhookPath('') }) },
+  { name: 'POST /webhooks/{id}/enable', permission: 'webhooks.write', request: async () => ({ method: 'POST', url: await webhookPath('/enable') }) },
+  { name: 'POST /webhooks/{id}/disable', permission: 'webhooks.write', request: async () => ({ method: 'POST', url: await webhookPath('/disable') }) },
+  { name: 'POST /webhooks/{id}/rotate-secret', permission: 'webhooks.write', request: async () => ({ method: 'POST', url: await webhookPath('/rotate-secret'), payload: {} }) },
+  { name: 'POST /webhooks/{id}/test', permission: 'webhooks.write', request: async () => ({ method: 'POST', url: await webhookPath('/test') }) },
+  { name: 'GET /webhooks/{id}/deliveries', permission: 'webhooks.read', request: async () => ({ method: 'GET', url: await webhookPath('/deliveries') }) },
 ];
 
 async function call(route: Route, headers: Record<string, string>) {
@@ -195,7 +211,7 @@ describe('roles against every route', () => {
     ['no roles', [], []],
     ['Reader', [READER], ['apikeys.read', 'audit.read', 'roles.read']],
     ['Operator', [OPERATOR], ['apikeys.read', 'apikeys.verify', 'apikeys.write', 'audit.read', 'roles.read']],
-    ['Administrator', [ADMIN], ['apikeys.read', 'apikeys.verify', 'apikeys.write', 'audit.read', 'roles.read', 'roles.write']],
+    ['Administrator', [ADMIN], ['apikeys.read', 'apikeys.verify', 'apikeys.write', 'audit.read', 'roles.read', 'roles.write', 'webhooks.read', 'webhooks.write']],
     ['Verifier', [5], ['apikeys.verify']],
   ];
   for (const [label, roleIds, permissions] of roleCases) {

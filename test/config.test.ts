@@ -111,6 +111,31 @@ describe('configuration', () => {
     expect(r.stderr).not.toMatch(/TypeError/);
   });
 
+  it('parses the webhook and policy variables: defaults, spans, and what a bad one says (never the key)', () => {
+    const d = loadConfig({});
+    expect(d.webhooks).toMatchObject({ secretKey: null, allowHttp: false, allowedNetworks: [], timeoutMs: 10_000, disableAfterMs: 5 * 86_400_000, concurrency: 4, retentionDays: 30 });
+    // The Standard Webhooks schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h after the first attempt.
+    expect(d.webhooks.retryScheduleMs).toEqual([5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]);
+    expect(d.policies).toEqual({ expiryLeadsMs: [14 * 86_400_000, 86_400_000], idleDisableDays: null, intervalMs: 60_000 });
+    const key = Buffer.alloc(32, 7);
+    const c = loadConfig({ WEBHOOK_SECRET_KEY: key.toString('base64'), WEBHOOK_RETRY_SCHEDULE: '250ms,1s', EXPIRY_WARNING_LEADS: '1d,30d,1d', IDLE_KEY_DISABLE_DAYS: '90', WEBHOOK_ALLOWED_NETWORKS: '10.20.0.0/16, fd00::/8' });
+    expect(c.webhooks.secretKey).toEqual(key);
+    expect(loadConfig({ WEBHOOK_SECRET_KEY: key.toString('hex') }).webhooks.secretKey).toEqual(key);
+    expect(c.webhooks.retryScheduleMs).toEqual([250, 1_000]);
+    expect(c.webhooks.allowedNetworks).toEqual(['10.20.0.0/16', 'fd00::/8']);
+    expect(c.policies).toMatchObject({ expiryLeadsMs: [30 * 86_400_000, 86_400_000], idleDisableDays: 90 });
+    expect(loadConfig({ EXPIRY_WARNING_LEADS: 'none', WEBHOOK_RETRY_SCHEDULE: 'none' })).toMatchObject({ policies: { expiryLeadsMs: [] }, webhooks: { retryScheduleMs: [] } });
+
+    const shortKey = Buffer.alloc(16, 9).toString('base64');
+    const bad = configError({ WEBHOOK_SECRET_KEY: shortKey, WEBHOOK_RETRY_SCHEDULE: '5s,soon', WEBHOOK_ALLOWED_NETWORKS: '10.0.0.1/8', WEBHOOK_DISABLE_AFTER: '1d,2d' });
+    const text = bad.issues.join('\n');
+    expect(text).toContain('WEBHOOK_SECRET_KEY: must be 32 random bytes as base64 or hex');
+    expect(text).not.toContain(shortKey);
+    expect(text).toMatch(/WEBHOOK_RETRY_SCHEDULE: must be the waits before each retry: comma-separated spans/);
+    expect(text).toMatch(/WEBHOOK_ALLOWED_NETWORKS: must be comma-separated CIDR blocks: 10\.0\.0\.1\/8 has host bits set/);
+    expect(configError({ WEBHOOK_DISABLE_AFTER: '1d,2d' }).issues).toEqual(['WEBHOOK_DISABLE_AFTER: must be one span, such as 5d']);
+  });
+
   it('refuses a keep-alive longer than the idle-socket timeout', () => {
     const err = configError({ KEEP_ALIVE_TIMEOUT_MS: '100000', CONNECTION_TIMEOUT_MS: '90000' });
     expect(err.message).toContain('KEEP_ALIVE_TIMEOUT_MS');

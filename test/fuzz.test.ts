@@ -28,7 +28,8 @@ const snapshot = async () => (await db.query(VISIBLE_STATE)).rows;
 
 beforeAll(async () => {
   // Metrics on, so GET /metrics is one of the routes under test.
-  app = await buildTestApp({ env: { METRICS_ENABLED: 'true' } });
+  // Webhooks on (their routes answer 503 without a key), towards nothing that listens.
+  app = await buildTestApp({ env: { METRICS_ENABLED: 'true', WEBHOOK_SECRET_KEY: 'ab'.repeat(32), WEBHOOK_TIMEOUT_MS: '300' } });
   dbUrl = (await testDatabase()).url;
   db = new pg.Client({ connectionString: dbUrl });
   await db.connect();
@@ -221,6 +222,17 @@ const ROUTES: Array<[string, string]> = [
   ['DELETE', '/api/v1/roles/{id}'],
   ['GET', '/api/v1/roles/{id}/change-history'],
   ['POST', '/api/v1/apikeys/verify'],
+  ['GET', '/api/v1/webhooks'],
+  ['POST', '/api/v1/webhooks'],
+  ['GET', '/api/v1/webhooks/{id}'],
+  ['PUT', '/api/v1/webhooks/{id}'],
+  ['PATCH', '/api/v1/webhooks/{id}'],
+  ['DELETE', '/api/v1/webhooks/{id}'],
+  ['POST', '/api/v1/webhooks/{id}/enable'],
+  ['POST', '/api/v1/webhooks/{id}/disable'],
+  ['POST', '/api/v1/webhooks/{id}/rotate-secret'],
+  ['POST', '/api/v1/webhooks/{id}/test'],
+  ['GET', '/api/v1/webhooks/{id}/deliveries'],
   ['GET', '/api/v1/health'],
   ['GET', '/api/v1/health/live'],
   ['GET', '/api/v1/health/version'],

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
+import { KEY_EVENT_TYPES } from '../src/webhooks/events.js';
 import { buildTestApp, testDatabase } from './helpers/app.js';
 import { ADMIN, seedKey, sql, type SeededKey } from './helpers/keys.js';
 import { ROOT } from './helpers/server-process.js';
@@ -186,5 +187,24 @@ describe('openapi/openapi.json', () => {
     expect(keyLike.length).toBeGreaterThan(0);
     for (const k of keyLike) expect(k).toMatch(/^jim_ak_EXAMPLE/);
     expect(strings.filter((t) => /^jim_ak_[0-9a-f]{64}$/.test(t))).toEqual([]);
+    // Webhook signing secrets likewise.
+    const signingLike = strings.flatMap((t) => t.match(/whsec_[A-Za-z0-9+/=]{8,}/g) ?? []);
+    expect(signingLike.length).toBeGreaterThan(0);
+    for (const s of signingLike) expect(s).toMatch(/^whsec_EXAMPLE/);
+  });
+
+  it('documents every webhook event in the webhooks section: signature headers, payload schema and example', async () => {
+    const doc = JSON.parse(await readFile(path.join(ROOT, 'openapi/openapi.json'), 'utf8'));
+    expect(Object.keys(doc.webhooks).sort()).toEqual([...KEY_EVENT_TYPES, 'ping'].sort());
+    for (const [type, item] of Object.entries<any>(doc.webhooks)) {
+      const op = item.post;
+      expect(op.parameters.map((p: { name: string }) => p.name), type).toEqual(['webhook-id', 'webhook-timestamp', 'webhook-signature']);
+      const media = op.requestBody.content['application/json'];
+      expect(media.schema.properties.type.const).toBe(type);
+      const example = Object.values<any>(media.examples)[0].value;
+      expect(example.type).toBe(type);
+      for (const field of media.schema.properties.data.required) expect(example.data, `${type} ${field}`).toHaveProperty(field);
+      if (type !== 'ping') expect(media.schema.properties.data.properties.key.$ref).toBe('#/components/schemas/ApiKey');
+    }
   });
 });

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
 import { ListenUnavailableError } from '../src/db/key-events.js';
+import { SCHEDULER_LOCK_KEY } from '../src/policies/scheduler.js';
 import { buildTestApp, freshDatabase, testConfig } from './helpers/app.js';
 import { ADMIN, json, seedKey, sql, type SeededKey } from './helpers/keys.js';
 import { findPgBouncer, startPgBouncer, type PgBouncer } from './helpers/pgbouncer.js';
@@ -161,6 +162,28 @@ describe.skipIf('missing' in found)('behind PgBouncer (transaction pooling)', ()
       expect(verify.json()).toMatchObject({ valid: true, keyId: keys[1]!.id });
       expect((await a.inject({ method: 'DELETE', url: `/api/v1/apikeys/${first.id}`, headers: admin.headers })).statusCode).toBe(204);
       expect((await b.inject({ url: '/api/v1/userinfo', headers: { 'x-api-key': first.key } })).statusCode).toBe(401);
+    });
+
+    it('the policy scheduler locks on the direct connection: a lock held there makes both instances skip, and no lock outlives a run', async () => {
+      const holder = new pg.Client({ connectionString: direct });
+      await holder.connect();
+      await holder.query('SELECT pg_advisory_lock($1)', [SCHEDULER_LOCK_KEY]);
+      try {
+        expect((await a.services.scheduler.runOnce()).outcome).toBe('skipped');
+        expect((await b.services.scheduler.runOnce()).outcome).toBe('skipped');
+      } finally {
+        await holder.end();
+      }
+      const runs = await Promise.all([a.services.scheduler.runOnce(), b.services.scheduler.runOnce()]);
+      expect(runs.filter((r) => r.outcome === 'acted').length).toBeGreaterThanOrEqual(1);
+      const c = new pg.Client({ connectionString: direct });
+      await c.connect();
+      try {
+        const { rows } = await c.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = $1", [SCHEDULER_LOCK_KEY]);
+        expect(rows[0].n).toBe(0);
+      } finally {
+        await c.end();
+      }
     });
 
     it('leaves no session setting behind on the shared server connections', async () => {

@@ -79,7 +79,7 @@ describe('the README', () => {
     const port = await freePort();
     const cheap = { NODE_ENV: TEST_ENV.NODE_ENV, ARGON2_MEMORY_KIB: TEST_ENV.ARGON2_MEMORY_KIB, ARGON2_TIME_COST: TEST_ENV.ARGON2_TIME_COST };
     // The quickstart's server, with metrics on so the Metrics section's block can run too.
-    server = startServer({ ...cheap, DATABASE_URL: dbUrl, PORT: String(port), METRICS_ENABLED: 'true', LOG_LEVEL: 'warn' });
+    server = startServer({ ...cheap, DATABASE_URL: dbUrl, PORT: String(port), METRICS_ENABLED: 'true', LOG_LEVEL: 'warn', WEBHOOK_SECRET_KEY: 'ab'.repeat(32) });
     await waitForHealthy(port, server);
 
     const script = [
@@ -121,5 +121,10 @@ describe('the README', () => {
     expect(await sql(dbUrl, "SELECT allowed_cidrs, rate_limit_max, rate_limit_window_seconds, previous_key_expires_at > now() AS in_grace FROM api_keys WHERE name = 'billing-sync'")).toEqual([
       { allowed_cidrs: ['10.0.0.0/8', '2001:db8::/32'], rate_limit_max: 100, rate_limit_window_seconds: 60, in_grace: true },
     ]);
+    // The webhook block's subscription, and its test ping (failed: hooks.example.com does not resolve here).
+    expect(await sql(dbUrl, 'SELECT url, event_types, description FROM webhooks')).toEqual([
+      { url: 'https://hooks.example.com/keyward', event_types: ['apikey.expiring', 'apikey.revoked', 'apikey.disabled_idle'], description: 'key owners' },
+    ]);
+    expect(await sql(dbUrl, "SELECT d.status, e.type FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id")).toEqual([{ status: 'failed', type: 'ping' }]);
   });
 });

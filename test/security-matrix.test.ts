@@ -41,6 +41,17 @@ GET /api/v1/roles/{id}/change-history                 U I I D E I F 200 200 200 
 POST /api/v1/apikeys/verify                           U I I D E I F F 200 200 200
 GET /api/v1/apikeys/verify/events                     U I I D E I F F 200 200 200
 HEAD /api/v1/apikeys/{id}                             401 401 401 401 401 401 403 200 200 200 200
+GET /api/v1/webhooks                                  U I I D E I F F F 200 200
+POST /api/v1/webhooks                                 U I I D E I F F F 201 201
+GET /api/v1/webhooks/{id}                             U I I D E I F F F 200 200
+PUT /api/v1/webhooks/{id}                             U I I D E I F F F 200 200
+PATCH /api/v1/webhooks/{id}                           U I I D E I F F F 200 200
+DELETE /api/v1/webhooks/{id}                          U I I D E I F F F 204 204
+POST /api/v1/webhooks/{id}/enable                     U I I D E I F F F 200 200
+POST /api/v1/webhooks/{id}/disable                    U I I D E I F F F 200 200
+POST /api/v1/webhooks/{id}/rotate-secret              U I I D E I F F F 200 200
+POST /api/v1/webhooks/{id}/test                       U I I D E I F F F 200 200
+GET /api/v1/webhooks/{id}/deliveries                  U I I D E I F F F 200 200
 GET /metrics                                          U I I D E I F F F 200 200
 HEAD /metrics                                         401 401 401 401 401 401 403 403 403 200 200
 GET /api/apikeys/{id}                                 U I I D E I F 200 200 200 200
@@ -67,7 +78,10 @@ let dbUrl: string;
 const callers: Record<string, Record<string, string>> = {};
 
 beforeAll(async () => {
-  app = await buildTestApp({ env: { JIM_INFRASTRUCTURE_API_KEY: INFRA, METRICS_ENABLED: 'true' } });
+  // Webhooks on, pointing at a port where nothing listens (a test ping fails at once).
+  app = await buildTestApp({
+    env: { JIM_INFRASTRUCTURE_API_KEY: INFRA, METRICS_ENABLED: 'true', WEBHOOK_SECRET_KEY: 'cd'.repeat(32), WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOWED_NETWORKS: '127.0.0.1/32' },
+  });
   await app.listen({ host: '127.0.0.1', port: 0 }); // the event stream never ends: its successes are read over a socket
   dbUrl = (await testDatabase()).url;
   const admin = await seedKey(app, { roleIds: [ADMIN], name: 'm-admin' });
@@ -105,7 +119,20 @@ async function targetRole(): Promise<number> {
   return (await app.services.roles.create(SYSTEM_ACTOR, { name: `m-role-${++roleNames}`, permissions: ['m.read'] })).role.id;
 }
 
+/** A fresh subscription per cell (webhook routes' {id}). */
+async function targetWebhook(): Promise<string> {
+  return (await app.services.webhooks.create({ url: HOOK_URL, eventTypes: ['apikey.expired'] })).webhook.id;
+}
+const HOOK_URL = 'http://127.0.0.1:9/hook';
+
 function payloadFor(method: string, path: string) {
+  if (path.includes('/webhooks')) {
+    if (path.endsWith('/rotate-secret')) return { gracePeriodSeconds: 60 };
+    if (method === 'POST' && path.endsWith('/webhooks')) return { url: HOOK_URL, eventTypes: ['apikey.expired'] };
+    if (method === 'PUT') return { url: HOOK_URL, eventTypes: ['apikey.expired', 'apikey.expiring'] };
+    if (method === 'PATCH') return { description: 'patched' };
+    return undefined;
+  }
   if (path.endsWith('/verify')) return { key: 'not-a-key' };
   if (path.endsWith('/revoke')) return { keys: ['not-a-key'] };
   if (path.endsWith('/rotate')) return { gracePeriodSeconds: 60 };
@@ -140,7 +167,7 @@ describe('every route × every caller', () => {
     for (const route of ROUTES) {
       expect(route.cells, route.path).toHaveLength(CALLERS.length);
       for (const [i, caller] of CALLERS.entries()) {
-        const id = route.path.includes('/roles/{id}') ? String(await targetRole()) : (await target()).id;
+        const id = route.path.includes('/roles/{id}') ? String(await targetRole()) : route.path.includes('/webhooks/{id}') ? await targetWebhook() : (await target()).id;
         let url = route.path.replace('{id}', id).replace('{version}', '1');
         if (url.endsWith('/compare')) url += '?fromVersion=1&toVersion=1';
         const payload = payloadFor(route.method, route.path);

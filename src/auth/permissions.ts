@@ -10,6 +10,8 @@ export const PERMISSIONS = [
   'metrics.read',
   'roles.read',
   'roles.write',
+  'webhooks.read',
+  'webhooks.write',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
@@ -40,7 +42,7 @@ export function isPermissionName(p: string): boolean {
 
 /** The rule a permission name must follow, as a phrase for error messages. */
 export const PERMISSION_NAME_RULE =
-  'must be lower-case words (a letter, then letters, digits, - or _) joined by dots, at least two (orders.read), optionally ending in .* for every name below (orders.*), or * for every permission; at most 100 characters; under apikeys., audit., metrics. and roles. only keyward\'s own (apikeys.read, apikeys.write, apikeys.verify, audit.read, metrics.read, roles.read, roles.write) or the namespace\'s .*';
+  'must be lower-case words (a letter, then letters, digits, - or _) joined by dots, at least two (orders.read), optionally ending in .* for every name below (orders.*), or * for every permission; at most 100 characters; under apikeys., audit., metrics., roles. and webhooks. only keyward\'s own (apikeys.read, apikeys.write, apikeys.verify, audit.read, metrics.read, roles.read, roles.write, webhooks.read, webhooks.write) or the namespace\'s .*';
 
 /**
  * Whether `holder` grants `p`: `*`, `p` itself, or a wildcard above it (`orders.*` for

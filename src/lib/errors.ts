@@ -51,6 +51,7 @@ export const ERROR_CATALOGUE = {
   API_KEY_NOT_FOUND: { status: 404, detail: 'API key not found.' },
   VERSION_NOT_FOUND: { status: 404, detail: 'The key has no such version.' },
   ROLE_NOT_FOUND: { status: 404, detail: 'Role not found.' },
+  WEBHOOK_NOT_FOUND: { status: 404, detail: 'Webhook subscription not found.' },
   METHOD_NOT_ALLOWED: { status: 405, detail: 'This method is not allowed here.' },
   REQUEST_TIMEOUT: { status: 408, detail: 'The request did not arrive in time.' },
   API_KEY_NOT_ROTATABLE: {
@@ -80,6 +81,10 @@ export const ERROR_CATALOGUE = {
   INTERNAL_ERROR: { status: 500, detail: 'An unexpected error occurred.' },
   SERVICE_UNAVAILABLE: { status: 503, detail: 'The database is unavailable; retry shortly.', retryAfter: 2 },
   DATABASE_UNAVAILABLE: { status: 503, detail: 'The database did not answer in time.', retryAfter: 5 },
+  WEBHOOKS_NOT_CONFIGURED: {
+    status: 503,
+    detail: 'Webhooks are off on this server: it has no WEBHOOK_SECRET_KEY to encrypt their signing secrets with (set it to 32 random bytes, e.g. openssl rand -base64 32, and restart).',
+  },
   OVERLOADED: { status: 503, detail: 'Too many key verifications are in progress; retry shortly.', retryAfter: 1 },
   SHUTTING_DOWN: { status: 503, detail: 'The server is shutting down; retry on another instance.', retryAfter: 1 },
 } as const satisfies Record<string, Entry>;

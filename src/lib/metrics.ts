@@ -20,6 +20,10 @@ export interface Metrics {
   cacheLookup(hit: boolean): void;
   argon2(op: 'hash' | 'verify', seconds: number): void;
   rateLimited(scope: 'key' | 'ip' | 'prefix' | 'revoke'): void;
+  /** One webhook delivery attempt: delivered, failed with a retry to come, or failed for good. */
+  webhookAttempt(outcome: 'succeeded' | 'retrying' | 'failed', seconds: number): void;
+  /** One scheduler tick: this instance acted, another held the lock, or it failed. */
+  schedulerRun(outcome: 'acted' | 'skipped' | 'failed', actions?: { expiring: number; expired: number; disabledIdle: number }): void;
   observe(sources: GaugeSources): void;
 }
 
@@ -31,6 +35,8 @@ export const NO_METRICS: Metrics = {
   cacheLookup: noop,
   argon2: noop,
   rateLimited: noop,
+  webhookAttempt: noop,
+  schedulerRun: noop,
   observe: noop,
 };
 
@@ -77,7 +83,31 @@ export function createMetrics(): Metrics {
     labelNames: ['scope'] as const,
     registers,
   });
+  const webhookAttempts = new Histogram({
+    name: 'keyward_webhook_attempt_duration_seconds',
+    help: 'Webhook delivery attempts by outcome (succeeded, retrying: failed with a retry scheduled, failed: no retry left), and how long each took.',
+    labelNames: ['outcome'] as const,
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers,
+  });
+  const schedulerRuns = new Counter({
+    name: 'keyward_scheduler_runs_total',
+    help: 'Policy scheduler ticks on this instance: acted (it held the lock), skipped (another instance did), failed.',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
+  const schedulerActions = new Counter({
+    name: 'keyward_scheduler_actions_total',
+    help: 'What the policy scheduler did on this instance: expiry warnings and expired notices recorded, idle keys disabled.',
+    labelNames: ['action'] as const,
+    registers,
+  });
+  const schedulerLast = new Gauge({ name: 'keyward_scheduler_last_run_timestamp_seconds', help: 'When this instance last ran the policies (acted or skipped).', registers });
+
   // Every label combination starts at zero, so rate() works from the first scrape.
+  for (const outcome of ['succeeded', 'retrying', 'failed'] as const) webhookAttempts.zero({ outcome });
+  for (const outcome of ['acted', 'skipped', 'failed'] as const) schedulerRuns.inc({ outcome }, 0);
+  for (const action of ['expiring', 'expired', 'disabled_idle'] as const) schedulerActions.inc({ action }, 0);
   for (const scope of ['key', 'ip', 'prefix', 'revoke'] as const) rejections.inc({ scope }, 0);
   for (const op of ['hash', 'verify'] as const) argon2.zero({ op });
 
@@ -107,6 +137,16 @@ export function createMetrics(): Metrics {
     cacheLookup: (hit) => (hit ? cacheHits.inc() : cacheMisses.inc()),
     argon2: (op, seconds) => argon2.observe({ op }, seconds),
     rateLimited: (scope) => rejections.inc({ scope }),
+    webhookAttempt: (outcome, seconds) => webhookAttempts.observe({ outcome }, seconds),
+    schedulerRun(outcome, actions) {
+      schedulerRuns.inc({ outcome });
+      if (outcome !== 'failed') schedulerLast.set(Date.now() / 1000);
+      if (actions) {
+        schedulerActions.inc({ action: 'expiring' }, actions.expiring);
+        schedulerActions.inc({ action: 'expired' }, actions.expired);
+        schedulerActions.inc({ action: 'disabled_idle' }, actions.disabledIdle);
+      }
+    },
     observe(sources) {
       const gauge = (name: string, help: string, read: (g: Gauge) => void, labelNames: string[] = []) =>
         new Gauge({

@@ -5,6 +5,7 @@ import fp from 'fastify-plugin';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import { addCommonErrors, addProblemExamples, optionalBodies, tidyOpenApi } from '../lib/openapi-tidy.js';
 import { PRODUCT, VERSION } from '../lib/version.js';
+import { addWebhookDocs } from '../webhooks/openapi.js';
 
 export const OPENAPI_INFO = {
   title: PRODUCT,
@@ -60,12 +61,13 @@ async function openapiPlugin(app: FastifyInstance) {
         { name: 'roles', description: 'Roles: built-in, and your own with application permissions (orders.read, orders.*)' },
         { name: 'verify', description: 'Service-to-service: verify the key a caller presented to another service, and stream key changes to its cache' },
         { name: 'audit', description: 'Failed authentications' },
+        { name: 'webhooks', description: 'Webhook subscriptions (Standard Webhooks): key events, expiry warnings and idle keys delivered, signed, to your systems' },
         { name: 'health', description: 'Service health' },
       ],
     },
     transform: jsonSchemaTransform,
     transformObject: (input) =>
-      addProblemExamples(addCommonErrors(optionalBodies(tidyOpenApi(jsonSchemaTransformObject(input) as Parameters<typeof tidyOpenApi>[0])))) as never,
+      addWebhookDocs(addProblemExamples(addCommonErrors(optionalBodies(tidyOpenApi(jsonSchemaTransformObject(input) as Parameters<typeof tidyOpenApi>[0]))))) as never,
   });
   // A scope of its own, so the headers reach every /docs reply, static files included (the
   // plugin's own route hooks do not cover those).

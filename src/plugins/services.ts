@@ -18,6 +18,12 @@ import { createRoleService, type RoleService } from '../services/roles.js';
 import { createSecurityEventRecorder, type SecurityEventRecorder } from '../services/security-events.js';
 import { createLastUsedRecorder, type LastUsedRecorder } from '../services/last-used.js';
 import { createVerifyEventHub, type VerifyEventHub } from '../services/verify-events.js';
+import { createScheduler, type Scheduler } from '../policies/scheduler.js';
+import { systemResolver, type Resolver } from '../webhooks/address-guard.js';
+import { createDispatcher, type Dispatcher } from '../webhooks/dispatcher.js';
+import { createSecretBox } from '../webhooks/secret-box.js';
+import { createWebhookService, type WebhookService } from '../webhooks/service.js';
+import { createWebhookStore } from '../webhooks/store.js';
 
 export interface Services {
   hasher: KeyHasher;
@@ -36,6 +42,20 @@ export interface Services {
   listener: KeyEventListener;
   /** The verify event stream's subscribers (services that cache verifications). */
   verifyEvents: VerifyEventHub;
+  webhooks: WebhookService;
+  /** Sends what the outbox holds; null while webhooks are off (no WEBHOOK_SECRET_KEY). */
+  dispatcher: Dispatcher | null;
+  /** Expiry warnings, idle keys, pruning: every instance ticks, one acts. */
+  scheduler: Scheduler;
+}
+
+export interface ServiceOptions {
+  config: Config;
+  hasher?: KeyHasher;
+  /** The policies' "now" (tests move it days ahead). */
+  clock?: () => Date;
+  /** How webhook hosts resolve (tests point names at chosen addresses). */
+  resolve?: Resolver;
 }
 
 declare module 'fastify' {
@@ -44,7 +64,7 @@ declare module 'fastify' {
   }
 }
 
-async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hasher?: KeyHasher }) {
+async function servicesPlugin(app: FastifyInstance, opts: ServiceOptions) {
   const { prisma, log } = app;
   const { config } = opts;
   const hasher = instrumentHasher(opts.hasher ?? createKeyHasher(config.argon2), app.metrics);
@@ -67,7 +87,11 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
    * other instance confirmed it applied them too (peer-acks.ts).
    */
   const onChanged = (keyId: string, op: KeyEventOp, seq?: number): Promise<void> | void => {
-    if (op === 'create') return cache.keyCreated();
+    if (op === 'create') {
+      dispatcher?.wake();
+      return cache.keyCreated();
+    }
+    dispatcher?.wake(); // its change may have queued webhook deliveries
     cache.invalidateKey(keyId, op === 'delete');
     const sent = verifyEvents.keyChanged(keyId);
     return seq === undefined ? sent : Promise.all([sent, listener.confirmed([seq])]).then(() => {});
@@ -104,7 +128,43 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
     writeTimeoutMs: Math.max(50, Math.floor(config.db.queryTimeoutMs * 0.8)),
     cursorKey,
   });
-  app.decorate('services', { hasher, keys, roles, history, auth, lastUsed, cache, health: createHealthCheck(prisma), verifications, listener, securityEvents, cursorKey, verifyEvents });
+  const outbound = { allowHttp: config.webhooks.allowHttp, allowedNetworks: config.webhooks.allowedNetworks };
+  const resolve = opts.resolve ?? systemResolver;
+  const box = config.webhooks.secretKey ? createSecretBox(config.webhooks.secretKey) : null;
+  const dispatcher: Dispatcher | null = box
+    ? createDispatcher({
+        store: createWebhookStore(prisma),
+        box,
+        policy: outbound,
+        resolve,
+        instanceId,
+        log,
+        metrics: app.metrics,
+        timeoutMs: config.webhooks.timeoutMs,
+        retryScheduleMs: config.webhooks.retryScheduleMs,
+        disableAfterMs: config.webhooks.disableAfterMs,
+        pollMs: config.webhooks.pollMs,
+        concurrency: config.webhooks.concurrency,
+      })
+    : null;
+  const webhooks = createWebhookService({ prisma, box, dispatcher, policy: outbound, resolve, cursorKey });
+  const scheduler = createScheduler({
+    prisma,
+    directUrl: app.database.directUrl,
+    keys: keyStore,
+    keyService: keys,
+    log,
+    metrics: app.metrics,
+    clock: opts.clock ?? (() => new Date()),
+    expiryLeadsMs: config.policies.expiryLeadsMs,
+    idleDisableDays: config.policies.idleDisableDays,
+    intervalMs: config.policies.intervalMs,
+    retentionDays: config.webhooks.retentionDays,
+    connectTimeoutMs: config.timeouts.dbConnectMs,
+    flushLastUsed: () => lastUsed.flush(),
+    onEvents: () => dispatcher?.wake(),
+  });
+  app.decorate('services', { hasher, keys, roles, history, auth, lastUsed, cache, health: createHealthCheck(prisma), verifications, listener, securityEvents, cursorKey, verifyEvents, webhooks, dispatcher, scheduler });
 
   await listener.start();
   app.addHook('onClose', () => listener.stop());
@@ -114,6 +174,13 @@ async function servicesPlugin(app: FastifyInstance, opts: { config: Config; hash
   app.onFlush('lastUsedAt', () => lastUsed.stop());
   securityEvents.start();
   app.onFlush('securityEvents', () => securityEvents.stop());
+  // Attempts in flight get a few seconds; one cut off is retried (by any instance) when its lease runs out.
+  if (dispatcher) {
+    dispatcher.start();
+    app.onFlush('webhooks', () => dispatcher.stop(Math.min(5_000, config.timeouts.shutdownMs / 2)));
+  }
+  scheduler.start();
+  app.onFlush('scheduler', () => scheduler.stop());
 
   await bootstrapInfrastructureKey({ secret: opts.config.infrastructureKey, prisma, hasher, keys, log });
   // A hint only: it never delays a start longer than a health check would wait, and never fails one.

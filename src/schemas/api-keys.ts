@@ -218,7 +218,7 @@ export const deleteQuery = z.strictObject({ changeReason: changeReason.unwrap().
 
 export const roleRef = z.object({ id: z.number().int(), name: z.string() }).meta({ id: 'RoleRef' });
 
-const EXAMPLE_KEY = {
+export const EXAMPLE_KEY = {
   id: '0b9f8c3e-6d2a-4f1b-9a7e-2c5d8e1f4a6b',
   name: 'ci-deploy',
   description: 'Deploys from CI',

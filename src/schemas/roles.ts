@@ -24,7 +24,7 @@ export const permissionList = z
     });
   })
   .describe(
-    'Permission names: keyward\'s own (apikeys.read, apikeys.write, apikeys.verify, audit.read, metrics.read, roles.read, roles.write) or your application\'s — lower-case words joined by dots (orders.read, billing.invoices.write); a trailing `.*` grants every name below it (orders.*); `*` grants everything. You can only grant what your own key holds.',
+    'Permission names: keyward\'s own (apikeys.read, apikeys.write, apikeys.verify, audit.read, metrics.read, roles.read, roles.write, webhooks.read, webhooks.write) or your application\'s — lower-case words joined by dots (orders.read, billing.invoices.write); a trailing `.*` grants every name below it (orders.*); `*` grants everything. You can only grant what your own key holds.',
   );
 
 const EXAMPLE_ROLE = {

@@ -18,6 +18,8 @@ import { createCursorKeyLoader } from './cursor-key.js';
 import { disabledByAfter, requireCovered, requireExpiryWithin, requireMayEnable, SYSTEM_ACTOR, type Actor } from './escalation-guard.js';
 import { matchesIfMatch } from './etag.js';
 import { pageOf, wildcardToLike } from './paging.js';
+import { EVENT_OF_OPERATION, type KeyEventType } from '../webhooks/events.js';
+import { recordEvent } from '../webhooks/outbox.js';
 
 export { SYSTEM_ACTOR, type Actor };
 
@@ -84,14 +86,26 @@ export function createApiKeyService(deps: {
 
   /**
    * History versions are their own 1, 2, 3… per key (the row version may also move for changes
-   * made outside keyward). The key's row is locked, so this read-then-insert cannot race.
+   * made outside keyward). The key's row is locked, so this read-then-insert cannot race. The
+   * change's webhook event goes into the outbox in the same transaction.
    */
-  async function writeHistory(tx: Tx, keyId: string, operation: string, actor: Actor, reason: string | null | undefined, view: ApiKeyView) {
+  async function writeHistory(
+    tx: Tx,
+    keyId: string,
+    operation: string,
+    actor: Actor,
+    reason: string | null | undefined,
+    view: ApiKeyView,
+    event: { type?: KeyEventType; extra?: Record<string, unknown> } = {},
+  ) {
     const last = await tx.apiKeyChange.aggregate({ where: { apiKeyId: keyId }, _max: { version: true } });
+    const version = (last._max.version ?? 0) + 1;
+    const actorOut = { type: actor.type, id: actor.id, name: actor.name };
+    await recordEvent(tx, event.type ?? EVENT_OF_OPERATION[operation], now(), { key: view, actor: actorOut, changeReason: reason ?? null, historyVersion: version, ...event.extra });
     await tx.apiKeyChange.create({
       data: {
         apiKeyId: keyId,
-        version: (last._max.version ?? 0) + 1,
+        version,
         operation,
         actorType: actor.type,
         actorId: actor.id,
@@ -137,6 +151,22 @@ export function createApiKeyService(deps: {
   }
 
   const expiry = (v: string | null | undefined) => (v ? new Date(v) : null);
+
+  /** Disables the locked key on nobody's behalf: whoever may change it may enable it again (apikeys.write, and what it holds). */
+  const disable = (tx: Tx, current: StoredKey, at: Date) =>
+    store.update(tx, current.id, {
+      name: current.name,
+      description: current.description,
+      roleIds: current.roles.map((r) => r.id),
+      isEnabled: false,
+      disabledBy: listPermissions(new Set([...permissionsOf(current), 'apikeys.write'])),
+      expiresAt: current.expiresAt,
+      metadata: current.metadata,
+      allowedCidrs: current.allowedCidrs,
+      rateLimit: rateLimitOf(current),
+      version: current.version + 1,
+      at,
+    });
 
   /** The fields keyward adds beyond JIM's: each absent one stays as it is (PUT and PATCH alike). */
   const beyondJim = (input: PatchInput, current: StoredKey): Pick<Change, 'metadata' | 'allowedCidrs' | 'rateLimit'> => ({
@@ -296,26 +326,38 @@ export function createApiKeyService(deps: {
         let row: StoredKey;
         if (which === 'current') {
           if (!current.isEnabled) return null;
-          row = await store.update(tx, keyId, {
-            name: current.name,
-            description: current.description,
-            roleIds: current.roles.map((r) => r.id),
-            isEnabled: false,
-            // Whoever may change the key may enable it again (apikeys.write, and what the key holds).
-            disabledBy: listPermissions(new Set([...permissionsOf(current), 'apikeys.write'])),
-            expiresAt: current.expiresAt,
-            metadata: current.metadata,
-            allowedCidrs: current.allowedCidrs,
-            rateLimit: rateLimitOf(current),
-            version: current.version + 1,
-            at,
-          });
+          row = await disable(tx, current, at);
         } else {
           row = await store.endGrace(tx, keyId, { version: current.version + 1, at });
         }
         await writeHistory(tx, keyId, 'revoke', REVOCATION_ACTOR, reason, toView(row, at.getTime()));
         const seq = await announce(tx, keyId, 'update');
         return { seq };
+      });
+      if (!done) return false;
+      await changed(keyId, 'update', done.seq);
+      return true;
+    },
+
+    /**
+     * The idle-key policy: disables the key if, under its lock, it is still enabled, not the
+     * infrastructure key, and unused (or, never used, created) before `cutoff`. Returns whether it did.
+     */
+    async disableIdle(keyId: string, policy: { days: number; cutoff: Date }): Promise<boolean> {
+      const done = await prisma.$transaction(async (tx) => {
+        await markOwnWrite(tx);
+        const current = await store.lock(tx, keyId);
+        if (!current || !current.isEnabled || current.isInfrastructureKey) return null;
+        const lastUse = current.lastUsedAt ?? current.createdAt;
+        if (lastUse.getTime() > policy.cutoff.getTime()) return null;
+        const at = now();
+        const row = await disable(tx, current, at);
+        const reason = `Disabled by the idle-key policy (IDLE_KEY_DISABLE_DAYS=${policy.days}): ${current.lastUsedAt ? `last used ${current.lastUsedAt.toISOString()}` : `never used since its creation on ${current.createdAt.toISOString()}`}`;
+        await writeHistory(tx, keyId, 'update', SYSTEM_ACTOR, reason, toView(row, at.getTime()), {
+          type: 'apikey.disabled_idle',
+          extra: { idleDays: policy.days, lastUsedAt: current.lastUsedAt?.toISOString() ?? null },
+        });
+        return { seq: await announce(tx, keyId, 'update') };
       });
       if (!done) return false;
       await changed(keyId, 'update', done.seq);

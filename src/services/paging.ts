@@ -15,6 +15,7 @@ export const CURSOR_KINDS = {
   history: { kind: 2, position: z.tuple([z.guid(), z.number().int().positive()]) },
   securityEvents: { kind: 3, position: z.tuple([z.iso.datetime(), z.string().regex(/^\d+$/)]) },
   roleHistory: { kind: 4, position: z.tuple([z.number().int().positive(), z.number().int().positive()]) },
+  webhookDeliveries: { kind: 5, position: z.tuple([z.guid(), z.iso.datetime(), z.guid()]) },
 } as const;
 type Kinds = typeof CURSOR_KINDS;
 export type Position<K extends keyof Kinds> = z.infer<Kinds[K]['position']>;

@@ -73,6 +73,8 @@ export async function buildTestApp(
   const app = await buildApp(testConfig(opts.env, url), {
     logStream: opts.logStream,
     hasher: opts.hasher,
+    clock: opts.clock,
+    resolve: opts.resolve,
     onRoute: (route) => {
       const schema = route.schema as { security?: unknown[]; hide?: boolean } | undefined;
       const hooks = [route.onRequest ?? []].flat() as Array<{ [AUTHORIZES]?: string }>;

@@ -1,0 +1,153 @@
+// The webhook tables' SQL: subscriptions, and the deliveries each instance claims, attempts and
+// settles. Claims use FOR UPDATE SKIP LOCKED and a lease (locked_until): instances never take the
+// same delivery, and one whose instance died is taken again once its lease runs out.
+import type { PrismaClient } from '../generated/prisma/client.js';
+
+export interface WebhookRow {
+  id: string;
+  url: string;
+  description: string | null;
+  eventTypes: string[];
+  isEnabled: boolean;
+  disabledReason: string | null;
+  secretCiphertext: string;
+  previousSecretCiphertext: string | null;
+  previousSecretExpiresAt: Date | null;
+  failingSince: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface ClaimedDelivery {
+  id: string;
+  webhookId: string;
+  eventId: string;
+  eventType: string;
+  payload: string;
+  /** This attempt's number (1 for the first). */
+  attempt: number;
+  createdAt: Date;
+  url: string;
+  secretCiphertext: string;
+  previousSecretCiphertext: string | null;
+  previousSecretExpiresAt: Date | null;
+}
+
+export interface AttemptRecord {
+  number: number;
+  startedAt: Date;
+  durationMs: number;
+  statusCode: number | null;
+  error: string | null;
+  responseBody: string | null;
+}
+
+export function createWebhookStore(prisma: PrismaClient) {
+  return {
+    /**
+     * Takes up to `limit` due deliveries of enabled subscriptions for `instanceId`, each for
+     * `leaseMs`; their attempt count moves now, so an attempt cut off by a crash still counts.
+     */
+    async claimDue(instanceId: string, limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
+      const rows = await prisma.$queryRaw<
+        Array<{ id: string; webhook_id: string; event_id: string; attempt_count: number; created_at: Date }>
+      >`
+        UPDATE webhook_deliveries d
+           SET locked_until = now() + make_interval(secs => ${leaseMs / 1000}), locked_by = ${instanceId}, attempt_count = d.attempt_count + 1
+         WHERE d.id IN (
+           SELECT d2.id FROM webhook_deliveries d2 JOIN webhooks w ON w.id = d2.webhook_id
+            WHERE d2.status = 'pending' AND d2.next_attempt_at <= now() AND w.is_enabled
+              AND (d2.locked_until IS NULL OR d2.locked_until < now())
+            ORDER BY d2.next_attempt_at
+            LIMIT ${limit}
+            FOR UPDATE OF d2 SKIP LOCKED)
+        RETURNING d.id, d.webhook_id, d.event_id, d.attempt_count, d.created_at`;
+      return this.details(rows);
+    },
+
+    /** Claims one delivery (the test ping) for `instanceId`. */
+    async claimOne(instanceId: string, deliveryId: string, leaseMs: number): Promise<ClaimedDelivery | null> {
+      const rows = await prisma.$queryRaw<Array<{ id: string; webhook_id: string; event_id: string; attempt_count: number; created_at: Date }>>`
+        UPDATE webhook_deliveries d
+           SET locked_until = now() + make_interval(secs => ${leaseMs / 1000}), locked_by = ${instanceId}, attempt_count = d.attempt_count + 1
+         WHERE d.id = ${deliveryId}::uuid AND d.status = 'pending' AND (d.locked_until IS NULL OR d.locked_until < now())
+        RETURNING d.id, d.webhook_id, d.event_id, d.attempt_count, d.created_at`;
+      return (await this.details(rows))[0] ?? null;
+    },
+
+    async details(rows: Array<{ id: string; webhook_id: string; event_id: string; attempt_count: number; created_at: Date }>): Promise<ClaimedDelivery[]> {
+      if (!rows.length) return [];
+      const events = await prisma.webhookEvent.findMany({ where: { id: { in: rows.map((r) => r.event_id) } } });
+      const hooks = await prisma.webhook.findMany({ where: { id: { in: [...new Set(rows.map((r) => r.webhook_id))] } } });
+      return rows.flatMap((r) => {
+        const e = events.find((x) => x.id === r.event_id);
+        const w = hooks.find((x) => x.id === r.webhook_id);
+        if (!e || !w) return [];
+        return [
+          {
+            id: r.id,
+            webhookId: r.webhook_id,
+            eventId: r.event_id,
+            eventType: e.type,
+            payload: e.payload,
+            attempt: r.attempt_count,
+            createdAt: r.created_at,
+            url: w.url,
+            secretCiphertext: w.secretCiphertext,
+            previousSecretCiphertext: w.previousSecretCiphertext,
+            previousSecretExpiresAt: w.previousSecretExpiresAt,
+          },
+        ];
+      });
+    },
+
+    /**
+     * Records the attempt and settles the delivery: succeeded, failed, or pending again at
+     * `retryInMs` — only while this instance still holds the claim (a slower instance whose
+     * lease ran out must not overwrite the one that took over). Returns false when it lost it.
+     */
+    async settle(
+      instanceId: string,
+      d: ClaimedDelivery,
+      attempt: AttemptRecord,
+      outcome: { status: 'succeeded' | 'failed' } | { status: 'pending'; retryInMs: number },
+    ): Promise<boolean> {
+      return prisma.$transaction(async (tx) => {
+        const retryInMs = outcome.status === 'pending' ? outcome.retryInMs : 0;
+        const n = await tx.$executeRaw`
+          UPDATE webhook_deliveries SET status = ${outcome.status},
+                 next_attempt_at = CASE WHEN ${outcome.status} = 'pending' THEN now() + make_interval(secs => ${retryInMs / 1000}) ELSE next_attempt_at END,
+                 completed_at = CASE WHEN ${outcome.status} = 'pending' THEN NULL ELSE now() END,
+                 locked_until = NULL, locked_by = NULL
+           WHERE id = ${d.id}::uuid AND locked_by = ${instanceId} AND attempt_count = ${d.attempt}`;
+        await tx.$executeRaw`
+          INSERT INTO webhook_attempts (delivery_id, number, started_at, duration_ms, status_code, error, response_body, instance_id)
+          VALUES (${d.id}::uuid, ${attempt.number}, ${attempt.startedAt}, ${attempt.durationMs}, ${attempt.statusCode}, ${attempt.error}, ${attempt.responseBody}, ${instanceId})
+          ON CONFLICT (delivery_id, number) DO NOTHING`;
+        return n === 1;
+      });
+    },
+
+    /** After an attempt: a success clears the failing streak; a failure starts one (or keeps it). Returns since when it fails. */
+    async noteOutcome(webhookId: string, ok: boolean): Promise<Date | null> {
+      const rows = ok
+        ? await prisma.$queryRaw<Array<{ failing_since: Date | null }>>`UPDATE webhooks SET failing_since = NULL WHERE id = ${webhookId}::uuid AND failing_since IS NOT NULL RETURNING failing_since`
+        : await prisma.$queryRaw<Array<{ failing_since: Date | null }>>`UPDATE webhooks SET failing_since = coalesce(failing_since, now()) WHERE id = ${webhookId}::uuid RETURNING failing_since`;
+      return ok ? null : (rows[0]?.failing_since ?? null);
+    },
+
+    /** Disables a subscription on keyward's own account; returns whether it was enabled. */
+    async disableFor(webhookId: string, reason: string): Promise<boolean> {
+      const n = await prisma.$executeRaw`UPDATE webhooks SET is_enabled = false, disabled_reason = ${reason}, updated_at = now() WHERE id = ${webhookId}::uuid AND is_enabled`;
+      return n === 1;
+    },
+
+    /** Events past the retention, with their deliveries and attempts (cascade). */
+    async prune(retentionDays: number): Promise<number> {
+      return prisma.$executeRaw`DELETE FROM webhook_events WHERE occurred_at < now() - make_interval(days => ${retentionDays})
+        AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id AND d.status = 'pending')`;
+    },
+  };
+}
+
+export type WebhookStore = ReturnType<typeof createWebhookStore>;
