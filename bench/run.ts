@@ -17,6 +17,7 @@ import { listStatement } from '../src/store/api-keys.js';
 import { autocannon, flood, pinning, query, startServer, stopChildren, type FloodResult } from './support.js';
 import { benchCapacity } from './capacity.js';
 import { benchVerify } from './verify.js';
+import { benchWebhooks } from './webhooks.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -315,6 +316,11 @@ async function main() {
     if (runs(7)) {
       // 7: service-to-service verification (bench/verify.ts): the verify endpoint, a consumer's cached check, revocation reaching it.
       await benchVerify({ base: a.base, infra, env, api, report, rounds: Math.max(3, Math.min(ROUNDS * 2, 7)), seconds: CPU_SECONDS, connections: CONNECTIONS });
+    }
+
+    if (runs(9)) {
+      // 9: webhooks (bench/webhooks.ts): the outbox's cost on a change, commit to arrival, throughput.
+      await benchWebhooks({ env, infra, api, report });
     }
 
     if (runs(8)) {

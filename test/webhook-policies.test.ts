@@ -155,12 +155,20 @@ describe('the idle-key policy', () => {
     expect(state.filter((k) => k.name !== 'pol-used' && k.name !== 'pol-off').every((k) => k.is_enabled)).toBe(true); // the infrastructure key
     expect(about(off.id, 'apikey.disabled_idle')).toHaveLength(0); // already disabled: nothing to do
 
-    // An operator enables it again: it is not disabled again until it has been idle anew.
+    // An operator enables it again: it is not disabled again until it has been idle anew, counted from then.
+    await sql(url, "UPDATE api_keys SET enabled_at = NULL WHERE id = $1", [idle.id]);
     const enabled = await app.inject({ method: 'PATCH', url: `/api/v1/apikeys/${idle.id}`, headers: { ...admin, 'content-type': 'application/json' }, payload: { isEnabled: true } });
     expect(enabled.statusCode).toBe(200);
-    await sql(url, "UPDATE api_keys SET last_used_at = now() + interval '30 days' WHERE id = $1", [idle.id]);
+    // The re-enabling happened (real clock) "now"; move it to the policies' clock, 31 days ahead.
+    await sql(url, "UPDATE api_keys SET enabled_at = now() + interval '31 days' WHERE id = $1 AND enabled_at IS NOT NULL", [idle.id]);
     await tick(other);
     expect(about(idle.id, 'apikey.disabled_idle')).toHaveLength(1);
+    at(61 * DAY);
+    await tick(other);
+    expect((await sql<{ is_enabled: boolean }>(url, 'SELECT is_enabled FROM api_keys WHERE id = $1', [idle.id]))[0].is_enabled).toBe(true); // 30 days since: not yet
+    at(62.5 * DAY);
+    await tick();
+    await until(() => about(idle.id, 'apikey.disabled_idle').length === 2, 5_000);
   });
 });
 

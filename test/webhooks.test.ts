@@ -292,6 +292,22 @@ describe('delivery', () => {
     await remove(hook.id);
   });
 
+  it('records an answer holding NUL bytes (binary), and an attempt whose subscription was deleted meanwhile, without an error', async () => {
+    const hook = await subscribe(['apikey.created']);
+    rx.answer = () => ({ status: 200, body: 'ok\u0000\u0000binary' });
+    await seedKey(app, { name: 'wh-binary' });
+    await until(async () => (await deliveries(hook.id))[0]?.status === 'succeeded', 10_000);
+    expect((await deliveries(hook.id))[0].attempts[0].responseBody).toBe('ok\uFFFD\uFFFDbinary');
+
+    rx.answer = () => 'hang';
+    const before = logs.length;
+    await seedKey(app, { name: 'wh-deleted-meanwhile' });
+    await until(() => rx.received.some((r) => r.verified?.data?.key?.name === 'wh-deleted-meanwhile'), 10_000);
+    await remove(hook.id);
+    await new Promise((r) => setTimeout(r, 1_300)); // the attempt times out (1 s) and is settled
+    expect(logs.slice(before).join('')).not.toMatch(/could not be recorded|"level":50/);
+  });
+
   it('signs with both secrets during a secret rotation, with the new one alone after', async () => {
     const hook = await subscribe(['apikey.created']);
     const old = hook.secret;

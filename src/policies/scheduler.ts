@@ -50,6 +50,7 @@ export function createScheduler(o: SchedulerOptions) {
   const { prisma } = o;
   let timer: NodeJS.Timeout | null = null;
   let current: Promise<unknown> | null = null;
+  let stopping = false;
   /** An expired notice is sent for keys that expired at most this long ago (not for ones long dead when this began). */
   const expiredLookbackMs = Math.max(DAY_MS, o.expiryLeadsMs[0] ?? 0);
 
@@ -85,6 +86,7 @@ export function createScheduler(o: SchedulerOptions) {
        ORDER BY k.expires_at LIMIT ${BATCH}`;
     let sent = 0;
     for (const k of due) {
+      if (stopping) break;
       const kinds = leads.filter((l) => l >= k.lead).sort((a, b) => a - b).map((l) => `expiring:${l}`);
       const ok = await notice(k.id, k.expires_at, kinds, 'apikey.expiring', (now) => ({
         expiresAt: k.expires_at.toISOString(),
@@ -104,7 +106,10 @@ export function createScheduler(o: SchedulerOptions) {
          AND NOT EXISTS (SELECT 1 FROM key_notices n WHERE n.api_key_id = k.id AND n.expires_at = k.expires_at AND n.kind = 'expired')
        ORDER BY k.expires_at LIMIT ${BATCH}`;
     let sent = 0;
-    for (const k of due) if (await notice(k.id, k.expires_at, ['expired'], 'apikey.expired', () => ({ expiredAt: k.expires_at.toISOString() }))) sent++;
+    for (const k of due) {
+      if (stopping) break;
+      if (await notice(k.id, k.expires_at, ['expired'], 'apikey.expired', () => ({ expiredAt: k.expires_at.toISOString() }))) sent++;
+    }
     return sent;
   }
 
@@ -115,10 +120,13 @@ export function createScheduler(o: SchedulerOptions) {
     const cutoff = new Date(at.getTime() - days * DAY_MS);
     const due = await prisma.$queryRaw<Array<{ id: string }>>`
       SELECT id FROM api_keys
-       WHERE is_enabled AND NOT is_infrastructure_key AND coalesce(last_used_at, created_at) <= ${cutoff}
-       ORDER BY coalesce(last_used_at, created_at) LIMIT ${BATCH}`;
+       WHERE is_enabled AND NOT is_infrastructure_key AND greatest(created_at, last_used_at, enabled_at) <= ${cutoff}
+       ORDER BY greatest(created_at, last_used_at, enabled_at) LIMIT ${BATCH}`;
     let disabled = 0;
-    for (const k of due) if (await o.keyService.disableIdle(k.id, { days, cutoff })) disabled++;
+    for (const k of due) {
+      if (stopping) break;
+      if (await o.keyService.disableIdle(k.id, { days, cutoff })) disabled++;
+    }
     return disabled;
   }
 
@@ -131,7 +139,7 @@ export function createScheduler(o: SchedulerOptions) {
 
   /** One tick: acts if it gets the lock, else leaves it to the instance that holds it. */
   async function runOnce(): Promise<TickResult> {
-    const client = new pg.Client({ connectionString: o.directUrl, connectionTimeoutMillis: o.connectTimeoutMs });
+    const client = new pg.Client({ connectionString: o.directUrl, connectionTimeoutMillis: o.connectTimeoutMs, query_timeout: o.connectTimeoutMs, keepAlive: true });
     client.on('error', () => {}); // a lost connection ends the tick's lock; the tick's own queries report it
     await client.connect();
     try {
@@ -180,7 +188,9 @@ export function createScheduler(o: SchedulerOptions) {
     start() {
       if (!timer) next();
     },
+    /** No new tick; the one running stops between keys. */
     async stop() {
+      stopping = true;
       if (timer) clearTimeout(timer);
       timer = null;
       await current;

@@ -135,11 +135,13 @@ export function createApiKeyService(deps: {
       const widens = !covers(currentPerms, targetPerms) || (!current.isEnabled && target.isEnabled);
       requireExpiryWithin(actor, current.expiresAt, target.expiresAt, widens);
       requireMayEnable(actor, current, target.isEnabled);
+      const at = now();
       const row = await store.update(tx, id, {
         ...target,
         disabledBy: disabledByAfter(actor, current.isEnabled, current.disabledBy, target.isEnabled),
         version: current.version + 1,
-        at: now(),
+        at,
+        ...(!current.isEnabled && target.isEnabled ? { enabledAt: at } : {}),
       });
       const view = toView(row, now().getTime());
       await writeHistory(tx, id, 'update', actor, reason, view);
@@ -348,8 +350,9 @@ export function createApiKeyService(deps: {
         await markOwnWrite(tx);
         const current = await store.lock(tx, keyId);
         if (!current || !current.isEnabled || current.isInfrastructureKey) return null;
-        const lastUse = current.lastUsedAt ?? current.createdAt;
-        if (lastUse.getTime() > policy.cutoff.getTime()) return null;
+        // Idle since its last use, its creation, or its last re-enabling, whichever is latest.
+        const since = Math.max(current.createdAt.getTime(), current.lastUsedAt?.getTime() ?? 0, current.enabledAt?.getTime() ?? 0);
+        if (since > policy.cutoff.getTime()) return null;
         const at = now();
         const row = await disable(tx, current, at);
         const reason = `Disabled by the idle-key policy (IDLE_KEY_DISABLE_DAYS=${policy.days}): ${current.lastUsedAt ? `last used ${current.lastUsedAt.toISOString()}` : `never used since its creation on ${current.createdAt.toISOString()}`}`;

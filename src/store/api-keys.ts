@@ -25,6 +25,8 @@ export interface StoredKey {
   updatedAt: Date;
   lastUsedAt: Date | null;
   lastUsedFromIp: string | null;
+  /** When it was last enabled again after being disabled; null: never. */
+  enabledAt: Date | null;
   version: number;
   /** While disabled: the permissions of whoever disabled it (the escalation guard's). */
   disabledBy: string[];
@@ -87,7 +89,7 @@ const iso = (d: Date | null) => (d ? new Date(d).toISOString() : null);
 
 /** The key as the API shows it at `at` (never a hash): the replaced secret's prefix only while its grace period runs. */
 export function toView(
-  key: Omit<StoredKey, 'hash' | 'previousHash' | 'version' | 'disabledBy' | 'roles'> & { roles: Array<{ id: number; name: string }> },
+  key: Omit<StoredKey, 'hash' | 'previousHash' | 'version' | 'disabledBy' | 'roles' | 'enabledAt'> & { roles: Array<{ id: number; name: string }> },
   at: number = Date.now(),
 ): ApiKeyView {
   const grace = graceRunning(key, at);
@@ -311,7 +313,8 @@ export function createKeyStore(prisma: PrismaClient) {
       return fromPrisma(row);
     },
 
-    async update(tx: Tx, id: string, key: KeyWrite & { version: number; at: Date }): Promise<StoredKey> {
+    /** `enabledAt`: set when this change enables a disabled key (the idle-key policy counts from it). */
+    async update(tx: Tx, id: string, key: KeyWrite & { version: number; at: Date; enabledAt?: Date }): Promise<StoredKey> {
       const { roleIds, at, metadata, rateLimit, ...fields } = key;
       const row = await tx.apiKey.update({
         where: { id },

@@ -51,6 +51,12 @@ export function createDispatcher(o: DispatcherOptions) {
   async function attempt(d: ClaimedDelivery): Promise<{ result: AttemptResult; status: 'succeeded' | 'failed' | 'pending'; startedAt: Date }> {
     const startedAt = new Date();
     let result: AttemptResult;
+    if (d.attempt > o.retryScheduleMs.length + 1) {
+      // Claimed more often than the schedule allows: its attempts were cut off (crashes) or could not be recorded.
+      result = { statusCode: null, durationMs: 0, error: `not sent: ${d.attempt - 1} attempts already, none of them settled`, retryAfterMs: null, responseBody: null, forbidden: false };
+      await o.store.settle(o.instanceId, d, { number: d.attempt, startedAt, durationMs: 0, statusCode: null, error: result.error, responseBody: null }, { status: 'failed' });
+      return { result, status: 'failed', startedAt };
+    }
     try {
       const signature = signatureHeader(secretsOf(d), d.eventId, Math.floor(startedAt.getTime() / 1000), d.payload);
       result = await sendAttempt({ url: d.url, id: d.eventId, timestampSeconds: Math.floor(startedAt.getTime() / 1000), body: d.payload, signature }, o);
@@ -68,23 +74,24 @@ export function createDispatcher(o: DispatcherOptions) {
     o.metrics.webhookAttempt(ok ? 'succeeded' : status === 'pending' ? 'retrying' : 'failed', result.durationMs / 1000);
     const fields = { webhookId: d.webhookId, eventId: d.eventId, eventType: d.eventType, attempt: d.attempt, statusCode: result.statusCode, durationMs: result.durationMs };
     if (!held) o.log.warn(fields, 'webhook delivery was taken over by another instance while this one attempted it (its lease ran out)');
+    if (ok) o.log.debug(fields, 'webhook delivered');
+    else o.log.info({ ...fields, error: result.error, next: status === 'pending' ? `in ${retryInMs} ms` : 'none' }, 'webhook attempt failed');
+    if (d.eventType === 'ping') return { result, status, startedAt }; // a test says nothing of the subscription's health
     if (ok) {
-      o.log.debug(fields, 'webhook delivered');
       await o.store.noteOutcome(d.webhookId, true);
       return { result, status, startedAt };
     }
-    o.log.info({ ...fields, error: result.error, next: status === 'pending' ? `in ${retryInMs} ms` : 'none' }, 'webhook attempt failed');
-    if (d.eventType === 'ping') return { result, status, startedAt }; // a test says nothing of the subscription's health
     if (gone) {
       if (await o.store.disableFor(d.webhookId, `Disabled by keyward: the endpoint answered 410 Gone on ${startedAt.toISOString()}.`)) {
         o.log.warn(fields, 'webhook subscription disabled: its endpoint answered 410 Gone');
       }
       return { result, status, startedAt };
     }
-    const since = await o.store.noteOutcome(d.webhookId, false);
-    if (since && Date.now() - since.getTime() >= o.disableAfterMs) {
-      const reason = `Disabled by keyward: every attempt failed since ${since.toISOString()} (longer than WEBHOOK_DISABLE_AFTER); the last: ${result.error}`;
-      if (await o.store.disableFor(d.webhookId, reason)) o.log.warn({ ...fields, failingSince: since.toISOString() }, 'webhook subscription disabled: failing for longer than WEBHOOK_DISABLE_AFTER');
+    const failing = await o.store.noteOutcome(d.webhookId, false);
+    if (failing && failing.forMs >= o.disableAfterMs) {
+      const since = failing.since.toISOString();
+      const reason = `Disabled by keyward: every attempt failed since ${since} (longer than WEBHOOK_DISABLE_AFTER); the last: ${result.error}`;
+      if (await o.store.disableFor(d.webhookId, reason)) o.log.warn({ ...fields, failingSince: since }, 'webhook subscription disabled: failing for longer than WEBHOOK_DISABLE_AFTER');
     }
     return { result, status, startedAt };
   }
@@ -113,6 +120,10 @@ export function createDispatcher(o: DispatcherOptions) {
         const free = o.concurrency - inFlight.size;
         if (free <= 0) break;
         const claimed = await o.store.claimDue(o.instanceId, free, leaseMs);
+        if (!running) {
+          await o.store.release(o.instanceId, claimed.map((d) => d.id)); // stopped meanwhile: another instance (or the next start) sends them
+          break;
+        }
         for (const d of claimed) track(d);
         if (claimed.length === free) again = true; // there may be more
       } while (again && running);
@@ -134,8 +145,9 @@ export function createDispatcher(o: DispatcherOptions) {
   return {
     leaseMs,
     attempt,
-    /** Claims one delivery for this instance (the test ping, sent while its caller waits). */
-    claimOne: (deliveryId: string) => o.store.claimOne(o.instanceId, deliveryId, leaseMs),
+    instanceId: o.instanceId,
+    /** A delivery inserted already claimed by this instance (the test ping, sent while its caller waits). */
+    held: (deliveryId: string) => o.store.held(deliveryId),
     start() {
       if (running) return;
       running = true;
@@ -150,6 +162,7 @@ export function createDispatcher(o: DispatcherOptions) {
     async stop(waitMs: number) {
       running = false;
       if (timer) clearTimeout(timer);
+      while (polling) await new Promise((r) => setTimeout(r, 10)); // a claim under way is given back or tracked
       let cap: NodeJS.Timeout | undefined;
       await Promise.race([Promise.allSettled([...inFlight]), new Promise((r) => (cap = setTimeout(r, waitMs)))]);
       clearTimeout(cap);

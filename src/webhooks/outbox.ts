@@ -26,11 +26,23 @@ export async function recordEvent(tx: Tx, type: EventType, at: Date, data: unkno
   return Number(rows[0]?.n ?? 0);
 }
 
-/** An event for one subscription only, whatever it subscribed to (the test ping); returns the delivery's id. */
-export async function recordEventFor(tx: Tx, webhookId: string, type: EventType, at: Date, data: unknown): Promise<{ deliveryId: string; eventId: string }> {
+/**
+ * An event for one subscription only, whatever it subscribed to (the test ping), its delivery
+ * already claimed by `claim.instanceId` for its first attempt, so no poller takes it from the
+ * caller who waits for it. Returns the delivery's id.
+ */
+export async function recordEventFor(
+  tx: Tx,
+  webhookId: string,
+  type: EventType,
+  at: Date,
+  data: unknown,
+  claim: { instanceId: string; leaseMs: number },
+): Promise<{ deliveryId: string; eventId: string }> {
   const eventId = newEventId(at.getTime());
   const deliveryId = randomUUID();
   await tx.$executeRaw`INSERT INTO webhook_events (id, type, payload, occurred_at) VALUES (${eventId}, ${type}, ${eventBody(type, at, data)}, ${at})`;
-  await tx.$executeRaw`INSERT INTO webhook_deliveries (id, webhook_id, event_id, next_attempt_at) VALUES (${deliveryId}::uuid, ${webhookId}::uuid, ${eventId}, now())`;
+  await tx.$executeRaw`INSERT INTO webhook_deliveries (id, webhook_id, event_id, next_attempt_at, attempt_count, locked_by, locked_until)
+    VALUES (${deliveryId}::uuid, ${webhookId}::uuid, ${eventId}, now(), 1, ${claim.instanceId}, now() + make_interval(secs => ${claim.leaseMs / 1000}))`;
   return { deliveryId, eventId };
 }

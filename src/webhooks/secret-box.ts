@@ -28,7 +28,7 @@ export function createSecretBox(key: Buffer): SecretBox {
       const [version, sealedKeyId, iv, tag, body] = sealed.split(':');
       if (version !== 'v1' || !body) throw new Error('not a sealed webhook secret');
       if (sealedKeyId !== keyId) throw new Error(`sealed under another WEBHOOK_SECRET_KEY (${sealedKeyId}, this server's is ${keyId})`);
-      const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
+      const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'), { authTagLength: 16 });
       decipher.setAAD(Buffer.from(webhookId));
       decipher.setAuthTag(Buffer.from(tag, 'base64url'));
       return Buffer.concat([decipher.update(Buffer.from(body, 'base64url')), decipher.final()]).toString('utf8');

@@ -92,7 +92,8 @@ export async function sendAttempt(message: OutgoingMessage, opts: { policy: Outb
           finished = true;
           clearTimeout(timer);
           const status = res.statusCode ?? 0;
-          const text = Buffer.concat(chunks).toString('utf8').slice(0, RESPONSE_KEPT);
+          // PostgreSQL text holds no NUL: a receiver answering binary must not make its attempt unrecordable.
+          const text = Buffer.concat(chunks).toString('utf8').slice(0, RESPONSE_KEPT).replace(/\0/g, '\uFFFD');
           resolve(
             done({
               statusCode: status,

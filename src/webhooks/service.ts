@@ -74,18 +74,20 @@ export function createWebhookService(deps: {
     const target = next(current);
     if (target.url !== current.url) await requireUrl(target.url);
     const enabling = target.isEnabled && !current.isEnabled;
-    const row = await prisma.webhook.update({
+    const n = await prisma.webhook.updateMany({
       where: { id },
       data: {
         ...target,
-        // Enabled again by a person: the failing streak and keyward's reason start over.
+        // Enabled again by a person, or pointed elsewhere: the failing streak (and keyward's reason) start over.
         ...(enabling ? { disabledReason: null, failingSince: null } : {}),
+        ...(target.url !== current.url ? { failingSince: null } : {}),
         ...(!target.isEnabled && current.isEnabled ? { disabledReason: null } : {}),
         updatedAt: new Date(),
       },
     });
+    if (!n.count) throw new AppError('WEBHOOK_NOT_FOUND'); // deleted meanwhile
     if (enabling) ready().dispatcher.wake();
-    return toWebhookView(row);
+    return toWebhookView(await find(id));
   }
 
   return {
@@ -144,19 +146,16 @@ export function createWebhookService(deps: {
     /** A new secret; the replaced one signs too (a second signature) for `graceSeconds`. */
     async rotateSecret(id: string, graceSeconds = DEFAULT_SECRET_GRACE_SECONDS) {
       const { box } = ready();
-      const current = await find(id);
       const secret = generateSigningSecret();
       const at = Date.now();
-      const row = await prisma.webhook.update({
-        where: { id },
-        data: {
-          secretCiphertext: box.seal(secret, id),
-          previousSecretCiphertext: graceSeconds > 0 ? current.secretCiphertext : null,
-          previousSecretExpiresAt: graceSeconds > 0 ? new Date(at + graceSeconds * 1000) : null,
-          updatedAt: new Date(at),
-        },
-      });
-      return { webhook: toWebhookView(row, at), secret };
+      const until = graceSeconds > 0 ? new Date(at + graceSeconds * 1000) : null;
+      // One statement: the secret replaced is the one in the row now, whatever rotation ran meanwhile.
+      const n = await prisma.$executeRaw`
+        UPDATE webhooks SET previous_secret_ciphertext = CASE WHEN ${until}::timestamptz IS NULL THEN NULL ELSE secret_ciphertext END,
+               previous_secret_expires_at = ${until}::timestamptz, secret_ciphertext = ${box.seal(secret, id)}, updated_at = ${new Date(at)}
+         WHERE id = ${id}::uuid`;
+      if (!n) throw new AppError('WEBHOOK_NOT_FOUND');
+      return { webhook: toWebhookView(await find(id), at), secret };
     },
 
     /** Sends a `ping` to this subscription now (enabled or not) and answers with the delivery as recorded. */
@@ -165,10 +164,10 @@ export function createWebhookService(deps: {
       const hook = await find(id);
       const at = new Date();
       const { deliveryId } = await prisma.$transaction((tx) =>
-        recordEventFor(tx, hook.id, 'ping', at, { webhookId: hook.id, url: hook.url, message: 'A test from keyward: if this arrived signed, the subscription works.' }),
+        recordEventFor(tx, hook.id, 'ping', at, { webhookId: hook.id, url: hook.url, message: 'A test from keyward: if this arrived signed, the subscription works.' }, { instanceId: dispatcher.instanceId, leaseMs: dispatcher.leaseMs }),
       );
-      const claimed = await dispatcher.claimOne(deliveryId);
-      if (claimed) await dispatcher.attempt(claimed);
+      const held = await dispatcher.held(deliveryId);
+      if (held) await dispatcher.attempt(held);
       return this.delivery(id, deliveryId);
     },
 

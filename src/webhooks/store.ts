@@ -55,8 +55,9 @@ export function createWebhookStore(prisma: PrismaClient) {
         UPDATE webhook_deliveries d
            SET locked_until = now() + make_interval(secs => ${leaseMs / 1000}), locked_by = ${instanceId}, attempt_count = d.attempt_count + 1
          WHERE d.id IN (
-           SELECT d2.id FROM webhook_deliveries d2 JOIN webhooks w ON w.id = d2.webhook_id
-            WHERE d2.status = 'pending' AND d2.next_attempt_at <= now() AND w.is_enabled
+           SELECT d2.id FROM webhook_deliveries d2 JOIN webhooks w ON w.id = d2.webhook_id JOIN webhook_events e ON e.id = d2.event_id
+            -- A test ping goes to a disabled subscription too (one whose instance died is finished by another).
+            WHERE d2.status = 'pending' AND d2.next_attempt_at <= now() AND (w.is_enabled OR e.type = 'ping')
               AND (d2.locked_until IS NULL OR d2.locked_until < now())
             ORDER BY d2.next_attempt_at
             LIMIT ${limit}
@@ -65,14 +66,18 @@ export function createWebhookStore(prisma: PrismaClient) {
       return this.details(rows);
     },
 
-    /** Claims one delivery (the test ping) for `instanceId`. */
-    async claimOne(instanceId: string, deliveryId: string, leaseMs: number): Promise<ClaimedDelivery | null> {
+    /** A delivery this instance already holds (the test ping, inserted claimed). */
+    async held(deliveryId: string): Promise<ClaimedDelivery | null> {
       const rows = await prisma.$queryRaw<Array<{ id: string; webhook_id: string; event_id: string; attempt_count: number; created_at: Date }>>`
-        UPDATE webhook_deliveries d
-           SET locked_until = now() + make_interval(secs => ${leaseMs / 1000}), locked_by = ${instanceId}, attempt_count = d.attempt_count + 1
-         WHERE d.id = ${deliveryId}::uuid AND d.status = 'pending' AND (d.locked_until IS NULL OR d.locked_until < now())
-        RETURNING d.id, d.webhook_id, d.event_id, d.attempt_count, d.created_at`;
+        SELECT id, webhook_id, event_id, attempt_count, created_at FROM webhook_deliveries WHERE id = ${deliveryId}::uuid`;
       return (await this.details(rows))[0] ?? null;
+    },
+
+    /** Gives back claims not attempted (the instance is stopping): due again at once, the attempt not counted. */
+    async release(instanceId: string, ids: string[]): Promise<void> {
+      if (!ids.length) return;
+      await prisma.$executeRaw`UPDATE webhook_deliveries SET locked_until = NULL, locked_by = NULL, attempt_count = attempt_count - 1
+        WHERE id = ANY(${ids}::uuid[]) AND locked_by = ${instanceId}`;
     },
 
     async details(rows: Array<{ id: string; webhook_id: string; event_id: string; attempt_count: number; created_at: Date }>): Promise<ClaimedDelivery[]> {
@@ -120,20 +125,29 @@ export function createWebhookStore(prisma: PrismaClient) {
                  completed_at = CASE WHEN ${outcome.status} = 'pending' THEN NULL ELSE now() END,
                  locked_until = NULL, locked_by = NULL
            WHERE id = ${d.id}::uuid AND locked_by = ${instanceId} AND attempt_count = ${d.attempt}`;
+        // Only while the delivery exists: its subscription may have been deleted during the attempt.
         await tx.$executeRaw`
           INSERT INTO webhook_attempts (delivery_id, number, started_at, duration_ms, status_code, error, response_body, instance_id)
-          VALUES (${d.id}::uuid, ${attempt.number}, ${attempt.startedAt}, ${attempt.durationMs}, ${attempt.statusCode}, ${attempt.error}, ${attempt.responseBody}, ${instanceId})
+          SELECT id, ${attempt.number}, ${attempt.startedAt}, ${attempt.durationMs}, ${attempt.statusCode}, ${attempt.error}, ${attempt.responseBody}, ${instanceId}
+            FROM webhook_deliveries WHERE id = ${d.id}::uuid FOR KEY SHARE
           ON CONFLICT (delivery_id, number) DO NOTHING`;
         return n === 1;
       });
     },
 
-    /** After an attempt: a success clears the failing streak; a failure starts one (or keeps it). Returns since when it fails. */
-    async noteOutcome(webhookId: string, ok: boolean): Promise<Date | null> {
-      const rows = ok
-        ? await prisma.$queryRaw<Array<{ failing_since: Date | null }>>`UPDATE webhooks SET failing_since = NULL WHERE id = ${webhookId}::uuid AND failing_since IS NOT NULL RETURNING failing_since`
-        : await prisma.$queryRaw<Array<{ failing_since: Date | null }>>`UPDATE webhooks SET failing_since = coalesce(failing_since, now()) WHERE id = ${webhookId}::uuid RETURNING failing_since`;
-      return ok ? null : (rows[0]?.failing_since ?? null);
+    /**
+     * After an attempt: a success clears the failing streak; a failure starts one (or keeps it).
+     * Returns since when it fails and for how long, by the database's clock (every instance's).
+     */
+    async noteOutcome(webhookId: string, ok: boolean): Promise<{ since: Date; forMs: number } | null> {
+      if (ok) {
+        await prisma.$executeRaw`UPDATE webhooks SET failing_since = NULL WHERE id = ${webhookId}::uuid AND failing_since IS NOT NULL`;
+        return null;
+      }
+      const rows = await prisma.$queryRaw<Array<{ failing_since: Date; for_ms: number }>>`
+        UPDATE webhooks SET failing_since = coalesce(failing_since, now()) WHERE id = ${webhookId}::uuid
+        RETURNING failing_since, (extract(epoch FROM now() - failing_since) * 1000)::float8 AS for_ms`;
+      return rows[0] ? { since: rows[0].failing_since, forMs: Number(rows[0].for_ms) } : null;
     },
 
     /** Disables a subscription on keyward's own account; returns whether it was enabled. */

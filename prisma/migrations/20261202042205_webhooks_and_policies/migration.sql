@@ -94,3 +94,7 @@ ALTER TABLE "webhook_deliveries" ADD CONSTRAINT "webhook_deliveries_event_id_fke
 
 -- AddForeignKey
 ALTER TABLE "webhook_attempts" ADD CONSTRAINT "webhook_attempts_delivery_id_fkey" FOREIGN KEY ("delivery_id") REFERENCES "webhook_deliveries"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+
+-- When a key was last enabled again: the idle-key policy counts idleness from it too.
+-- AlterTable
+ALTER TABLE "api_keys" ADD COLUMN     "enabled_at" TIMESTAMPTZ(3);
