@@ -197,7 +197,7 @@ export const envSchema = z.object({
   /** How often each instance looks for deliveries that are due. */
   WEBHOOK_POLL_MS: ms(1_000, 50, 60_000),
   /** Deliveries one instance sends at once. */
-  WEBHOOK_CONCURRENCY: int(1, 100).default(4),
+  WEBHOOK_CONCURRENCY: int(1, 100).default(8),
   /** Events and their delivery logs are kept this long. */
   WEBHOOK_RETENTION_DAYS: int(1, 3650).default(30),
   /** apikey.expiring is sent this long before a key expires (each once per key); none: never. */

@@ -113,7 +113,7 @@ describe('configuration', () => {
 
   it('parses the webhook and policy variables: defaults, spans, and what a bad one says (never the key)', () => {
     const d = loadConfig({});
-    expect(d.webhooks).toMatchObject({ secretKey: null, allowHttp: false, allowedNetworks: [], timeoutMs: 10_000, disableAfterMs: 5 * 86_400_000, concurrency: 4, retentionDays: 30 });
+    expect(d.webhooks).toMatchObject({ secretKey: null, allowHttp: false, allowedNetworks: [], timeoutMs: 10_000, disableAfterMs: 5 * 86_400_000, concurrency: 8, retentionDays: 30 });
     // The Standard Webhooks schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h after the first attempt.
     expect(d.webhooks.retryScheduleMs).toEqual([5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]);
     expect(d.policies).toEqual({ expiryLeadsMs: [14 * 86_400_000, 86_400_000], idleDisableDays: null, intervalMs: 60_000 });

@@ -170,7 +170,16 @@ describe('key events', () => {
       expect(r.verified!.timestamp).toMatch(/Z$/);
       for (const secret of issued) expect(r.body).not.toContain(secret);
       expect(r.body).not.toMatch(/\$argon2id\$|"hash"/);
+      // The attempt's own time, well inside the verifier's 5-minute tolerance.
+      expect(Math.abs(Number(r.timestamp) - r.at / 1000)).toBeLessThan(5);
     }
+    // What the verifier refuses: an altered body, a replay outside the tolerance, another secret.
+    const { Webhook } = await import('standardwebhooks');
+    const [first] = mine;
+    const headers = first.headers as Record<string, string>;
+    expect(() => new Webhook(hook.secret).verify(first.body.replace('wh-evented', 'wh-evilted'), headers)).toThrow(/No matching signature/);
+    expect(() => new Webhook(hook.secret).verify(first.body, { ...headers, 'webhook-timestamp': String(Number(first.timestamp) - 600) })).toThrow(/too old/);
+    expect(() => new Webhook(`whsec_${Buffer.alloc(24, 1).toString('base64')}`).verify(first.body, headers)).toThrow(/No matching signature/);
     const [c, u, ro, rv, d] = mine.map((r) => r.verified!.data);
     expect(c.actor).toEqual({ type: 'apiKey', id: admin.id, name: 'wh-admin' });
     expect(c.changeReason).toBe('CHG-7');

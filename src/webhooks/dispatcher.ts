@@ -78,7 +78,7 @@ export function createDispatcher(o: DispatcherOptions) {
     else o.log.info({ ...fields, error: result.error, next: status === 'pending' ? `in ${retryInMs} ms` : 'none' }, 'webhook attempt failed');
     if (d.eventType === 'ping') return { result, status, startedAt }; // a test says nothing of the subscription's health
     if (ok) {
-      await o.store.noteOutcome(d.webhookId, true);
+      if (d.failing) await o.store.noteOutcome(d.webhookId, true); // (a streak begun since is ended by the next success)
       return { result, status, startedAt };
     }
     if (gone) {

@@ -1,7 +1,7 @@
 // The webhook tables' SQL: subscriptions, and the deliveries each instance claims, attempts and
 // settles. Claims use FOR UPDATE SKIP LOCKED and a lease (locked_until): instances never take the
 // same delivery, and one whose instance died is taken again once its lease runs out.
-import type { PrismaClient } from '../generated/prisma/client.js';
+import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
 
 export interface WebhookRow {
   id: string;
@@ -31,6 +31,8 @@ export interface ClaimedDelivery {
   secretCiphertext: string;
   previousSecretCiphertext: string | null;
   previousSecretExpiresAt: Date | null;
+  /** Its subscription had a failing streak when it was claimed. */
+  failing: boolean;
 }
 
 export interface AttemptRecord {
@@ -42,6 +44,42 @@ export interface AttemptRecord {
   responseBody: string | null;
 }
 
+interface DetailRow {
+  id: string;
+  webhook_id: string;
+  event_id: string;
+  attempt_count: number;
+  created_at: Date;
+  type: string;
+  payload: string;
+  url: string;
+  secret_ciphertext: string;
+  previous_secret_ciphertext: string | null;
+  previous_secret_expires_at: Date | null;
+  failing_since: Date | null;
+}
+
+/** The rest of a claim's query: each claimed delivery with its event and subscription. */
+const DETAILS_FROM = (cte: string) =>
+  Prisma.raw(`SELECT c.id, c.webhook_id, c.event_id, c.attempt_count, c.created_at, e.type, e.payload, w.url, w.secret_ciphertext,
+         w.previous_secret_ciphertext, w.previous_secret_expires_at, w.failing_since
+    FROM ${cte} c JOIN webhook_events e ON e.id = c.event_id JOIN webhooks w ON w.id = c.webhook_id`);
+
+const toClaimed = (r: DetailRow): ClaimedDelivery => ({
+  id: r.id,
+  webhookId: r.webhook_id,
+  eventId: r.event_id,
+  eventType: r.type,
+  payload: r.payload,
+  attempt: r.attempt_count,
+  createdAt: r.created_at,
+  url: r.url,
+  secretCiphertext: r.secret_ciphertext,
+  previousSecretCiphertext: r.previous_secret_ciphertext,
+  previousSecretExpiresAt: r.previous_secret_expires_at,
+  failing: r.failing_since !== null,
+});
+
 export function createWebhookStore(prisma: PrismaClient) {
   return {
     /**
@@ -49,28 +87,30 @@ export function createWebhookStore(prisma: PrismaClient) {
      * `leaseMs`; their attempt count moves now, so an attempt cut off by a crash still counts.
      */
     async claimDue(instanceId: string, limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
-      const rows = await prisma.$queryRaw<
-        Array<{ id: string; webhook_id: string; event_id: string; attempt_count: number; created_at: Date }>
-      >`
-        UPDATE webhook_deliveries d
-           SET locked_until = now() + make_interval(secs => ${leaseMs / 1000}), locked_by = ${instanceId}, attempt_count = d.attempt_count + 1
-         WHERE d.id IN (
-           SELECT d2.id FROM webhook_deliveries d2 JOIN webhooks w ON w.id = d2.webhook_id JOIN webhook_events e ON e.id = d2.event_id
-            -- A test ping goes to a disabled subscription too (one whose instance died is finished by another).
-            WHERE d2.status = 'pending' AND d2.next_attempt_at <= now() AND (w.is_enabled OR e.type = 'ping')
-              AND (d2.locked_until IS NULL OR d2.locked_until < now())
-            ORDER BY d2.next_attempt_at
-            LIMIT ${limit}
-            FOR UPDATE OF d2 SKIP LOCKED)
-        RETURNING d.id, d.webhook_id, d.event_id, d.attempt_count, d.created_at`;
-      return this.details(rows);
+      // One round trip: the claim, and what sending needs (event body, URL, sealed secrets).
+      const rows = await prisma.$queryRaw<DetailRow[]>`
+        WITH claimed AS (
+          UPDATE webhook_deliveries d
+             SET locked_until = now() + make_interval(secs => ${leaseMs / 1000}), locked_by = ${instanceId}, attempt_count = d.attempt_count + 1
+           WHERE d.id IN (
+             SELECT d2.id FROM webhook_deliveries d2 JOIN webhooks w ON w.id = d2.webhook_id JOIN webhook_events e ON e.id = d2.event_id
+              -- A test ping goes to a disabled subscription too (one whose instance died is finished by another).
+              WHERE d2.status = 'pending' AND d2.next_attempt_at <= now() AND (w.is_enabled OR e.type = 'ping')
+                AND (d2.locked_until IS NULL OR d2.locked_until < now())
+              ORDER BY d2.next_attempt_at
+              LIMIT ${limit}
+              FOR UPDATE OF d2 SKIP LOCKED)
+          RETURNING d.id, d.webhook_id, d.event_id, d.attempt_count, d.created_at)
+        ${DETAILS_FROM('claimed')}`;
+      return rows.map(toClaimed);
     },
 
     /** A delivery this instance already holds (the test ping, inserted claimed). */
     async held(deliveryId: string): Promise<ClaimedDelivery | null> {
-      const rows = await prisma.$queryRaw<Array<{ id: string; webhook_id: string; event_id: string; attempt_count: number; created_at: Date }>>`
-        SELECT id, webhook_id, event_id, attempt_count, created_at FROM webhook_deliveries WHERE id = ${deliveryId}::uuid`;
-      return (await this.details(rows))[0] ?? null;
+      const rows = await prisma.$queryRaw<DetailRow[]>`
+        WITH claimed AS (SELECT id, webhook_id, event_id, attempt_count, created_at FROM webhook_deliveries WHERE id = ${deliveryId}::uuid)
+        ${DETAILS_FROM('claimed')}`;
+      return rows.map(toClaimed)[0] ?? null;
     },
 
     /** Gives back claims not attempted (the instance is stopping): due again at once, the attempt not counted. */
@@ -78,32 +118,6 @@ export function createWebhookStore(prisma: PrismaClient) {
       if (!ids.length) return;
       await prisma.$executeRaw`UPDATE webhook_deliveries SET locked_until = NULL, locked_by = NULL, attempt_count = attempt_count - 1
         WHERE id = ANY(${ids}::uuid[]) AND locked_by = ${instanceId}`;
-    },
-
-    async details(rows: Array<{ id: string; webhook_id: string; event_id: string; attempt_count: number; created_at: Date }>): Promise<ClaimedDelivery[]> {
-      if (!rows.length) return [];
-      const events = await prisma.webhookEvent.findMany({ where: { id: { in: rows.map((r) => r.event_id) } } });
-      const hooks = await prisma.webhook.findMany({ where: { id: { in: [...new Set(rows.map((r) => r.webhook_id))] } } });
-      return rows.flatMap((r) => {
-        const e = events.find((x) => x.id === r.event_id);
-        const w = hooks.find((x) => x.id === r.webhook_id);
-        if (!e || !w) return [];
-        return [
-          {
-            id: r.id,
-            webhookId: r.webhook_id,
-            eventId: r.event_id,
-            eventType: e.type,
-            payload: e.payload,
-            attempt: r.attempt_count,
-            createdAt: r.created_at,
-            url: w.url,
-            secretCiphertext: w.secretCiphertext,
-            previousSecretCiphertext: w.previousSecretCiphertext,
-            previousSecretExpiresAt: w.previousSecretExpiresAt,
-          },
-        ];
-      });
     },
 
     /**
@@ -117,22 +131,26 @@ export function createWebhookStore(prisma: PrismaClient) {
       attempt: AttemptRecord,
       outcome: { status: 'succeeded' | 'failed' } | { status: 'pending'; retryInMs: number },
     ): Promise<boolean> {
-      return prisma.$transaction(async (tx) => {
-        const retryInMs = outcome.status === 'pending' ? outcome.retryInMs : 0;
-        const n = await tx.$executeRaw`
+      const retryInMs = outcome.status === 'pending' ? outcome.retryInMs : 0;
+      // One statement: the attempt's row (while the delivery exists: its subscription may have been
+      // deleted meanwhile) and the delivery's new state (while this instance still holds it).
+      const rows = await prisma.$queryRaw<Array<{ held: bigint }>>`
+        WITH settled AS (
           UPDATE webhook_deliveries SET status = ${outcome.status},
                  next_attempt_at = CASE WHEN ${outcome.status} = 'pending' THEN now() + make_interval(secs => ${retryInMs / 1000}) ELSE next_attempt_at END,
                  completed_at = CASE WHEN ${outcome.status} = 'pending' THEN NULL ELSE now() END,
                  locked_until = NULL, locked_by = NULL
-           WHERE id = ${d.id}::uuid AND locked_by = ${instanceId} AND attempt_count = ${d.attempt}`;
-        // Only while the delivery exists: its subscription may have been deleted during the attempt.
-        await tx.$executeRaw`
+           WHERE id = ${d.id}::uuid AND locked_by = ${instanceId} AND attempt_count = ${d.attempt}
+          RETURNING 1
+        ), recorded AS (
           INSERT INTO webhook_attempts (delivery_id, number, started_at, duration_ms, status_code, error, response_body, instance_id)
           SELECT id, ${attempt.number}, ${attempt.startedAt}, ${attempt.durationMs}, ${attempt.statusCode}, ${attempt.error}, ${attempt.responseBody}, ${instanceId}
-            FROM webhook_deliveries WHERE id = ${d.id}::uuid FOR KEY SHARE
-          ON CONFLICT (delivery_id, number) DO NOTHING`;
-        return n === 1;
-      });
+            FROM webhook_deliveries WHERE id = ${d.id}::uuid
+          ON CONFLICT (delivery_id, number) DO NOTHING
+          RETURNING 1
+        )
+        SELECT count(*) AS held FROM settled`;
+      return Number(rows[0]?.held ?? 0) === 1;
     },
 
     /**
