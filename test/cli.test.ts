@@ -23,7 +23,8 @@ let dir: string;
 const bodies: Array<{ method: string; path: string; body: unknown }> = [];
 
 beforeAll(async () => {
-  app = await buildTestApp({ ready: false });
+  // Webhooks on, towards loopback (the webhooks commands' receiver).
+  app = await buildTestApp({ ready: false, env: { WEBHOOK_SECRET_KEY: '01'.repeat(32), WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOWED_NETWORKS: '127.0.0.1/32', WEBHOOK_POLL_MS: '50' } });
   app.addHook('preHandler', async (req) => {
     if (req.url.startsWith('/api/v1/apikeys')) bodies.push({ method: req.method, path: req.url.split('?')[0], body: req.body });
   });
@@ -81,6 +82,53 @@ describe('keyward roles list', () => {
     expect(table.stdout).toMatch(/^3\s+Reader\s+yes\s+apikeys\.read, audit\.read, roles\.read$/m);
     const asJson = await cli(['roles', 'list', '--json']);
     expect(JSON.parse(asJson.stdout).map((r: { name: string }) => r.name)).toEqual(['Administrator', 'Operator', 'Reader', 'Monitoring', 'Verifier']);
+  });
+});
+
+describe('keyward webhooks', () => {
+  it('creates (the secret alone on stdout), lists, tests, shows deliveries and removes; exit 2 for an unknown id', async () => {
+    const received: string[] = [];
+    const receiver = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        received.push(body);
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
+    const hookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    try {
+      const created = await cli(['webhooks', 'create', '--endpoint', hookUrl, '--events', 'apikey.created, apikey.revoked', '--description', 'cli']);
+      expect(created.code, created.stderr).toBe(0);
+      expect(created.stdout).toMatch(/^whsec_[A-Za-z0-9+/]{32}\n$/);
+      const id = /created webhook ([0-9a-f-]{36})/.exec(created.stderr)![1];
+      expect(created.stderr).toContain('shown only now');
+
+      const listed = await cli(['webhooks', 'list']);
+      expect(listed.stdout.split('\n')[0]).toMatch(/^ID\s+URL\s+ENABLED\s+EVENTS\s+FAILING SINCE$/);
+      expect(listed.stdout).toContain(`${id}  ${hookUrl}`);
+      expect(listed.stdout).not.toContain('whsec_');
+      expect(JSON.parse((await cli(['webhooks', 'list', '--json'])).stdout).find((w: { id: string }) => w.id === id).eventTypes).toEqual(['apikey.created', 'apikey.revoked']);
+
+      const tested = await cli(['webhooks', 'test', id]);
+      expect(tested.code, tested.stderr).toBe(0);
+      expect(tested.stdout).toMatch(/^succeeded: 204 in \d+ ms\n$/);
+      expect(JSON.parse(received.at(-1)!).type).toBe('ping');
+
+      const log = await cli(['webhooks', 'deliveries', id, '--limit', '5']);
+      expect(log.stdout.split('\n')[0]).toMatch(/^CREATED\s+EVENT ID\s+TYPE\s+STATUS\s+ATTEMPTS\s+LAST$/);
+      expect(log.stdout).toMatch(/msg_\S+\s+ping\s+succeeded\s+1\s+204/);
+      expect((await cli(['webhooks', 'deliveries', id, '--limit', '0'])).code).toBe(3);
+
+      expect((await cli(['webhooks', 'remove', id])).code).toBe(0);
+      const gone = await cli(['webhooks', 'test', id]);
+      expect(gone.code).toBe(2);
+      expect(gone.stderr).toMatch(/WEBHOOK_NOT_FOUND/);
+      expect((await cli(['webhooks', 'create', '--endpoint', hookUrl, '--events', 'apikey.exploded'])).stderr).toMatch(/eventTypes\[0\] must be one of apikey\.created/);
+    } finally {
+      receiver.close();
+    }
   });
 });
 

@@ -1,12 +1,15 @@
 // The command line's HTTP client: one base URL, one key, problem+json turned into CliError.
 import type { ApiKeyView } from '../schemas/api-keys.js';
 import type { RoleView } from '../schemas/roles.js';
+import type { DeliveryView, WebhookView } from '../webhooks/schemas.js';
 
 export type ApiKey = ApiKeyView;
 export type CreatedApiKey = ApiKey & { key: string };
 /** POST /apikeys/{id}/rotate: the key, its new secret, and until when the old one still works (null: not at all). */
 export type RotatedApiKey = CreatedApiKey & { previousKeyPrefix: string | null; previousKeyExpiresAt: string | null };
 export type Role = RoleView;
+export type Webhook = WebhookView;
+export type WebhookDelivery = DeliveryView;
 
 /** Exit codes: 0 ok, 1 error, 2 not found, 3 usage. */
 export const EXIT = { OK: 0, ERROR: 1, NOT_FOUND: 2, USAGE: 3 } as const;
@@ -34,6 +37,13 @@ export interface Client {
   remove(id: string, changeReason?: string): Promise<ApiKey>;
   rotate(id: string, body: { gracePeriodSeconds?: number; changeReason?: string }): Promise<RotatedApiKey>;
   roles(): Promise<Role[]>;
+  webhooks: {
+    list(): Promise<Webhook[]>;
+    create(body: { url: string; eventTypes: string[]; description?: string }): Promise<Webhook & { secret: string }>;
+    test(id: string): Promise<WebhookDelivery>;
+    deliveries(id: string, limit: number): Promise<WebhookDelivery[]>;
+    remove(id: string): Promise<void>;
+  };
 }
 
 const TIMEOUT_MS = 30_000;
@@ -88,7 +98,7 @@ export function createClient(baseUrl: string, apiKey: string): Client {
         // not problem+json (a proxy's page): keep the status line
       }
       // Exit 2 means "no such key", not "no such route" (a wrong --url is an error).
-      throw new CliError(code ? `${detail} (${code})` : detail, code === 'API_KEY_NOT_FOUND' ? EXIT.NOT_FOUND : EXIT.ERROR);
+      throw new CliError(code ? `${detail} (${code})` : detail, code === 'API_KEY_NOT_FOUND' || code === 'WEBHOOK_NOT_FOUND' ? EXIT.NOT_FOUND : EXIT.ERROR);
     }
     return { res, body: text ? (JSON.parse(text) as unknown) : undefined };
   }
@@ -111,6 +121,7 @@ export function createClient(baseUrl: string, apiKey: string): Client {
   }
 
   const keyPath = (id: string) => `api/v1/apikeys/${encodeURIComponent(id)}`;
+  const hookPath = (id: string) => `api/v1/webhooks/${encodeURIComponent(id)}`;
   return {
     list: ({ name, isEnabled }) =>
       listAll({ ...(name !== undefined ? { name } : {}), ...(isEnabled !== undefined ? { isEnabled: String(isEnabled) } : {}) }),
@@ -124,5 +135,14 @@ export function createClient(baseUrl: string, apiKey: string): Client {
       }),
     rotate: (id, body) => call('POST', `${keyPath(id)}/rotate`, { body }),
     roles: () => call('GET', 'api/v1/roles'),
+    webhooks: {
+      list: () => call('GET', 'api/v1/webhooks'),
+      create: (body) => call('POST', 'api/v1/webhooks', { body }),
+      test: (id) => call('POST', `${hookPath(id)}/test`),
+      deliveries: (id, limit) => call('GET', `${hookPath(id)}/deliveries`, { query: { limit: String(limit) } }),
+      remove: async (id) => {
+        await send('DELETE', hookPath(id));
+      },
+    },
   };
 }

@@ -8,6 +8,7 @@ import type { Context } from './context.js';
 import { registerKeyCommands } from './key-commands.js';
 import { json, roleTable } from './output.js';
 import { readAll, type Io } from './terminal.js';
+import { registerWebhookCommands } from './webhook-commands.js';
 
 const DEFAULT_URL = 'http://127.0.0.1:3000';
 
@@ -76,6 +77,9 @@ export function buildProgram(ctx: Context, env: Record<string, string | undefine
 
   const apikey = program.command('apikey').description('API keys: list, get, new, set, remove, rotate').exitOverride();
   registerKeyCommands(apikey, ctx);
+
+  const webhooks = program.command('webhooks').description('Webhook subscriptions: list, create, test, deliveries, remove').exitOverride();
+  registerWebhookCommands(webhooks, ctx);
 
   const roles = program.command('roles').description('Roles').exitOverride();
   roles
