@@ -87,11 +87,8 @@ async function servicesPlugin(app: FastifyInstance, opts: ServiceOptions) {
    * other instance confirmed it applied them too (peer-acks.ts).
    */
   const onChanged = (keyId: string, op: KeyEventOp, seq?: number): Promise<void> | void => {
-    if (op === 'create') {
-      dispatcher?.wake();
-      return cache.keyCreated();
-    }
-    dispatcher?.wake(); // its change may have queued webhook deliveries
+    dispatcher?.wake(); // the change may have queued webhook deliveries
+    if (op === 'create') return cache.keyCreated();
     cache.invalidateKey(keyId, op === 'delete');
     const sent = verifyEvents.keyChanged(keyId);
     return seq === undefined ? sent : Promise.all([sent, listener.confirmed([seq])]).then(() => {});

@@ -12,6 +12,7 @@ import type { Metrics } from '../lib/metrics.js';
 import type { ApiKeyService } from '../services/api-keys.js';
 import { SYSTEM_ACTOR } from '../services/escalation-guard.js';
 import { toView, type KeyStore } from '../store/api-keys.js';
+import { eventActor } from '../webhooks/events.js';
 import { recordEvent } from '../webhooks/outbox.js';
 
 export const SCHEDULER_LOCK_KEY = 0x6b657973; // "keys"
@@ -66,8 +67,7 @@ export function createScheduler(o: SchedulerOptions) {
       for (const kind of kinds.slice(1)) {
         await tx.$executeRaw`INSERT INTO key_notices (api_key_id, kind, expires_at) VALUES (${keyId}::uuid, ${kind}, ${expiresAt}) ON CONFLICT DO NOTHING`;
       }
-      const actor = { type: SYSTEM_ACTOR.type, id: null, name: SYSTEM_ACTOR.name };
-      await recordEvent(tx, type, at, { key: toView(key, at.getTime()), actor, changeReason: null, ...extra(at) });
+      await recordEvent(tx, type, at, { key: toView(key, at.getTime()), actor: eventActor(SYSTEM_ACTOR), changeReason: null, ...extra(at) });
       return true;
     });
   }

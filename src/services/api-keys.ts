@@ -18,7 +18,7 @@ import { createCursorKeyLoader } from './cursor-key.js';
 import { disabledByAfter, requireCovered, requireExpiryWithin, requireMayEnable, SYSTEM_ACTOR, type Actor } from './escalation-guard.js';
 import { matchesIfMatch } from './etag.js';
 import { pageOf, wildcardToLike } from './paging.js';
-import { EVENT_OF_OPERATION, type KeyEventType } from '../webhooks/events.js';
+import { EVENT_OF_OPERATION, eventActor, type KeyEventType } from '../webhooks/events.js';
 import { recordEvent } from '../webhooks/outbox.js';
 
 export { SYSTEM_ACTOR, type Actor };
@@ -100,8 +100,7 @@ export function createApiKeyService(deps: {
   ) {
     const last = await tx.apiKeyChange.aggregate({ where: { apiKeyId: keyId }, _max: { version: true } });
     const version = (last._max.version ?? 0) + 1;
-    const actorOut = { type: actor.type, id: actor.id, name: actor.name };
-    await recordEvent(tx, event.type ?? EVENT_OF_OPERATION[operation], now(), { key: view, actor: actorOut, changeReason: reason ?? null, historyVersion: version, ...event.extra });
+    await recordEvent(tx, event.type ?? EVENT_OF_OPERATION[operation], now(), { key: view, actor: eventActor(actor), changeReason: reason ?? null, historyVersion: version, ...event.extra });
     await tx.apiKeyChange.create({
       data: {
         apiKeyId: keyId,

@@ -44,6 +44,9 @@ export interface EventActor {
   name: string | null;
 }
 
+/** The actor as events show it: who, never what they may do. */
+export const eventActor = (a: EventActor): EventActor => ({ type: a.type, id: a.id, name: a.name });
+
 /** What `data` holds for the key events (`actor`, `changeReason`… only where they apply). */
 export interface KeyEventData {
   key: ApiKeyView;
