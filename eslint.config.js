@@ -4,7 +4,7 @@
 //   config.ts on lib alone; cli alone. (store uses auth's two leaf modules, permissions and
 //   principal; lib/logger the Config type.) webhooks/ is a capability with its own layers: its
 //   routes.ts is a route file, the rest sits at the services' level (the key service records
-//   events through webhooks/outbox); policies/ (the scheduler) is a service too.
+//   events through webhooks/outbox); policies/ (the scheduler) is a service too; usage/ is built like webhooks/.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import noImportCycle from './eslint/no-import-cycle.js';
@@ -48,8 +48,8 @@ export default tseslint.config(
   },
   { files: ['src/services/**'], rules: against(['plugins', 'routes', 'cli', 'app'], 'services do not know HTTP wiring') },
   { files: ['src/plugins/**'], rules: against(['routes', 'cli', 'app'], 'plugins do not import routes') },
-  { files: ['src/webhooks/**', 'src/policies/**'], ignores: ['src/webhooks/routes.ts'], rules: against(['plugins', 'routes', 'cli', 'app'], 'webhooks/ (but its routes.ts) and policies/ are services: they do not know HTTP wiring') },
-  { files: ['src/webhooks/routes.ts'], rules: against(['cli', 'app', 'store', 'db', 'generated'], 'routes call services: no SQL, no database access of their own') },
+  { files: ['src/webhooks/**', 'src/policies/**', 'src/usage/**'], ignores: ['src/webhooks/routes.ts', 'src/usage/routes.ts'], rules: against(['plugins', 'routes', 'cli', 'app'], 'webhooks/ and usage/ (but their routes.ts) and policies/ are services: they do not know HTTP wiring') },
+  { files: ['src/webhooks/routes.ts', 'src/usage/routes.ts'], rules: against(['cli', 'app', 'store', 'db', 'generated'], 'routes call services: no SQL, no database access of their own') },
   { files: ['src/routes/**'], rules: against(['cli', 'app', 'store', 'db', 'generated'], 'routes call services: no SQL, no database access of their own') },
   // Its types may come from the API's schemas (the contract); nothing that runs may.
   { files: ['src/cli/**'], rules: against(['db', 'store', 'auth', 'services', 'plugins', 'routes', 'app'], 'the CLI talks to the server over HTTP only') },

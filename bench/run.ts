@@ -17,6 +17,7 @@ import { listStatement } from '../src/store/api-keys.js';
 import { autocannon, flood, pinning, query, startServer, stopChildren, type FloodResult } from './support.js';
 import { benchCapacity } from './capacity.js';
 import { benchVerify } from './verify.js';
+import { benchUsage } from './usage.js';
 import { benchWebhooks } from './webhooks.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -321,6 +322,11 @@ async function main() {
     if (runs(9)) {
       // 9: webhooks (bench/webhooks.ts): the outbox's cost on a change, commit to arrival, throughput.
       await benchWebhooks({ env, infra, api, report });
+    }
+
+    if (runs(10)) {
+      // 10: usage counting's cost on the cached request (bench/usage.ts): the same server switched on and off.
+      await benchUsage({ base: a.base, key, rounds: Math.max(4, Math.min(CPU_ROUNDS, 10)), seconds: CPU_SECONDS, connections: CONNECTIONS, report });
     }
 
     if (runs(8)) {

@@ -206,6 +206,18 @@ export const envSchema = z.object({
   IDLE_KEY_DISABLE_DAYS: int(1, 3650).optional(),
   /** How often every instance tries the policies (expiry warnings, idle keys, pruning); one acts at a time. */
   SCHEDULER_INTERVAL_MS: ms(60_000, 100, 86_400_000),
+  /** Per-key usage counts (GET /apikeys/{id}/usage, /usage/top): counted in memory, written in batches. */
+  USAGE_COUNTING: bool('true'),
+  /** How often each instance writes the counts it gathered. */
+  USAGE_FLUSH_MS: ms(10_000, 100, 600_000),
+  /** Minute buckets are rolled up into hours once older than this. */
+  USAGE_MINUTES_KEPT: spanList('48h', 3_600_000, 366 * 86_400_000, 'one span of at least 1h'),
+  /** Hour buckets are rolled up into days (UTC) once older than this. */
+  USAGE_HOURS_KEPT: spanList('90d', 86_400_000, 3650 * 86_400_000, 'one span of at least 1d'),
+  /** Usage older than this is deleted. */
+  USAGE_RETENTION_DAYS: int(1, 3650).default(400),
+  /** Key-minutes held in memory while the database cannot take them; beyond, the oldest minute is dropped (and logged). */
+  USAGE_MAX_PENDING: int(1_000, 10_000_000).default(200_000),
   /** HTTPS directly from the server: PEM certificate (chain) and private key, both or neither. */
   TLS_CERT_FILE: z.string().trim().min(1).optional(),
   TLS_KEY_FILE: z.string().trim().min(1).optional(),
@@ -247,6 +259,7 @@ export interface Config {
   benchRoutes: boolean;
   authCache: { maxEntries: number; maxAgeMs: number; negativeMaxEntries: number; negativeTtlMs: number };
   lastUsedFlushMs: number;
+  usage: { enabled: boolean; flushMs: number; minutesKeptMs: number; hoursKeptMs: number; retentionDays: number; maxPending: number };
   rateLimit: { enabled: boolean; keyMax: number; ipMax: number; prefixMax: number; revokeMax: number; windowMs: number; redisUrl: string | null; redisCommandTimeoutMs: number };
   securityEvents: { flushMs: number; retentionDays: number; maxBuckets: number };
   /** `port: null`: on the API port, behind the metrics.read permission. */
@@ -315,6 +328,11 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
   if (e.WEBHOOK_DISABLE_AFTER.length !== 1) {
     throw new ConfigError(['WEBHOOK_DISABLE_AFTER: must be one span, such as 5d']);
   }
+  for (const name of ['USAGE_MINUTES_KEPT', 'USAGE_HOURS_KEPT'] as const) {
+    if (e[name].length !== 1) throw new ConfigError([`${name}: must be one span, such as ${name === 'USAGE_MINUTES_KEPT' ? '48h' : '90d'}`]);
+  }
+  if (e.USAGE_HOURS_KEPT[0]! < e.USAGE_MINUTES_KEPT[0]!) throw new ConfigError(['USAGE_HOURS_KEPT: must be at least USAGE_MINUTES_KEPT (hours are made from minutes)']);
+  if (e.USAGE_RETENTION_DAYS * 86_400_000 < e.USAGE_HOURS_KEPT[0]!) throw new ConfigError(['USAGE_RETENTION_DAYS: must cover at least USAGE_HOURS_KEPT (days are made from hours)']);
   if (e.METRICS_PORT !== undefined && !e.METRICS_ENABLED) {
     throw new ConfigError(['METRICS_PORT: set METRICS_ENABLED=true as well, or unset METRICS_PORT']);
   }
@@ -361,6 +379,14 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       negativeTtlMs: e.NEGATIVE_CACHE_TTL_MS,
     },
     lastUsedFlushMs: e.LAST_USED_FLUSH_MS,
+    usage: {
+      enabled: e.USAGE_COUNTING,
+      flushMs: e.USAGE_FLUSH_MS,
+      minutesKeptMs: e.USAGE_MINUTES_KEPT[0]!,
+      hoursKeptMs: e.USAGE_HOURS_KEPT[0]!,
+      retentionDays: e.USAGE_RETENTION_DAYS,
+      maxPending: e.USAGE_MAX_PENDING,
+    },
     rateLimit: {
       enabled: e.RATE_LIMIT_ENABLED,
       keyMax: e.RATE_LIMIT_KEY_MAX,

@@ -84,6 +84,8 @@ const ROUTES: Route[] = [
   },
   { name: 'GET /apikeys/{id}/change-history/{version}', permission: 'audit.read', request: async () => ({ method: 'GET', url: `/api/v1/apikeys/${admin.id}/change-history/1` }) },
   { name: 'GET /security-events', permission: 'audit.read', request: async () => ({ method: 'GET', url: '/api/v1/security-events' }) },
+  { name: 'GET /apikeys/{id}/usage', permission: 'audit.read', request: async () => ({ method: 'GET', url: `/api/v1/apikeys/${admin.id}/usage` }) },
+  { name: 'GET /usage/top', permission: 'audit.read', request: async () => ({ method: 'GET', url: '/api/v1/usage/top' }) },
   { name: 'GET /roles/{id}', permission: 'roles.read', request: async () => ({ method: 'GET', url: '/api/v1/roles/1' }) },
   { name: 'POST /roles', permission: 'roles.write', request: async () => ({ method: 'POST', url: '/api/v1/roles', payload: { name: `auth-new-${++roleCount}`, permissions: ['a.b'] } }) },
   { name: 'PUT /roles/{id}', permission: 'roles.write', request: async () => ({ method: 'PUT', url: `/api/v1/roles/${await ownRole()}`, payload: { name: `auth-put-${++roleCount}`, permissions: [] } }) },

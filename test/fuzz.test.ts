@@ -9,7 +9,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
 import { buildTestApp, routesOf, testDatabase } from './helpers/app.js';
-import { missingRoutes } from './helpers/routes.js';
+import { isConsole, missingRoutes } from './helpers/routes.js';
 import { ADMIN, apiVisibleState, READER, seedKey, type SeededKey, VISIBLE_STATE } from './helpers/keys.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 1200);
@@ -197,7 +197,7 @@ const id = fc.oneof(
 
 const queryValue = fc.oneof(nasty.map((s) => s.slice(0, 500)), weirdNumber.map(String), fc.constantFrom('true', 'false', '', '*', '10000', '-1'));
 const query = fc
-  .array(fc.tuple(fc.constantFrom('name', 'isEnabled', 'limit', 'cursor', 'changeReason', 'fromVersion', 'toVersion', 'from', 'to', 'reason', 'ip', 'x'), queryValue), { maxLength: 5 })
+  .array(fc.tuple(fc.constantFrom('name', 'isEnabled', 'limit', 'cursor', 'changeReason', 'fromVersion', 'toVersion', 'from', 'to', 'reason', 'ip', 'interval', 'unusedSince', 'x'), queryValue), { maxLength: 5 })
   .map((pairs) => pairs.map(([k, v]) => `${k}=${enc(v)}`).join('&'));
 
 const ROUTES: Array<[string, string]> = [
@@ -213,6 +213,8 @@ const ROUTES: Array<[string, string]> = [
   ['GET', '/api/v1/apikeys/{id}/change-history/{version}'],
   ['GET', '/api/v1/apikeys/{id}/change-history/compare'],
   ['GET', '/api/v1/security-events'],
+  ['GET', '/api/v1/apikeys/{id}/usage'],
+  ['GET', '/api/v1/usage/top'],
   ['GET', '/api/v1/userinfo'],
   ['GET', '/api/v1/roles'],
   ['GET', '/api/v1/roles/{id}'],
@@ -290,7 +292,8 @@ describe(`fuzzed requests (${RUNS} per property, seed ${SEED})`, () => {
   it('reach every route the app registers (a new route fails here until it is in ROUTES)', () => {
     // The explorer's static files are one wildcard route of Swagger UI's; its pages are listed.
     // The verify event stream never ends for a valid key: test/verify.test.ts and the security matrix read it over a socket.
-    const missing = missingRoutes(routesOf(app), ROUTES, (r) => r.path.startsWith('/docs/static/') || r.path.endsWith('/apikeys/verify/events'));
+    // The web console's page and files take no input but their path: test/console.test.ts checks them.
+    const missing = missingRoutes(routesOf(app), ROUTES, (r) => r.path.startsWith('/docs/static/') || isConsole(r.path) || r.path.endsWith('/apikeys/verify/events'));
     expect(missing, 'routes the fuzz never sends to').toEqual([]);
   });
 

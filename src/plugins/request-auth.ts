@@ -12,6 +12,7 @@ import { grants, type Permission } from '../auth/permissions.js';
 import type { Principal } from '../auth/principal.js';
 import { clientNetwork } from '../lib/client-ip.js';
 import { AppError, AuthError, RateLimitedError } from '../lib/errors.js';
+import { OUTCOME_INDEX } from '../usage/outcomes.js';
 import { budgetHeaders, rateLimited, type Hit, type RateLimits } from './rate-limit.js';
 
 export interface RequestAuthenticator {
@@ -50,6 +51,19 @@ declare module 'fastify' {
 
 const NO_VALID_KEY = 'requests without a valid API key from this address';
 
+/**
+ * The usage outcome of a refused request whose key is known (its secret verified): which key and
+ * which counter; null for a wrong or missing key, or a refusal before its key was checked.
+ */
+function refusedUse(principal: Principal | null, err: Error): [keyId: string, outcome: number] | null {
+  if (err instanceof RefusedKeyError) return [err.principal.id, err.code === 'API_KEY_DISABLED' ? OUTCOME_INDEX.DISABLED : OUTCOME_INDEX.EXPIRED];
+  if (err instanceof AddressRefusedError) return [err.principal.id, OUTCOME_INDEX.IP_NOT_ALLOWED];
+  if (principal === null) return null;
+  if (err instanceof AppError && err.code === 'FORBIDDEN') return [principal.id, OUTCOME_INDEX.INSUFFICIENT_PERMISSIONS];
+  if (err instanceof RateLimitedError && err.fromFailureBudget !== true) return [principal.id, OUTCOME_INDEX.RATE_LIMITED];
+  return null;
+}
+
 /** The last key a connection presented and its digest: a keep-alive client repeats its key, and the digest is the dearest step of a cache hit. */
 const LAST_DIGEST = Symbol('keyward.lastDigest');
 type Remembering = { [LAST_DIGEST]?: { key: string; digest: string } };
@@ -75,6 +89,7 @@ const isDelayedFailure = (err: Error, keyPresented: boolean) =>
 
 async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: number }) {
   const { services, metrics } = app;
+  const { usage } = services;
   const limits: RateLimits | null = app.rateLimits;
   const max = limits?.max;
 
@@ -239,6 +254,13 @@ async function requestAuthPlugin(app: FastifyInstance, opts: { failureDelayMs: n
    */
   function finish(reply: FastifyReply, next: (err?: Error) => void, keyPresented: boolean, err?: Error) {
     if (metrics.registry !== null) metrics.authOutcome(err ? (err instanceof AppError ? err.code : 'ERROR') : 'OK');
+    if (err === undefined) {
+      const principal = reply.request.principal;
+      if (principal !== null) usage.count(principal.id, OUTCOME_INDEX.VALID);
+    } else if (keyPresented) {
+      const use = refusedUse(reply.request.principal, err);
+      if (use !== null) usage.count(use[0], use[1]);
+    }
     const wait = err ? failureWait(reply, keyPresented, err) : 0;
     // Whole milliseconds: Node keeps one timer list per distinct duration.
     if (wait > 0) setTimeout(next, Math.ceil(wait), err);

@@ -24,6 +24,9 @@ import { createDispatcher, type Dispatcher } from '../webhooks/dispatcher.js';
 import { createSecretBox } from '../webhooks/secret-box.js';
 import { createWebhookService, type WebhookService } from '../webhooks/service.js';
 import { createWebhookStore } from '../webhooks/store.js';
+import { createUsageRecorder, type UsageRecorder } from '../usage/recorder.js';
+import { createUsageService, type UsageService } from '../usage/service.js';
+import { createUsageStore } from '../usage/store.js';
 
 export interface Services {
   hasher: KeyHasher;
@@ -47,6 +50,10 @@ export interface Services {
   dispatcher: Dispatcher | null;
   /** Expiry warnings, idle keys, pruning: every instance ticks, one acts. */
   scheduler: Scheduler;
+  /** Counts each use of a known key per minute and outcome (in memory, written in batches). */
+  usage: UsageRecorder;
+  /** Reads those counts: one key's buckets, the busiest keys; rolls them up. */
+  usageReports: UsageService;
 }
 
 export interface ServiceOptions {
@@ -78,6 +85,17 @@ async function servicesPlugin(app: FastifyInstance, opts: ServiceOptions) {
   });
   const keyStore = createKeyStore(prisma);
   const lastUsed = createLastUsedRecorder({ keys: keyStore, log, flushEveryMs: config.lastUsedFlushMs });
+  const usageStore = createUsageStore(prisma, { writeTimeoutMs: Math.max(50, Math.floor(config.db.queryTimeoutMs * 0.8)) });
+  const usage = createUsageRecorder({ store: usageStore, log, enabled: config.usage.enabled, flushEveryMs: config.usage.flushMs, maxPending: config.usage.maxPending, now: opts.clock });
+  const usageReports = createUsageService({
+    store: usageStore,
+    keyExists: async (id) => (await keyStore.find(id)) !== null,
+    flush: () => usage.flush(),
+    now: opts.clock ?? (() => new Date()),
+    minutesKeptMs: config.usage.minutesKeptMs,
+    hoursKeptMs: config.usage.hoursKeptMs,
+    retentionDays: config.usage.retentionDays,
+  });
   const instanceId = randomUUID();
   // The listener is created below (the hub asks it, once running, whether this instance hears every change).
   const verifyEvents = createVerifyEventHub({ heartbeatMs: config.verifyEventsHeartbeatMs, listening: () => listener.listening, maxAgeMs: config.authCache.maxAgeMs });
@@ -159,9 +177,10 @@ async function servicesPlugin(app: FastifyInstance, opts: ServiceOptions) {
     retentionDays: config.webhooks.retentionDays,
     connectTimeoutMs: config.timeouts.dbConnectMs,
     flushLastUsed: () => lastUsed.flush(),
+    maintainUsage: (at) => usageReports.maintain(at),
     onEvents: () => dispatcher?.wake(),
   });
-  app.decorate('services', { hasher, keys, roles, history, auth, lastUsed, cache, health: createHealthCheck(prisma), verifications, listener, securityEvents, cursorKey, verifyEvents, webhooks, dispatcher, scheduler });
+  app.decorate('services', { hasher, keys, roles, history, auth, lastUsed, cache, health: createHealthCheck(prisma), verifications, listener, securityEvents, cursorKey, verifyEvents, webhooks, dispatcher, scheduler, usage, usageReports });
 
   await listener.start();
   app.addHook('onClose', () => listener.stop());
@@ -170,6 +189,8 @@ async function servicesPlugin(app: FastifyInstance, opts: ServiceOptions) {
   lastUsed.start();
   app.onFlush('lastUsedAt', () => lastUsed.stop());
   securityEvents.start();
+  usage.start();
+  app.onFlush('usage', () => usage.stop());
   app.onFlush('securityEvents', () => securityEvents.stop());
   // Attempts in flight get a few seconds; one cut off is retried (by any instance) when its lease runs out.
   if (dispatcher) {

@@ -1,5 +1,5 @@
 // The policies that act on time rather than on a request: expiry warnings, expired notices, the
-// idle-key policy, and pruning the webhook log. Every instance runs a tick; only the one holding a
+// idle-key policy, pruning the webhook log, and rolling usage counts up. Every instance runs a tick; only the one holding a
 // PostgreSQL advisory lock acts. The lock is a session lock on a connection of its own to the
 // direct URL (DATABASE_DIRECT_URL: a pooler in transaction mode would hand the session to someone
 // else), and dies with the instance. What it does is safe twice anyway: each notice is a row with
@@ -36,6 +36,8 @@ export interface SchedulerOptions {
   connectTimeoutMs: number;
   /** Before the idle pass: this instance's batched lastUsedAt writes. */
   flushLastUsed: () => Promise<void>;
+  /** Usage rollups and retention (usage/service.ts). */
+  maintainUsage: (at: Date) => Promise<unknown>;
   /** After a tick that recorded events: look for deliveries now. */
   onEvents: () => void;
 }
@@ -151,6 +153,7 @@ export function createScheduler(o: SchedulerOptions) {
       const at = o.clock();
       const result: TickResult = { outcome: 'acted', expiring: await expiring(at), expired: await expired(at), disabledIdle: await idle(at) };
       await prune(at);
+      await o.maintainUsage(at);
       o.metrics.schedulerRun('acted', result);
       if (result.expiring || result.expired || result.disabledIdle) {
         o.log.info({ expiring: result.expiring, expired: result.expired, disabledIdle: result.disabledIdle }, 'policies acted');

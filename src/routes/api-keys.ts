@@ -70,6 +70,7 @@ export const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
       const { items, next } = await keys().list({
         name: q.name,
         isEnabled: q.isEnabled === undefined ? undefined : q.isEnabled === 'true',
+        unusedSince: q.unusedSince === undefined ? undefined : new Date(q.unusedSince),
         limit: q.limit,
         cursor: q.cursor,
       });

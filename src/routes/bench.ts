@@ -2,7 +2,7 @@
 // identical but for `authorize`, so the difference in CPU per request is the cost of
 // authentication alone; a POST that reads a JSON body and answers the shape verify answers,
 // without authenticating or verifying anything (the baseline of POST /apikeys/verify); and the
-// process's own counters. Hidden from the API document.
+// process's own counters; and a switch for usage counting. Hidden from the API document.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
@@ -33,6 +33,22 @@ export const benchRoutes: FastifyPluginAsyncZod = async (app) => {
     '/echo',
     { schema: { hide: true, tags: ['bench'], description: 'A JSON body in, a verdict-shaped reply out; nothing checked.', body: z.record(z.string(), z.unknown()), response: { 200: verifyResultSchema } } },
     async () => VERDICT,
+  );
+  app.post(
+    '/usage-counting',
+    {
+      schema: {
+        hide: true,
+        tags: ['bench'],
+        description: 'Switches per-key usage counting on or off in this process (the bench compares the two on the same server).',
+        body: z.strictObject({ enabled: z.boolean() }),
+        response: { 200: z.object({ enabled: z.boolean() }).describe('The setting now') },
+      },
+    },
+    async (req) => {
+      app.services.usage.setEnabled(req.body.enabled);
+      return { enabled: app.services.usage.enabled };
+    },
   );
   app.get(
     '/stats',

@@ -8,6 +8,7 @@ import { revokeRoutes } from './revoke.js';
 import { roleRoutes } from './roles.js';
 import { securityEventRoutes } from './security-events.js';
 import { verifyRoutes } from './verify.js';
+import { usageRoutes } from '../usage/routes.js';
 import { webhookRoutes } from '../webhooks/routes.js';
 
 /** Every API route; mounted at /api/v1 and again, hidden from OpenAPI, at /api. */
@@ -20,5 +21,6 @@ export const apiRoutes: FastifyPluginAsyncZod<{ config: Config }> = async (app, 
   await app.register(apiKeyRoutes);
   await app.register(changeHistoryRoutes);
   await app.register(securityEventRoutes);
+  await app.register(usageRoutes);
   await app.register(webhookRoutes);
 };

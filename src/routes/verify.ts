@@ -83,7 +83,10 @@ export const verifyRoutes: FastifyPluginAsyncZod = async (app) => {
       // The allowlist judges the presented key's client, never the gateway asking.
       const outcome = await app.requestAuth.verifyPresented(key, clientIp ?? req.ip, reply, clientIp ?? null);
       noStore(reply);
-      return resultOf(outcome, requiredPermissions);
+      const result = resultOf(outcome, requiredPermissions);
+      // The presented key's use, under its verdict (a key whose secret did not verify is no one's).
+      if (result.keyId !== undefined) app.services.usage.countOutcome(result.keyId, result.code);
+      return result;
     },
   );
 

@@ -171,6 +171,9 @@ export const listQuery = z.strictObject({
     .optional()
     .describe('Name filter: `*` any run, `?` one character, case-insensitive, everything else literal'),
   isEnabled: z.enum(['true', 'false'], { error: 'must be true or false' }).optional(),
+  unusedSince: timestamp
+    .optional()
+    .describe('Idle keys: only those not used since this instant (lastUsedAt earlier, or never used). lastUsedAt is recorded at most every 30 s per key, within LAST_USED_FLUSH_MS'),
   limit: wholeNumber(1, 1000).optional().describe('Page size; without it every match is returned (up to 10,000)'),
   cursor: z.string().max(4096).optional().describe('Opaque cursor from a previous page'),
 });

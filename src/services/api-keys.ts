@@ -32,6 +32,8 @@ export const etagOf = (key: { version: number }) => `"${key.version}"`;
 export interface ListOptions {
   name?: string;
   isEnabled?: boolean;
+  /** Only keys not used since then (or never). */
+  unusedSince?: Date;
   limit?: number;
   cursor?: string;
 }
@@ -181,7 +183,7 @@ export function createApiKeyService(deps: {
       const likePattern = opts.name === undefined ? undefined : wildcardToLike(opts.name);
       const { items, next } = await pageOf('keys', opts, {
         signingKey,
-        fetch: (after, take) => store.list({ likePattern, isEnabled: opts.isEnabled, after: after && { name: after[0], id: after[1] }, take }),
+        fetch: (after, take) => store.list({ likePattern, isEnabled: opts.isEnabled, unusedSince: opts.unusedSince, after: after && { name: after[0], id: after[1] }, take }),
         positionOf: (row) => [row.position.name, row.position.id],
       });
       return { items: items.map((r) => r.view), next };

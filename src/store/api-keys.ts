@@ -188,10 +188,11 @@ interface ListRow {
  * (lower(name) COLLATE "C"), so a prefix pattern is an index range scan whatever the database's
  * default collation. `likePattern` is a SQL LIKE pattern with `\` as its escape.
  */
-export function listStatement(q: { likePattern?: string; isEnabled?: boolean; after?: ListPosition | null; take: number }) {
+export function listStatement(q: { likePattern?: string; isEnabled?: boolean; unusedSince?: Date; after?: ListPosition | null; take: number }) {
   const where: Prisma.Sql[] = [];
   if (q.likePattern !== undefined) where.push(Prisma.sql`(lower(name) COLLATE "C") LIKE (lower(${q.likePattern}) COLLATE "C") ESCAPE '\\'`);
   if (q.isEnabled !== undefined) where.push(Prisma.sql`is_enabled = ${q.isEnabled}`);
+  if (q.unusedSince !== undefined) where.push(Prisma.sql`(last_used_at IS NULL OR last_used_at < ${q.unusedSince.toISOString()}::timestamptz)`);
   if (q.after) where.push(Prisma.sql`(lower(name) COLLATE "C", id) > (${q.after.name} COLLATE "C", ${q.after.id}::uuid)`);
   return Prisma.sql`
     SELECT k.id, k.name, k.description, k.key_prefix, k.is_enabled, k.is_infrastructure_key,
@@ -266,7 +267,7 @@ const rateLimitColumns = (r: KeyWrite['rateLimit']) => ({ rateLimitMax: r?.limit
 export function createKeyStore(prisma: PrismaClient) {
   return {
     /** One page of the listing, with the position of each row (for cursors). */
-    async list(q: { likePattern?: string; isEnabled?: boolean; after?: ListPosition | null; take: number }) {
+    async list(q: { likePattern?: string; isEnabled?: boolean; unusedSince?: Date; after?: ListPosition | null; take: number }) {
       const rows = await prisma.$queryRaw<ListRow[]>(listStatement(q));
       return rows.map((r) => ({
         view: toView({

@@ -8,6 +8,8 @@ export const isAlias = (path: string) => path.startsWith('/api/') && !path.start
 const twinOf = (path: string) => `/api/v1/${path.slice('/api/'.length)}`;
 /** The explorer's own pages and files (Swagger UI's). */
 export const isExplorer = (path: string) => path === '/docs' || path.startsWith('/docs/');
+/** The web console's page and files (test/console.test.ts checks them, in a browser too). */
+export const isConsole = (path: string) => path === '/console' || path.startsWith('/console/');
 
 /**
  * The registered routes a table does not list, as "METHOD /path". A HEAD route counts as
