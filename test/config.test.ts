@@ -136,6 +136,15 @@ describe('configuration', () => {
     expect(configError({ WEBHOOK_DISABLE_AFTER: '1d,2d' }).issues).toEqual(['WEBHOOK_DISABLE_AFTER: must be one span, such as 5d']);
   });
 
+  it('parses the usage variables, and refuses rollups that would make days before hours', () => {
+    expect(loadConfig({}).usage).toEqual({ enabled: true, flushMs: 10_000, minutesKeptMs: 48 * 3_600_000, hoursKeptMs: 90 * 86_400_000, retentionDays: 400, maxPending: 200_000 });
+    expect(loadConfig({ USAGE_COUNTING: 'false', USAGE_MINUTES_KEPT: '6h', USAGE_HOURS_KEPT: '7d', USAGE_RETENTION_DAYS: '30' }).usage).toMatchObject({ enabled: false, minutesKeptMs: 6 * 3_600_000, hoursKeptMs: 7 * 86_400_000, retentionDays: 30 });
+    expect(configError({ USAGE_MINUTES_KEPT: '10d', USAGE_HOURS_KEPT: '2d' }).issues).toEqual(['USAGE_HOURS_KEPT: must be at least USAGE_MINUTES_KEPT (hours are made from minutes)']);
+    expect(configError({ USAGE_RETENTION_DAYS: '30' }).issues).toEqual(['USAGE_RETENTION_DAYS: must cover at least USAGE_HOURS_KEPT (days are made from hours)']);
+    expect(configError({ USAGE_MINUTES_KEPT: '1h,2h' }).issues).toEqual(['USAGE_MINUTES_KEPT: must be one span, such as 48h']);
+    expect(configError({ USAGE_MINUTES_KEPT: '5m' }).issues[0]).toMatch(/^USAGE_MINUTES_KEPT: must be one span of at least 1h/);
+  });
+
   it('refuses a keep-alive longer than the idle-socket timeout', () => {
     const err = configError({ KEEP_ALIVE_TIMEOUT_MS: '100000', CONNECTION_TIMEOUT_MS: '90000' });
     expect(err.message).toContain('KEEP_ALIVE_TIMEOUT_MS');

@@ -9,6 +9,7 @@ export interface GaugeSources {
   argon2: () => { running: number; waiting: number };
   pool: () => { total: number; idle: number; waiting: number; max: number };
   listener: () => { listening: boolean; peers: number; timeouts: number; lastRoundTripMs?: number };
+  usage: () => { pending: number; dropped: number };
 }
 
 export interface Metrics {
@@ -184,6 +185,10 @@ export function createMetrics(): Metrics {
       );
       gauge('keyward_instances_peers', 'Other instances heard on this database within the lease (they confirm each change).', (g) =>
         g.set(sources.listener().peers),
+      );
+      gauge('keyward_usage_pending_key_minutes', 'Per-key usage counters (key and minute) in memory, waiting for their batched write.', (g) => g.set(sources.usage().pending));
+      gauge('keyward_usage_dropped_key_minutes', 'Usage counters dropped since start because the database did not take them within USAGE_MAX_PENDING.', (g) =>
+        g.set(sources.usage().dropped),
       );
       gauge('keyward_change_confirm_timeouts', 'Changes another instance did not confirm within the lease, since start.', (g) =>
         g.set(sources.listener().timeouts),

@@ -44,13 +44,14 @@ async function metricsPlugin(app: FastifyInstance, opts: { config: Config }) {
   });
 
   app.addHook('onReady', async () => {
-    const { cache, verifications, listener } = app.services;
+    const { cache, verifications, listener, usage } = app.services;
     const pool = app.dbPool;
     metrics.observe({
       cache: () => cache.stats(),
       argon2: () => ({ running: verifications.running, waiting: verifications.waiting }),
       pool: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: pool.options.max ?? 10 }),
       listener: () => listener.stats(),
+      usage: () => ({ pending: usage.pending, dropped: usage.dropped }),
     });
   });
 
