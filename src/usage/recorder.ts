@@ -11,10 +11,8 @@ const MINUTE_MS = 60_000;
 /** Rows per INSERT: a long outage's backlog is written in statements of bounded size. */
 const ROWS_PER_STATEMENT = 5_000;
 
-interface MinuteCounts {
-  minute: number;
-  counts: Map<string, number[]>;
-}
+/** Counters by outcome (USAGE_OUTCOMES order), by key. */
+type Counters = Map<string, number[]>;
 
 export function createUsageRecorder(deps: {
   store: Pick<UsageStore, 'add'>;
@@ -28,28 +26,51 @@ export function createUsageRecorder(deps: {
   const { log, now } = deps;
   let enabled = deps.enabled;
   let minute = -1;
-  let current = new Map<string, number[]>();
-  /** Minutes no longer being counted, oldest first, waiting for their write. */
-  let closed: MinuteCounts[] = [];
+  let current: Counters = new Map();
+  /**
+   * Minutes no longer being counted into, waiting for their write: one entry per key and minute
+   * however often a minute comes back (a flush cuts the current minute off; a failed write puts
+   * its minutes back), counts added together.
+   */
+  let closed = new Map<number, Counters>();
+  /** Key-minutes held: current's and closed's entries (the bound's measure). */
   let entries = 0;
   let dropped = 0;
   let timer: NodeJS.Timeout | undefined;
   let writing: Promise<void> = Promise.resolve();
   let queued: Promise<void> | null = null;
 
+  /** Adds `counts` to (key, minute) in closed; true when that entry is new. */
+  function addClosed(m: number, keyId: string, counts: number[]): boolean {
+    let byKey = closed.get(m);
+    if (!byKey) closed.set(m, (byKey = new Map()));
+    const held = byKey.get(keyId);
+    if (held === undefined) {
+      byKey.set(keyId, counts);
+      return true;
+    }
+    for (let i = 0; i < counts.length; i++) held[i]! += counts[i]!;
+    return false;
+  }
+
   function closeCurrent(next: number) {
-    if (current.size) closed.push({ minute, counts: current });
+    if (current.size) {
+      if (!closed.has(minute)) closed.set(minute, current);
+      else for (const [keyId, c] of current) if (!addClosed(minute, keyId, c)) entries--;
+    }
     current = new Map();
     minute = next;
   }
 
   /** Over the bound (the database has been refusing writes): the oldest minute goes. */
   function shed() {
-    while (entries > deps.maxPending && closed.length) {
-      const oldest = closed.shift()!;
-      entries -= oldest.counts.size;
-      dropped += oldest.counts.size;
-      log.warn({ minute: new Date(oldest.minute * MINUTE_MS).toISOString(), keys: oldest.counts.size }, 'usage counts dropped: the database has not taken them and USAGE_MAX_PENDING is reached');
+    while (entries > deps.maxPending && closed.size) {
+      const oldest = Math.min(...closed.keys());
+      const size = closed.get(oldest)!.size;
+      closed.delete(oldest);
+      entries -= size;
+      dropped += size;
+      log.warn({ minute: new Date(oldest * MINUTE_MS).toISOString(), keys: size }, 'usage counts dropped: the database has not taken them and USAGE_MAX_PENDING is reached');
     }
   }
 
@@ -65,43 +86,26 @@ export function createUsageRecorder(deps: {
     c[outcome]!++;
   }
 
-  function rowsOf(batch: MinuteCounts[]): UsageRow[] {
-    const rows: UsageRow[] = [];
-    for (const { minute: m, counts } of batch) {
-      const at = new Date(m * MINUTE_MS);
-      for (const [keyId, c] of counts) rows.push({ keyId, at, counts: c });
-    }
-    return rows;
-  }
-
   /**
    * Writes every counter gathered so far, the current minute's included (its later counts add to
-   * the same row). One write at a time; a failed batch goes back to be written with the next.
+   * the same row). One write at a time; a failed batch goes back, added to what came meanwhile.
    */
   function flush(): Promise<void> {
     queued ??= writing.then(async () => {
       queued = null;
       closeCurrent(minute);
       const batch = closed;
-      closed = [];
-      const size = batch.reduce((n, b) => n + b.counts.size, 0);
-      entries -= size;
-      if (!size) return;
-      const rows = rowsOf(batch);
+      closed = new Map();
+      const rows: UsageRow[] = [];
+      for (const [m, byKey] of batch) for (const [keyId, counts] of byKey) rows.push({ keyId, at: new Date(m * MINUTE_MS), counts });
+      entries -= rows.length;
+      if (!rows.length) return;
       let written = 0;
       try {
         for (; written < rows.length; written += ROWS_PER_STATEMENT) await deps.store.add(rows.slice(written, written + ROWS_PER_STATEMENT));
       } catch (err) {
         log.warn({ err: { message: (err as Error).message }, rows: rows.length - written }, 'could not write usage counts; will retry');
-        const left = new Map<number, Map<string, number[]>>();
-        for (const r of rows.slice(written)) {
-          const m = r.at.getTime() / MINUTE_MS;
-          let counts = left.get(m);
-          if (!counts) left.set(m, (counts = new Map()));
-          counts.set(r.keyId, r.counts);
-        }
-        closed = [...[...left].map(([m, counts]) => ({ minute: m, counts })), ...closed];
-        entries += rows.length - written;
+        for (const r of rows.slice(written)) if (addClosed(r.at.getTime() / MINUTE_MS, r.keyId, r.counts)) entries++;
         shed();
       }
     });
@@ -133,7 +137,6 @@ export function createUsageRecorder(deps: {
       return dropped;
     },
     start() {
-      if (!deps.enabled) return;
       timer ??= setInterval(() => void flush(), deps.flushEveryMs);
       timer.unref();
     },

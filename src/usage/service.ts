@@ -7,6 +7,9 @@ import type { UsageStore } from './store.js';
 
 export const MAX_BUCKETS = 1_500;
 const DAY_MS = 86_400_000;
+const YEAR_MS = 366 * DAY_MS;
+/** A read writes this instance's counters first, unless a read did so this recently. */
+const READ_FLUSH_EVERY_MS = 1_000;
 
 export interface UsageBucket {
   start: string;
@@ -32,6 +35,15 @@ export function createUsageService(deps: {
   retentionDays: number;
 }) {
   const { store } = deps;
+  let flushedForReadAt = -Infinity;
+
+  /** This instance's own counts into the answer; a dashboard polling the routes does not mean a write per read. */
+  async function flushForRead() {
+    const t = Date.now();
+    if (t - flushedForReadAt < READ_FLUSH_EVERY_MS) return;
+    flushedForReadAt = t;
+    await deps.flush();
+  }
 
   /** [from, to) from the query: defaults, order, and (for buckets) alignment and count. */
   function range(q: { from?: string; to?: string }, defaultSpanMs: number, interval?: UsageInterval) {
@@ -39,6 +51,8 @@ export function createUsageService(deps: {
     const from = q.from ? new Date(q.from) : new Date(to.getTime() - defaultSpanMs);
     const problems: FieldError[] = [];
     if (from.getTime() >= to.getTime()) problems.push({ field: 'from', message: 'must be earlier than to' });
+    // Nothing is counted ahead of time; and a bucket rounded up past year 9999 has no timestamp.
+    if (to.getTime() > deps.now().getTime() + YEAR_MS) problems.push({ field: 'to', message: 'must be at most a year from now' });
     if (problems.length) throw new ValidationError(problems);
     if (!interval) return { from, to };
     const size = INTERVALS[interval];
@@ -58,7 +72,7 @@ export function createUsageService(deps: {
       const interval = q.interval ?? 'hour';
       const { from, to, buckets } = range(q, DAY_MS, interval) as { from: Date; to: Date; buckets: number };
       if (!(await deps.keyExists(keyId))) throw new AppError('API_KEY_NOT_FOUND');
-      await deps.flush();
+      await flushForRead();
       const size = INTERVALS[interval];
       const out: UsageBucket[] = Array.from({ length: buckets }, (_, i) => ({ start: new Date(from.getTime() + i * size).toISOString(), total: 0, counts: zeroCounts() }));
       const totals = zeroCounts();
@@ -74,7 +88,7 @@ export function createUsageService(deps: {
 
     async top(q: { from?: string; to?: string; limit?: number }) {
       const { from, to } = range(q, DAY_MS);
-      await deps.flush();
+      await flushForRead();
       const keys = await store.top(from, to, q.limit ?? 10);
       return { from: from.toISOString(), to: to.toISOString(), keys };
     },
