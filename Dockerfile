@@ -18,6 +18,10 @@ COPY scripts/prisma-generate.mjs ./scripts/prisma-generate.mjs
 RUN npm ci
 COPY src ./src
 COPY bin ./bin
+# The web console (console/, React + Vite): `npm run build` compiles the server into dist/ and
+# builds the console into dist/console/, which the runtime stage gets with the rest of dist/.
+COPY scripts/build-console.mjs ./scripts/build-console.mjs
+COPY console ./console
 RUN npm run build
 # `prune --omit=dev` alone keeps prisma and typescript: @prisma/client names them as optional
 # peers, which npm keeps once installed. Dropping the devDependencies list first lets them go.

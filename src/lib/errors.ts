@@ -85,6 +85,10 @@ export const ERROR_CATALOGUE = {
     status: 503,
     detail: 'Webhooks are off on this server: it has no WEBHOOK_SECRET_KEY to encrypt their signing secrets with (set it to 32 random bytes, e.g. openssl rand -base64 32, and restart).',
   },
+  CONSOLE_NOT_BUILT: {
+    status: 503,
+    detail: 'The web console has not been built on this server: run npm run build (npm start builds it too), then reload.',
+  },
   OVERLOADED: { status: 503, detail: 'Too many key verifications are in progress; retry shortly.', retryAfter: 1 },
   SHUTTING_DOWN: { status: 503, detail: 'The server is shutting down; retry on another instance.', retryAfter: 1 },
 } as const satisfies Record<string, Entry>;

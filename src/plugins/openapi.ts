@@ -33,7 +33,8 @@ export const EXPLORER_CSP = [
   "style-src 'self' 'unsafe-inline'",
 ].join('; ');
 
-const EXPLORER_HEADERS = {
+/** Security headers of every browser-facing page (/docs, and /console with its own CSP). */
+export const EXPLORER_HEADERS = {
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
   'referrer-policy': 'no-referrer',
